@@ -1,0 +1,17 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _bootstrap_roles(sender, **kwargs) -> None:
+    # Permissions exist only after migrate's own post_migrate handler ran; ours runs after it.
+    from fusionreview.roles import roles_bootstrap
+
+    roles_bootstrap()
+
+
+class ClassifierConfig(AppConfig):
+    name = "classifier"
+    verbose_name = "Classification and review"
+
+    def ready(self) -> None:
+        post_migrate.connect(_bootstrap_roles, sender=self, dispatch_uid="classifier_roles_bootstrap")

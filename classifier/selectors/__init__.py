@@ -1,0 +1,1 @@
+"""Reads. One module per area (listings, review, training)."""

@@ -1,0 +1,1 @@
+"""Writes. One module per area (listings, review, training); names are `<entity>_<action>`."""

@@ -1,0 +1,3 @@
+"""Celery tasks, one module per area; imported here so Celery's autodiscovery finds them."""
+
+from classifier.tasks.inference import *  # noqa: F403

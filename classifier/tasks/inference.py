@@ -1,0 +1,3 @@
+"""Classification tasks on the `inference` queue."""
+
+__all__: list[str] = []

@@ -1,0 +1,85 @@
+"""The three roles and what each may do.
+
+Groups are named after the roles; each view and endpoint checks a permission, never a group
+name, so a deployment can grant a permission to a user directly.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from django.contrib.auth.models import Group, Permission
+from django.http import HttpRequest
+from rest_framework.permissions import BasePermission
+
+
+class Role(StrEnum):
+    AUDITOR = "auditor"
+    OPS = "ops"
+    ADMIN = "admin"
+
+
+class Perm(StrEnum):
+    """Permission codenames (app label included), one per capability."""
+
+    INGEST = "classifier.ingest_listing"
+    VIEW_LISTINGS = "classifier.view_listing"
+    REVIEW = "classifier.review_listing"
+    MANAGE_MODELS = "classifier.manage_models"
+    VIEW_KNOWLEDGE = "knowledge.view_knowledge"
+    EDIT_KNOWLEDGE = "knowledge.edit_knowledge"
+
+
+ROLE_PERMISSIONS: dict[Role, tuple[Perm, ...]] = {
+    Role.AUDITOR: (Perm.VIEW_LISTINGS, Perm.REVIEW, Perm.VIEW_KNOWLEDGE),
+    Role.OPS: (Perm.VIEW_LISTINGS, Perm.REVIEW, Perm.VIEW_KNOWLEDGE, Perm.EDIT_KNOWLEDGE, Perm.INGEST),
+    Role.ADMIN: tuple(Perm),
+}
+
+
+def roles_bootstrap() -> None:
+    """Create the role groups and give each exactly its permissions (safe to run again)."""
+    for role, perms in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role.value)
+        wanted = []
+        for perm in perms:
+            app_label, codename = perm.value.split(".")
+            wanted.append(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+        group.permissions.set(wanted)
+
+
+def user_roles(user: Any) -> list[str]:
+    if not getattr(user, "is_authenticated", False):
+        return []
+    return sorted(user.groups.values_list("name", flat=True))
+
+
+def role_context(request: HttpRequest) -> dict[str, Any]:
+    """Template context: which parts of the navigation this user may see."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"can": {}}
+    return {
+        "can": {
+            "review": user.has_perm(Perm.REVIEW),
+            "view_listings": user.has_perm(Perm.VIEW_LISTINGS),
+            "edit_knowledge": user.has_perm(Perm.EDIT_KNOWLEDGE),
+            "view_knowledge": user.has_perm(Perm.VIEW_KNOWLEDGE),
+            "manage_models": user.has_perm(Perm.MANAGE_MODELS),
+            "ingest": user.has_perm(Perm.INGEST),
+        }
+    }
+
+
+def has_perm(perm: Perm) -> type[BasePermission]:
+    """A DRF permission class requiring one capability: `permission_classes = [has_perm(Perm.INGEST)]`."""
+
+    class _HasPerm(BasePermission):
+        message = f"You need the '{perm.value}' permission."
+
+        def has_permission(self, request, view) -> bool:  # type: ignore[override]
+            return bool(request.user and request.user.is_authenticated and request.user.has_perm(perm))
+
+    _HasPerm.__name__ = f"HasPerm_{perm.name}"
+    return _HasPerm

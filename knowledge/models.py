@@ -1,0 +1,170 @@
+"""The brand/category knowledge graph that the fusion model consults at inference.
+
+Ops edit these rows; a publish turns them into an immutable `KnowledgeSnapshot`
+(`classifier.fusion.knowledge`) that the workers load through the entity cache.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+
+
+class Category(models.Model):
+    """A node of the category tree (three levels and deeper); leaves are article types."""
+
+    name = models.CharField(max_length=120)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    description = models.TextField(blank=True)
+    is_active = models.BooleanField(default=True)
+    # Optimistic concurrency: an edit names the version it started from and is refused if stale.
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "categories"
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint("parent", Lower("name"), name="category_unique_name_per_parent"),
+            # NULL parents are distinct in SQL, so roots need their own rule.
+            models.UniqueConstraint(
+                Lower("name"), condition=Q(parent__isnull=True), name="category_unique_root_name"
+            ),
+        ]
+        permissions = [
+            ("view_knowledge", "Can view the knowledge graph"),
+            ("edit_knowledge", "Can edit and publish the knowledge graph"),
+        ]
+
+    def __str__(self) -> str:
+        return self.path_label
+
+    @property
+    def path(self) -> list[str]:
+        names: list[str] = []
+        node: Category | None = self
+        seen: set[int] = set()
+        while node is not None and node.pk not in seen:
+            seen.add(node.pk)
+            names.append(node.name)
+            node = node.parent
+        return list(reversed(names))
+
+    @property
+    def path_label(self) -> str:
+        """The snapshot id of this node: names from the root joined by ' > '."""
+        return " > ".join(self.path)
+
+
+class CategoryAlias(models.Model):
+    """Another name for a category, in any script ("T-shirt", "Tee", "T恤")."""
+
+    category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="aliases")
+    alias = models.CharField(max_length=200)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint("category", Lower("alias"), name="category_alias_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.alias
+
+
+class Brand(models.Model):
+    """A brand and, through `BrandCategory`, the categories it sells."""
+
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    is_active = models.BooleanField(default=True)
+    categories = models.ManyToManyField(Category, through="BrandCategory", related_name="brands", blank=True)
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(Lower("name"), name="brand_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class BrandAlias(models.Model):
+    """Another spelling of a brand ("UCB", "United Colors of Benetton", "贝纳通"); unique across brands."""
+
+    brand = models.ForeignKey(Brand, on_delete=models.CASCADE, related_name="aliases")
+    alias = models.CharField(max_length=200)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(Lower("alias"), name="brand_alias_unique")]
+
+    def __str__(self) -> str:
+        return self.alias
+
+
+class BrandCategory(models.Model):
+    """Relation: the brand sells products of this category (any level of the tree)."""
+
+    brand = models.ForeignKey(Brand, on_delete=models.CASCADE)
+    category = models.ForeignKey(Category, on_delete=models.CASCADE)
+
+    class Meta:
+        constraints = [models.UniqueConstraint("brand", "category", name="brand_category_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.brand_id} sells {self.category_id}"
+
+
+class CategoryAttribute(models.Model):
+    """An attribute of a category with its allowed values; `required`/`excluded` are relations."""
+
+    category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="attributes")
+    name = models.CharField(max_length=100)
+    allowed_values = models.JSONField(default=list, blank=True)
+    required = models.BooleanField(default=False)
+    excluded = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint("category", Lower("name"), name="category_attribute_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.category.name}.{self.name}"
+
+
+class NoiseTerm(models.Model):
+    """A marketing phrase the title reader down-weights ("hot sale", "爆款")."""
+
+    term = models.CharField(max_length=200)
+    weight = models.FloatField(
+        default=0.1, help_text="Multiplier applied to the term's tokens (0 removes them)."
+    )
+
+    class Meta:
+        ordering = ["term"]
+        constraints = [models.UniqueConstraint(Lower("term"), name="noise_term_unique")]
+
+    def __str__(self) -> str:
+        return self.term
+
+
+class KnowledgeVersion(models.Model):
+    """A published, immutable snapshot of the whole graph; the highest number is in force."""
+
+    number = models.PositiveIntegerField(unique=True)
+    snapshot = models.JSONField()
+    checksum = models.CharField(max_length=64)
+    reason = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-number"]
+
+    def __str__(self) -> str:
+        return f"knowledge v{self.number}"
