@@ -1,0 +1,60 @@
+"""Prepare the embedded demo: knowledge graph, one user per role, the bundled sample classified."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from classifier.fusion.knowledge import KnowledgeSnapshot
+from classifier.models import Listing
+from knowledge.models import Category
+from knowledge.services import graph_import_snapshot, knowledge_publish
+
+SAMPLE_CSV = Path(settings.BASE_DIR) / "fusionreview" / "demo" / "sample" / "catalogue.csv"
+DEMO_USERS = (("auditor", "auditor"), ("ops", "ops"), ("admin", "admin"))
+
+
+class Command(BaseCommand):
+    help = __doc__
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--password", default="fusion-demo", help="password of the demo users")
+
+    def handle(self, *args, password: str, **options) -> None:
+        model_dir = Path(settings.FUSION_MODEL_DIR)
+        snapshot_path = model_dir / "snapshot.json"
+        if not (model_dir / "model.safetensors").exists():
+            raise CommandError(f"no trained model in {model_dir} (set FUSION_MODEL_DIR)")
+        if not Category.objects.exists():
+            if not snapshot_path.exists():
+                raise CommandError(f"{snapshot_path} is missing: the model directory is incomplete")
+            snapshot = KnowledgeSnapshot.from_dict(json.loads(snapshot_path.read_text()))
+            created = graph_import_snapshot(snapshot=snapshot)
+            version = knowledge_publish(reason="demo: knowledge graph the model was trained with")
+            self.stdout.write(
+                f"knowledge graph: {created['categories']} categories, {created['brands']} brands (v{version.number})"
+            )
+
+        for username, role in DEMO_USERS:
+            user, created = User.objects.get_or_create(username=username)
+            if created:
+                user.set_password(password)
+                user.save()
+            user.groups.add(Group.objects.get(name=role))
+            if role == "admin":
+                user.is_staff = True
+                user.save(update_fields=["is_staff"])
+
+        if not Listing.objects.filter(source="demo").exists():
+            call_command("import_catalogue", str(SAMPLE_CSV), source="demo", stdout=self.stdout)
+
+        counts = {s.label: Listing.objects.filter(status=s.value).count() for s in Listing.Status}
+        self.stdout.write("listings: " + ", ".join(f"{n} {label.lower()}" for label, n in counts.items() if n))
+        self.stdout.write(self.style.SUCCESS("\nDemo users (password: %s):" % password))
+        for username, role in DEMO_USERS:
+            self.stdout.write(f"  {username:<8} role {role}")
