@@ -12,7 +12,11 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-DATA_DIR = Path(os.environ.get("FUSION_DATA_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fashion"))
+DATA_DIR = Path(
+    os.environ.get(
+        "FUSION_DATA_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fashion"
+    )
+)
 
 
 def make_user(username: str, role: str | None):

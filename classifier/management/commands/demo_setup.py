@@ -54,7 +54,9 @@ class Command(BaseCommand):
             call_command("import_catalogue", str(SAMPLE_CSV), source="demo", stdout=self.stdout)
 
         counts = {s.label: Listing.objects.filter(status=s.value).count() for s in Listing.Status}
-        self.stdout.write("listings: " + ", ".join(f"{n} {label.lower()}" for label, n in counts.items() if n))
+        self.stdout.write(
+            "listings: " + ", ".join(f"{n} {label.lower()}" for label, n in counts.items() if n)
+        )
         self.stdout.write(self.style.SUCCESS("\nDemo users (password: %s):" % password))
         for username, role in DEMO_USERS:
             self.stdout.write(f"  {username:<8} role {role}")
