@@ -57,6 +57,6 @@ class Command(BaseCommand):
         self.stdout.write(
             "listings: " + ", ".join(f"{n} {label.lower()}" for label, n in counts.items() if n)
         )
-        self.stdout.write(self.style.SUCCESS("\nDemo users (password: %s):" % password))
+        self.stdout.write(self.style.SUCCESS(f"\nDemo users (password: {password}):"))
         for username, role in DEMO_USERS:
             self.stdout.write(f"  {username:<8} role {role}")
