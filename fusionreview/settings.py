@@ -160,7 +160,14 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # Claims whose auditor walked away go back to the queue (claiming also releases them on demand).
+    "review-release-expired": {
+        "task": "classifier.tasks.review.review_release_expired",
+        "schedule": 60.0,
+        "options": {"queue": "default"},
+    },
+}
 
 # --- the model -----------------------------------------------------------------------------
 FUSION_MODEL_DIR = Path(env_str("FUSION_MODEL_DIR", str(BASE_DIR / "fusionreview" / "demo" / "model")))
