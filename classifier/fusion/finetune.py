@@ -1,0 +1,595 @@
+"""Incremental fine-tuning of a trained fusion model, its evaluation, and the promotion gate's comparison.
+
+No Django here: the web app turns approved review decisions into ``(image, title, category_id, brand)``
+tuples and calls :func:`finetune`; the gate calls :func:`evaluate` on a frozen evaluation set and on
+recently reviewed items, then :func:`gate_compare` on the two metric dicts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ProgressCallback = Callable[[dict[str, Any]], Any]
+Example = tuple[Any, str, str, str]  # (image path or bytes, title, category_id, brand)
+
+
+class FinetuneCancelled(Exception):
+    """The progress callback asked to stop (a cancelled job); nothing is written."""
+
+
+class FinetuneError(ValueError):
+    """The inputs cannot be fine-tuned on (no examples, unknown categories, a bad base model)."""
+
+
+@dataclass(frozen=True)
+class LabelledItem:
+    """One evaluation item: an image (path or bytes), a title and its true leaf category id."""
+
+    image: Any
+    title: str
+    category_id: str
+    brand: str = ""
+    key: str = ""
+
+
+# ---- the frozen evaluation set ------------------------------------------------------------------------
+def frozen_eval_set(
+    catalogue_csv: str | Path,
+    *,
+    split: str = "test",
+    size: int = 300,
+    seed: int = 0,
+    leaves: set[str] | None = None,
+) -> tuple[str, list[LabelledItem]]:
+    """A fixed slice of the catalogue's ``split``: ``size`` rows sampled with ``seed`` from the rows whose
+    leaf is one the model knows (``leaves``; all rows when None).
+
+    Returns:
+        (name, items): ``name`` identifies the set exactly (split, size, seed and a digest of the ids), so a
+        metric is only ever compared with one computed on the same items.
+    """
+    from classifier.fusion.data import read_catalogue
+
+    catalogue_csv = Path(catalogue_csv)
+    rows = [r for r in read_catalogue(catalogue_csv) if r.split == split]
+    if leaves is not None:
+        rows = [r for r in rows if r.leaf_id in leaves]
+    rows.sort(key=lambda r: (len(r.id), r.id))
+    if len(rows) > size:
+        rows = random.Random(seed).sample(rows, size)
+        rows.sort(key=lambda r: (len(r.id), r.id))
+    digest = hashlib.sha256(",".join(r.id for r in rows).encode()).hexdigest()[:10]
+    name = f"{catalogue_csv.parent.name}:{split}:n={len(rows)}:seed={seed}:{digest}"
+    base = catalogue_csv.parent
+    items = [LabelledItem(str(base / r.image), r.title, r.leaf_id, key=r.id) for r in rows]
+    return name, items
+
+
+# ---- evaluation -------------------------------------------------------------------------------------
+def _image_bytes(src: Any) -> Any:
+    if isinstance(src, (bytes, bytearray)):
+        return bytes(src)
+    if isinstance(src, (str, Path)):
+        return Path(src).read_bytes()
+    return src  # a PIL image
+
+
+def expected_calibration_error(conf: Sequence[float], correct: Sequence[bool], bins: int = 15) -> float:
+    """ECE with equal-width confidence bins (0 = perfectly calibrated)."""
+    n = len(conf)
+    if n == 0:
+        return 0.0
+    total = 0.0
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        idx = [i for i, c in enumerate(conf) if (lo < c <= hi) or (b == 0 and c == 0.0)]
+        if not idx:
+            continue
+        acc = sum(1 for i in idx if correct[i]) / len(idx)
+        avg = sum(conf[i] for i in idx) / len(idx)
+        total += len(idx) / n * abs(acc - avg)
+    return total
+
+
+def evaluate(
+    engine: Any,
+    items: Sequence[LabelledItem],
+    *,
+    batch_size: int = 32,
+    progress_callback: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Run ``engine.predict_batch`` over ``items`` and summarise.
+
+    Returns:
+        ``{"n", "accuracy": {"master", "sub", "article"}, "per_category": {leaf: [n, correct]}, "ece",
+        "review_rate", "auto_accept_precision", "auto_accepted", "latency_ms": {"mean", "p95"},
+        "seconds_per_item", "unreadable"}``. Accuracies are fractions in [0, 1].
+    """
+    from classifier.fusion.engine import ListingInput
+
+    hits = {"master": 0, "sub": 0, "article": 0}
+    per_cat: dict[str, list[int]] = {}
+    conf: list[float] = []
+    correct: list[bool] = []
+    review = auto = auto_ok = unreadable = 0
+    lat: list[float] = []
+    t0 = time.perf_counter()
+    done = 0
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        inputs, kept = [], []
+        for it in chunk:
+            try:
+                inputs.append(ListingInput(image=_image_bytes(it.image), title=it.title, key=it.key))
+                kept.append(it)
+            except OSError:
+                unreadable += 1
+        preds = engine.predict_batch(inputs) if inputs else []
+        for it, p in zip(kept, preds, strict=True):
+            truth = [s.strip() for s in it.category_id.split(">")]
+            ok_leaf = p.category_id == it.category_id
+            hits["master"] += int(len(truth) > 0 and p.master_category == truth[0])
+            hits["sub"] += int(
+                len(truth) > 1 and p.master_category == truth[0] and p.sub_category == truth[1]
+            )
+            hits["article"] += int(ok_leaf)
+            pc = per_cat.setdefault(it.category_id, [0, 0])
+            pc[0] += 1
+            pc[1] += int(ok_leaf)
+            conf.append(float(p.confidence))
+            correct.append(ok_leaf)
+            lat.append(float(p.latency_ms))
+            if p.needs_review:
+                review += 1
+            else:
+                auto += 1
+                auto_ok += int(ok_leaf)
+        done += len(chunk)
+        if progress_callback is not None:
+            ev = {"phase": "evaluating", "done": done, "total": len(items), "message": None}
+            if progress_callback(ev) is False:
+                raise FinetuneCancelled()
+    n = len(conf)
+    lat_sorted = sorted(lat)
+    return {
+        "n": n,
+        "accuracy": {k: (v / n if n else 0.0) for k, v in hits.items()},
+        "per_category": per_cat,
+        "ece": expected_calibration_error(conf, correct),
+        "review_rate": review / n if n else 0.0,
+        "auto_accepted": auto,
+        "auto_accept_precision": auto_ok / auto if auto else None,
+        "latency_ms": {
+            "mean": sum(lat) / n if n else 0.0,
+            "p95": lat_sorted[min(n - 1, math.ceil(0.95 * n) - 1)] if n else 0.0,
+        },
+        "seconds_per_item": (time.perf_counter() - t0) / n if n else 0.0,
+        "unreadable": unreadable,
+    }
+
+
+# ---- the gate's comparison ----------------------------------------------------------------------------
+def gate_compare(
+    candidate: dict[str, dict],
+    baseline: dict[str, dict] | None,
+    *,
+    margin_points: float = 0.5,
+    category_margin_points: float = 5.0,
+    large_category_min: int = 30,
+    recent_min_items: int = 20,
+) -> tuple[bool, list[str], list[str]]:
+    """Compare a candidate with the production version on the same evaluation sets.
+
+    Args:
+        candidate, baseline: ``{"frozen": evaluate(...), "recent": evaluate(...) or None}``.
+        margin_points: refuse when leaf accuracy drops by more than this many percentage points on the frozen
+            set or on the recently reviewed items.
+        category_margin_points: ... or by more than this on any category with >= ``large_category_min``
+            frozen items (per-category samples are small: one item in 30 is 3.3 points).
+        recent_min_items: fewer recently reviewed items than this and that check is skipped (said in notes).
+
+    Returns:
+        (passed, reasons it is refused, notes).
+    """
+    reasons: list[str] = []
+    notes: list[str] = []
+    if baseline is None:
+        notes.append("no version in production: nothing to compare with")
+        return True, reasons, notes
+
+    def acc(m: dict | None) -> float | None:
+        return None if not m or not m.get("n") else float(m["accuracy"]["article"])
+
+    for key, label in (("frozen", "frozen evaluation set"), ("recent", "recently reviewed items")):
+        c, b = candidate.get(key), baseline.get(key)
+        ca, ba = acc(c), acc(b)
+        if ca is None or ba is None:
+            notes.append(f"{label}: not evaluated (no items)")
+            continue
+        if key == "recent" and c["n"] < recent_min_items:
+            notes.append(f"{label}: only {c['n']} items (< {recent_min_items}), check skipped")
+            continue
+        drop = 100.0 * (ba - ca)
+        line = (
+            f"{label}: leaf accuracy {100 * ca:.1f}% vs {100 * ba:.1f}% in production "
+            f"({-drop:+.1f} points, n={c['n']})"
+        )
+        if drop > margin_points + 1e-9:
+            reasons.append(f"{line}; worse than the {margin_points:g}-point margin")
+        else:
+            notes.append(line)
+    cf, bf = candidate.get("frozen") or {}, baseline.get("frozen") or {}
+    for cat, (n, ok) in sorted((cf.get("per_category") or {}).items()):
+        if n < large_category_min or cat not in (bf.get("per_category") or {}):
+            continue
+        bn, bok = bf["per_category"][cat]
+        drop = 100.0 * (bok / bn - ok / n)
+        if drop > category_margin_points + 1e-9:
+            reasons.append(
+                f"category {cat} ({n} frozen items): {100 * ok / n:.1f}% vs {100 * bok / bn:.1f}% "
+                f"({-drop:+.1f} points; margin {category_margin_points:g} for large categories)"
+            )
+    return not reasons, reasons, notes
+
+
+# ---- fine-tuning ------------------------------------------------------------------------------------------
+@dataclass
+class _Data:
+    images: Any  # uint8 numpy [n, 3, s, s]
+    pil: list  # PIL images (for calibration through the engine)
+    titles: list[str]
+    labels: Any  # torch long [n]
+    text: Any  # TextBatch
+
+
+def _load_items(items: Sequence[Example], leaf_pos: dict[str, int], size: int, emit, tag: str):
+    """Decode images and keep the items whose category is a known leaf; returns (kept, skipped reasons)."""
+    import numpy as np
+
+    from classifier.fusion.data import InvalidImageError, image_to_array, load_image
+
+    arrays, pil, titles, labels = [], [], [], []
+    skipped = {"unknown_category": 0, "bad_image": 0}
+    for i, (image, title, category_id, _brand) in enumerate(items):
+        if category_id not in leaf_pos:
+            skipped["unknown_category"] += 1
+            continue
+        try:
+            img = load_image(image if not isinstance(image, Path) else str(image))
+        except (InvalidImageError, OSError):
+            skipped["bad_image"] += 1
+            continue
+        small = img.resize((max(size, 224), max(size, 224))) if img.width * img.height > 600 * 600 else img
+        arrays.append(image_to_array(img, size))
+        pil.append(small)
+        titles.append(title or "")
+        labels.append(leaf_pos[category_id])
+        if (i + 1) % 100 == 0:
+            emit({"phase": f"loading {tag}", "done": i + 1, "total": len(items)})
+    imgs = np.stack(arrays) if arrays else np.zeros((0, 3, size, size), dtype=np.uint8)
+    return imgs, pil, titles, labels, skipped
+
+
+def _encode(encoder, extractor, titles: list[str], emit, batch_size: int = 128):
+    import torch
+
+    from classifier.fusion.modeling import TextBatch
+
+    parts = []
+    for i in range(0, len(titles), batch_size):
+        b = encoder.encode(titles[i : i + batch_size], extractor)
+        parts.append(TextBatch(b.hidden.half().cpu(), b.mask.cpu(), b.types.cpu(), b.prior.cpu()))
+        emit({"phase": "encoding titles", "done": min(i + batch_size, len(titles)), "total": len(titles)})
+    return TextBatch(
+        *(torch.cat([getattr(p, f) for p in parts]) for f in ("hidden", "mask", "types", "prior"))
+    )
+
+
+def finetune(
+    *,
+    base_model_dir: str | Path,
+    examples: Sequence[Example],
+    replay: Sequence[Example],
+    out_dir: str | Path,
+    epochs: int = 3,
+    progress_callback: ProgressCallback | None = None,
+    snapshot: Any = None,
+    lr: float = 3e-4,
+    batch_size: int = 32,
+    holdout_fraction: float = 0.2,
+    anchor_weight: float = 1.0,
+    correction_weight: float = 2.0,
+    seed: int = 0,
+    device: str | None = None,
+    encoder: Any = None,
+) -> dict[str, Any]:
+    """Fine-tune a trained model directory on corrections plus a replay sample and write a new one.
+
+    Loads the base weights; appends head rows for leaf categories of ``snapshot`` the base never trained on
+    but that the examples use (prototype text rows from the category's name/aliases/description, zero
+    delta); trains ``epochs`` epochs at a low learning rate with the backbone's batch-norm statistics
+    frozen and an L2 pull towards the base weights (``anchor_weight``) so the replay rows are not
+    forgotten; refits the temperature and the review threshold on a held-out split; writes config.json,
+    model.safetensors, labels.json, calibration.json, metrics.json and snapshot.json (no pickle).
+
+    Args:
+        base_model_dir: the model directory to start from.
+        examples: corrections ``(image path or bytes, title, category_id, brand)``.
+        replay: earlier training rows, same shape, mixed in against forgetting.
+        out_dir: where to write the new model directory (must not exist yet).
+        epochs: passes over corrections + replay.
+        progress_callback: called with ``{"phase", "epoch", "epochs", "step", "total_steps", "loss",
+            "eta_s", "message"}``; returning ``False`` cancels (:class:`FinetuneCancelled`).
+        snapshot: the knowledge snapshot in force (default: the base model's).
+        correction_weight: loss weight of a correction relative to a replay row.
+
+    Returns:
+        The metrics written to metrics.json (``finetune`` section: counts, new leaves, losses, held-out
+        accuracy before/after, timings).
+    """
+    import shutil
+
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from classifier.fusion.artifacts import DEFAULT_CALIBRATION, load_model, read_json, save_model
+    from classifier.fusion.encoder import TextEncoder
+    from classifier.fusion.engine import InferenceEngine, ListingInput
+    from classifier.fusion.knowledge import KnowledgeSnapshot
+    from classifier.fusion.modeling import FusionModel, TextBatch, info_nce
+    from classifier.fusion.text import EntityExtractor, category_text
+    from classifier.fusion.training import augment, choose_threshold, fit_temperature, level_matrices
+
+    t_start = time.perf_counter()
+
+    def emit(ev: dict[str, Any]) -> None:
+        if progress_callback is not None and progress_callback(ev) is False:
+            raise FinetuneCancelled("cancelled")
+
+    def say(msg: str) -> None:
+        emit({"phase": "log", "message": msg})
+
+    base_model_dir, out_dir = Path(base_model_dir), Path(out_dir)
+    if out_dir.exists():
+        raise FinetuneError(f"{out_dir} already exists")
+    if not examples:
+        raise FinetuneError("no corrections to fine-tune on")
+    if epochs < 1:
+        raise FinetuneError("epochs must be at least 1")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+
+    emit({"phase": "loading base model"})
+    base, cfg, labels = load_model(base_model_dir, "cpu")
+    base_cal = read_json(base_model_dir, "calibration.json", DEFAULT_CALIBRATION)
+    snapshot = snapshot or KnowledgeSnapshot.load(base_model_dir / "snapshot.json")
+    encoder = encoder or TextEncoder(cfg.text_checkpoint, cfg.max_tokens, device)
+    old_leaves: list[str] = list(labels["leaves"])
+    known = {c.id for c in snapshot.leaves()}
+    used = {e[2] for e in examples} | {r[2] for r in replay}
+    new_leaves = sorted(c for c in used if c in known and c not in set(old_leaves))
+    # leaves the snapshot no longer has keep their rows (the engine only scores the snapshot's leaves)
+    leaves = old_leaves + new_leaves
+    leaf_pos = {c: i for i, c in enumerate(leaves)}
+    say(
+        f"base {base_model_dir.name}: {len(old_leaves)} leaves; new leaves from the knowledge graph: "
+        f"{', '.join(new_leaves) or 'none'}"
+    )
+
+    # -- the model: base weights, head grown by the new leaves --
+    model = FusionModel(cfg, len(leaves))
+    state = base.state_dict()
+    if new_leaves:
+        emb = encoder.sentence_embeddings([category_text(snapshot, c) for c in new_leaves]).float()
+        state["head.category_text"] = torch.cat([state["head.category_text"], emb], 0)
+        state["head.delta"] = torch.cat([state["head.delta"], torch.zeros(len(new_leaves), cfg.embed_dim)], 0)
+    model.load_state_dict(state, strict=True)
+    model.to(device)
+    anchor = {
+        k: v.detach().clone().to(device)
+        for k, v in model.named_parameters()
+        if not k.startswith("head.delta")
+    }
+    del base
+
+    # -- data --
+    extractor = EntityExtractor(snapshot)
+    ex_imgs, ex_pil, ex_titles, ex_y, ex_skip = _load_items(
+        examples, leaf_pos, cfg.image_size, emit, "corrections"
+    )
+    rp_imgs, rp_pil, rp_titles, rp_y, rp_skip = _load_items(replay, leaf_pos, cfg.image_size, emit, "replay")
+    if not ex_y:
+        raise FinetuneError(f"none of the {len(examples)} corrections is usable ({ex_skip})")
+    images = np.concatenate([ex_imgs, rp_imgs])
+    pil = ex_pil + rp_pil
+    titles = ex_titles + rp_titles
+    y_all = torch.tensor(ex_y + rp_y, dtype=torch.long)
+    is_corr = torch.tensor([True] * len(ex_y) + [False] * len(rp_y))
+    text_all = _encode(encoder, extractor, titles, emit)
+    empty = encoder.encode([""], extractor)
+    empty = TextBatch(empty.hidden.half().cpu(), empty.mask.cpu(), empty.types.cpu(), empty.prior.cpu())
+    n_all = len(titles)
+    # held-out split for calibration (and the before/after check), stratified by corrections vs replay
+    order = torch.randperm(n_all, generator=gen)
+    hold_mask = torch.zeros(n_all, dtype=torch.bool)
+    for group in (is_corr, ~is_corr):
+        idx = order[group[order]]
+        k = int(len(idx) * holdout_fraction) if len(idx) >= 10 else 0
+        hold_mask[idx[:k]] = True
+    train_idx = torch.nonzero(~hold_mask).flatten()
+    hold_idx = torch.nonzero(hold_mask).flatten()
+    say(
+        f"{len(ex_y)} corrections, {len(rp_y)} replay rows ({len(train_idx)} train / {len(hold_idx)} held out); "
+        f"skipped corrections {ex_skip}, replay {rp_skip}"
+    )
+
+    _, mats = (
+        level_matrices(leaves, snapshot) if all(snapshot.has_category(c) for c in leaves) else (None, [])
+    )
+    mats = [m.to(device) for m in mats]
+    # -- training --
+    model.train()
+    for m in model.modules():  # small, skewed batches must not shift the backbone's statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    n = len(train_idx)
+    steps_per_epoch = max(1, math.ceil(n / batch_size))
+    total = epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
+    )
+    mix = torch.tensor([0.7, 0.3])  # full title / no title: the image branch keeps carrying decisions alone
+    loss_history: list[float] = []
+    step = 0
+    t_train = time.perf_counter()
+    for ep in range(epochs):
+        perm = train_idx[torch.randperm(n, generator=gen)]
+        tot = cnt = 0.0
+        for i in range(0, n, batch_size):
+            idx = perm[i : i + batch_size]
+            if len(idx) < 2:
+                continue
+            y = y_all[idx].to(device)
+            w = torch.where(is_corr[idx], correction_weight, 1.0).to(device)
+            choice = torch.multinomial(mix, len(idx), replacement=True, generator=gen)
+            if not cfg.use_image:
+                choice = torch.zeros_like(choice)
+            text = None
+            if cfg.use_text:
+                parts = []
+                for f in ("hidden", "mask", "types", "prior"):
+                    a = getattr(text_all, f)[idx]
+                    e = getattr(empty, f).expand_as(a)
+                    c = choice.view(-1, *([1] * (a.dim() - 1)))
+                    parts.append(torch.where(c == 0, a, e).to(device))
+                text = TextBatch(*parts)
+            pixels = augment(torch.from_numpy(images[idx.numpy()]), gen).to(device) if cfg.use_image else None
+            out = model(pixels, text)
+            ce = F.cross_entropy(out.logits, y, reduction="none", label_smoothing=cfg.label_smoothing)
+            loss = (ce * w).sum() / w.sum()
+            logp = F.log_softmax(out.logits, -1)
+            for m in mats:  # hierarchy: a parent's probability is the sum of its leaves'
+                lp = torch.logsumexp(logp.unsqueeze(-1) + torch.log(m.clamp_min(1e-12)).unsqueeze(0), 1)
+                loss = loss + cfg.hierarchy_weight * 0.5 * F.nll_loss(lp, (m[y] > 0).float().argmax(-1))
+            if out.image_logits is not None and out.features.fused is not None:
+                loss = loss + cfg.image_head_weight * F.cross_entropy(
+                    out.image_logits, y, label_smoothing=cfg.label_smoothing
+                )
+            f = out.features
+            has = (choice == 0).to(device)
+            if f.text_emb is not None and f.image_emb is not None and int(has.sum()) >= 2:
+                loss = loss + cfg.contrastive_weight * info_nce(f.image_emb[has], f.text_emb[has])
+            if anchor_weight > 0:  # L2-SP: stay close to the base weights
+                loss = loss + anchor_weight * sum(
+                    (p - anchor[k]).pow(2).sum() for k, p in model.named_parameters() if k in anchor
+                )
+            loss = loss + cfg.prototype_delta_l2 * model.head.delta.pow(2).sum(-1).mean()
+            if not torch.isfinite(loss):
+                raise FinetuneError(f"loss became {float(loss)} at step {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            sched.step()
+            step += 1
+            tot += float(loss.detach()) * len(idx)
+            cnt += len(idx)
+            elapsed = time.perf_counter() - t_train
+            emit(
+                {
+                    "phase": "training",
+                    "epoch": ep + 1,
+                    "epochs": epochs,
+                    "step": step,
+                    "total_steps": total,
+                    "loss": tot / cnt,
+                    "eta_s": elapsed / step * (total - step),
+                }
+            )
+        loss_history.append(round(tot / max(cnt, 1), 5))
+        say(f"epoch {ep + 1}/{epochs}: loss {loss_history[-1]:.4f} ({time.perf_counter() - t_train:.0f}s)")
+    model.eval()
+    train_seconds = time.perf_counter() - t_train
+
+    # -- calibration on the held-out split --
+    new_labels = dict(labels, leaves=leaves)
+    engine = InferenceEngine(
+        model, cfg, new_labels, dict(base_cal), snapshot, encoder, device, model_version=out_dir.name
+    )
+    cal = dict(base_cal)
+    holdout: dict[str, Any] = {"n": len(hold_idx)}
+    if len(hold_idx) >= 10:
+        emit({"phase": "calibrating"})
+        st = engine._state
+        pos = {c: i for i, c in enumerate(st.leaves)}
+        hold = [int(i) for i in hold_idx]
+        truth = [leaves[int(y_all[i])] for i in hold]
+        items = [ListingInput(pil[i], titles[i], key=str(i)) for i in hold]
+        engine.calibration.update(temperature=1.0)
+        raws = []
+        for s in range(0, len(items), 64):
+            raws += engine._predict(items[s : s + 64], force_path="full")[1]
+            emit({"phase": "calibrating", "done": min(s + 64, len(items)), "total": len(items)})
+        y = torch.tensor([pos.get(c, -1) for c in truth])
+        cal["temperature"] = fit_temperature(torch.stack([r.logits for r in raws]), y)
+        if raws[0].image_logits is not None:
+            cal["image_temperature"] = fit_temperature(torch.stack([r.image_logits for r in raws]), y)
+        engine.calibration.update(temperature=cal["temperature"], image_temperature=cal["image_temperature"])
+        preds = []
+        for s in range(0, len(items), 64):
+            preds += engine._predict(items[s : s + 64], review_threshold=0.0)[0]
+        conf = np.array([p.confidence for p in preds])
+        correct = np.array([p.category_id == c for p, c in zip(preds, truth, strict=True)])
+        flagged = np.array(["knowledge_conflict" in p.review_reasons for p in preds])
+        corr_mask = np.array([bool(is_corr[i]) for i in hold])
+        if len(items) >= 100:  # enough held-out items to choose the threshold for the target precision
+            cal["review_threshold"] = choose_threshold(conf, correct, flagged, cfg.target_precision)
+        cal["finetune_holdout"] = len(items)
+        holdout.update(
+            accuracy=float(correct.mean()),
+            corrections_accuracy=float(correct[corr_mask].mean()) if corr_mask.any() else None,
+            replay_accuracy=float(correct[~corr_mask].mean()) if (~corr_mask).any() else None,
+            ece=expected_calibration_error(conf.tolist(), correct.tolist()),
+        )
+        say(
+            f"calibration: T={cal['temperature']:.3f} threshold={cal['review_threshold']:.4f}; held-out "
+            f"accuracy {holdout['accuracy']:.3f}"
+        )
+
+    metrics = {
+        "finetune": {
+            "base_model": base_model_dir.name,
+            "corrections": len(ex_y),
+            "replay": len(rp_y),
+            "skipped": {"corrections": ex_skip, "replay": rp_skip},
+            "new_leaves": new_leaves,
+            "epochs": epochs,
+            "lr": lr,
+            "loss_history": loss_history,
+            "holdout": holdout,
+            "train_seconds": round(train_seconds, 1),
+            "total_seconds": round(time.perf_counter() - t_start, 1),
+            "device": device,
+        },
+        "base_metrics": read_json(base_model_dir, "metrics.json", {}),
+    }
+    emit({"phase": "saving"})
+    # write beside the target and rename: a crash never leaves a half-written model directory
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    save_model(tmp, model.cpu(), cfg, new_labels, cal, metrics, snapshot)
+    tmp.rename(out_dir)
+    say(f"wrote {out_dir}")
+    return metrics
