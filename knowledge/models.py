@@ -162,9 +162,87 @@ class KnowledgeVersion(models.Model):
     reason = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Snapshot id -> table row id ({"categories": {label: pk}, "brands": {id: pk}}), so a restore
+    # can put moved or renamed rows back instead of creating twins.
+    row_ids = models.JSONField(default=dict, blank=True)
+    # Set once the entity cache holds this version: until then the previous one stays in force.
+    activated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-number"]
 
     def __str__(self) -> str:
         return f"knowledge v{self.number}"
+
+
+class ChangeLog(models.Model):
+    """One edit of the graph: who, when, why, and the changed rows before and after, as JSON.
+
+    Edits are pending until a publish carries them into a `KnowledgeVersion`, or a discard
+    drops them (the tables go back to the last published snapshot).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending publish"
+        PUBLISHED = "published", "Published"
+        DISCARDED = "discarded", "Discarded"
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    action = models.CharField(max_length=40, db_index=True)
+    object_type = models.CharField(max_length=40)
+    object_id = models.CharField(max_length=64)
+    object_label = models.CharField(max_length=500, blank=True)
+    reason = models.TextField(blank=True)
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    knowledge_version = models.ForeignKey(
+        KnowledgeVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["object_type", "object_id", "-created_at"], name="changelog_object_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.object_type}:{self.object_id}"
+
+
+class Suggestion(models.Model):
+    """A knowledge gap revealed by review decisions, waiting for ops to accept or reject it."""
+
+    class Kind(models.TextChoices):
+        BRAND_ALIAS = "brand_alias", "Missing brand alias"
+        BRAND_CATEGORY = "brand_category", "Missing brand sells category"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected"
+
+    # One row per gap, whatever its status: a rejected gap is not suggested again.
+    key = models.CharField(max_length=400, unique=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    brand = models.ForeignKey(Brand, on_delete=models.CASCADE, related_name="suggestions")
+    category = models.ForeignKey(
+        Category, null=True, blank=True, on_delete=models.CASCADE, related_name="suggestions"
+    )
+    alias = models.CharField(max_length=200, blank=True)
+    evidence_count = models.PositiveIntegerField(default=0)
+    example_listing_ids = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-evidence_count", "-updated_at"]
+
+    def __str__(self) -> str:
+        return self.key

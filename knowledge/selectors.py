@@ -1,6 +1,14 @@
-"""Reads of the knowledge graph."""
+"""Reads of the knowledge graph: lookups, the snapshot build, the editor's lists and panels."""
 
 from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
 from classifier.fusion.knowledge import (
     AttributeRule,
@@ -8,25 +16,59 @@ from classifier.fusion.knowledge import (
     CategoryNode,
     KnowledgeSnapshot,
 )
-from knowledge.models import Brand, BrandAlias, Category, CategoryAttribute, KnowledgeVersion, NoiseTerm
+from knowledge.models import (
+    Brand,
+    BrandAlias,
+    BrandCategory,
+    Category,
+    CategoryAlias,
+    CategoryAttribute,
+    ChangeLog,
+    KnowledgeVersion,
+    NoiseTerm,
+    Suggestion,
+)
 
 
-def category_path_labels() -> dict[int, str]:
+def category_path_labels(*, active_only: bool = False) -> dict[int, str]:
     """Every category's snapshot id (its path label), computed in one query."""
     rows = {
-        pk: (name, parent_id)
-        for pk, name, parent_id in Category.objects.values_list("id", "name", "parent_id")
+        pk: (name, parent_id, active)
+        for pk, name, parent_id, active in Category.objects.values_list(
+            "id", "name", "parent_id", "is_active"
+        )
     }
     labels: dict[int, str] = {}
 
     def label(pk: int) -> str:
-        if pk not in labels:
-            name, parent_id = rows[pk]
-            labels[pk] = name if parent_id is None else f"{label(parent_id)} > {name}"
+        # Iterative walk: a 10,000-node tree can be deeper than Python's recursion limit.
+        chain: list[int] = []
+        cur: int | None = pk
+        seen: set[int] = set()
+        while cur is not None and cur not in labels and cur not in seen:
+            seen.add(cur)
+            chain.append(cur)
+            cur = rows[cur][1]
+        prefix = labels.get(cur, "") if cur is not None else ""
+        for node in reversed(chain):
+            name = rows[node][0]
+            prefix = f"{prefix} > {name}" if prefix else name
+            labels[node] = prefix
         return labels[pk]
 
     for pk in rows:
         label(pk)
+    if active_only:
+        # A node is live only when it and all its ancestors are active.
+        live: dict[int, bool] = {}
+
+        def is_live(pk: int) -> bool:
+            if pk not in live:
+                _name, parent_id, active = rows[pk]
+                live[pk] = active and (parent_id is None or is_live(parent_id))
+            return live[pk]
+
+        return {pk: lab for pk, lab in labels.items() if is_live(pk)}
     return labels
 
 
@@ -59,47 +101,297 @@ def knowledge_version_latest() -> KnowledgeVersion | None:
     return KnowledgeVersion.objects.order_by("-number").first()
 
 
-def snapshot_build_from_db(*, version: int) -> KnowledgeSnapshot:
-    """The whole graph as the immutable structure the fusion model reads."""
-    labels = category_path_labels()
-    categories = []
-    for cat in Category.objects.filter(is_active=True).prefetch_related("aliases").order_by("id"):
-        categories.append(
-            CategoryNode(
-                id=labels[cat.pk],
-                name=cat.name,
-                parent_id=labels[cat.parent_id] if cat.parent_id else None,
-                aliases=tuple(a.alias for a in cat.aliases.all()),
-                description=cat.description,
-            )
+def snapshot_build_with_ids(*, version: int) -> tuple[KnowledgeSnapshot, dict[str, dict[str, int]]]:
+    """The graph as a snapshot plus the snapshot-id -> row-id map a restore needs.
+
+    Four flat queries grouped in Python (no prefetch): it stays linear at 100,000 brands.
+    """
+    labels = category_path_labels(active_only=True)
+    cat_aliases: dict[int, list[str]] = defaultdict(list)
+    for cat_id, alias in CategoryAlias.objects.order_by("id").values_list("category_id", "alias"):
+        cat_aliases[cat_id].append(alias)
+    categories = [
+        CategoryNode(
+            id=labels[pk],
+            name=name,
+            parent_id=labels[parent_id] if parent_id else None,
+            aliases=tuple(cat_aliases.get(pk, ())),
+            description=description,
         )
+        for pk, name, parent_id, description in Category.objects.order_by("id")
+        .values_list("id", "name", "parent_id", "description")
+        .iterator(chunk_size=5000)
+        if pk in labels
+    ]
+    brand_aliases: dict[int, list[str]] = defaultdict(list)
+    for brand_id, alias in (
+        BrandAlias.objects.order_by("id").values_list("brand_id", "alias").iterator(chunk_size=10000)
+    ):
+        brand_aliases[brand_id].append(alias)
+    brand_cats: dict[int, list[str]] = defaultdict(list)
+    for brand_id, cat_id in (
+        BrandCategory.objects.order_by("id").values_list("brand_id", "category_id").iterator(chunk_size=10000)
+    ):
+        if cat_id in labels:
+            brand_cats[brand_id].append(labels[cat_id])
     brands = []
-    for brand in (
-        Brand.objects.filter(is_active=True).prefetch_related("aliases", "brandcategory_set").order_by("id")
+    brand_ids: dict[str, int] = {}
+    for pk, name in (
+        Brand.objects.filter(is_active=True)
+        .order_by("id")
+        .values_list("id", "name")
+        .iterator(chunk_size=10000)
     ):
         brands.append(
             BrandEntry(
-                id=str(brand.pk),
-                name=brand.name,
-                aliases=tuple(a.alias for a in brand.aliases.all()),
-                category_ids=tuple(labels[bc.category_id] for bc in brand.brandcategory_set.all()),
+                id=str(pk),
+                name=name,
+                aliases=tuple(brand_aliases.get(pk, ())),
+                category_ids=tuple(brand_cats.get(pk, ())),
             )
         )
+        brand_ids[str(pk)] = pk
     rules = [
         AttributeRule(
-            category_id=labels[attr.category_id],
-            attribute=attr.name,
-            allowed_values=tuple(attr.allowed_values or ()),
-            required=attr.required,
-            excluded=attr.excluded,
+            category_id=labels[cat_id],
+            attribute=name,
+            allowed_values=tuple(values or ()),
+            required=required,
+            excluded=excluded,
         )
-        for attr in CategoryAttribute.objects.order_by("id")
+        for cat_id, name, values, required, excluded in CategoryAttribute.objects.order_by("id").values_list(
+            "category_id", "name", "allowed_values", "required", "excluded"
+        )
+        if cat_id in labels
     ]
     noise = tuple(NoiseTerm.objects.order_by("term").values_list("term", flat=True))
-    return KnowledgeSnapshot(
+    snapshot = KnowledgeSnapshot(
         version=version,
         categories=tuple(categories),
         brands=tuple(brands),
         attribute_rules=tuple(rules),
         noise_terms=noise,
     )
+    row_ids = {"categories": {label: pk for pk, label in labels.items()}, "brands": brand_ids}
+    return snapshot, row_ids
+
+
+def snapshot_build_from_db(*, version: int) -> KnowledgeSnapshot:
+    """The whole graph as the immutable structure the fusion model reads."""
+    return snapshot_build_with_ids(version=version)[0]
+
+
+# ---- editor lists -------------------------------------------------------------------------------
+
+
+def category_search(*, query: str, limit: int = 50) -> list[tuple[Category, str]]:
+    """Categories whose name or alias contains `query`, with their path labels."""
+    labels = category_path_labels()
+    qs = Category.objects.filter(Q(name__icontains=query) | Q(aliases__alias__icontains=query)).distinct()
+    return [(c, labels[c.pk]) for c in qs.order_by("name")[:limit]]
+
+
+@dataclass
+class TreeNode:
+    category: Category
+    label: str
+    children: list[TreeNode] = field(default_factory=list)
+    listing_count: int = 0
+
+
+def category_tree() -> list[TreeNode]:
+    """The whole tree, roots first, children sorted by name (two queries)."""
+    from classifier.models import Listing
+
+    labels = category_path_labels()
+    counts = dict(
+        Listing.objects.filter(final_category__isnull=False)
+        .values_list("final_category")
+        .annotate(n=Count("id"))
+        .values_list("final_category", "n")
+    )
+    nodes = {
+        c.pk: TreeNode(category=c, label=labels[c.pk], listing_count=counts.get(c.pk, 0))
+        for c in Category.objects.order_by("name")
+    }
+    roots: list[TreeNode] = []
+    for node in nodes.values():
+        parent_id = node.category.parent_id
+        (nodes[parent_id].children if parent_id in nodes else roots).append(node)
+    return roots
+
+
+def category_choices() -> list[tuple[int, str]]:
+    """(id, path label) of every active category, sorted by label (for move/merge pickers)."""
+    labels = category_path_labels(active_only=True)
+    return sorted(labels.items(), key=lambda item: item[1].lower())
+
+
+def brand_search(*, query: str = "", limit: int = 100) -> QuerySet[Brand]:
+    qs = Brand.objects.annotate(n_categories=Count("brandcategory", distinct=True))
+    if query:
+        qs = qs.filter(Q(name__icontains=query) | Q(aliases__alias__icontains=query)).distinct()
+    return qs.order_by("name")[:limit]
+
+
+def brand_detail(*, brand: Brand, listings: int = 20) -> dict[str, Any]:
+    from classifier.models import Listing
+
+    labels = category_path_labels()
+    categories = sorted(
+        (
+            (bc.category_id, labels.get(bc.category_id, "?"))
+            for bc in BrandCategory.objects.filter(brand=brand)
+        ),
+        key=lambda item: item[1],
+    )
+    recent = (
+        Listing.objects.filter(final_brand=brand)
+        .select_related("final_category")
+        .order_by("-created_at")[:listings]
+    )
+    return {
+        "categories": categories,
+        "aliases": list(brand.aliases.order_by("alias").values_list("alias", flat=True)),
+        "recent_listings": [(listing, labels.get(listing.final_category_id, "")) for listing in recent],
+        "listing_count": Listing.objects.filter(final_brand=brand).count(),
+    }
+
+
+def graph_problems() -> list[dict[str, Any]]:
+    """Things ops should fix: one name under two parents, empty brands, inactive nodes still used."""
+    labels = category_path_labels()
+    problems: list[dict[str, Any]] = []
+    by_name: dict[str, list[int]] = defaultdict(list)
+    leaf_ids = set(Category.objects.filter(children__isnull=True).values_list("id", flat=True))
+    for pk, name in Category.objects.filter(is_active=True).values_list("id", "name"):
+        by_name[name.lower()].append(pk)
+    for ids in by_name.values():
+        if len(ids) > 1 and all(pk in leaf_ids for pk in ids):
+            problems.append(
+                {
+                    "code": "duplicate_category_name",
+                    "message": "The same category name sits under several parents: "
+                    + "; ".join(sorted(labels[pk] for pk in ids)),
+                    "category_ids": sorted(ids),
+                }
+            )
+    for brand in Brand.objects.filter(is_active=True, brandcategory__isnull=True).order_by("name")[:50]:
+        problems.append(
+            {
+                "code": "brand_without_categories",
+                "message": f"Brand {brand.name!r} sells no category: every prediction of it is a conflict.",
+                "brand_id": brand.pk,
+            }
+        )
+    return problems
+
+
+def changes_pending() -> QuerySet[ChangeLog]:
+    return ChangeLog.objects.filter(status=ChangeLog.Status.PENDING).select_related("actor")
+
+
+def change_last_for(*, object_type: str, object_id: int | str) -> ChangeLog | None:
+    return (
+        ChangeLog.objects.filter(object_type=object_type, object_id=str(object_id))
+        .select_related("actor")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def suggestions_pending() -> QuerySet[Suggestion]:
+    return Suggestion.objects.filter(status=Suggestion.Status.PENDING).select_related("brand", "category")
+
+
+# ---- impact preview -----------------------------------------------------------------------------
+
+
+def brand_category_conflict(snapshot: KnowledgeSnapshot, *, brand_name: str, category_id: str) -> bool:
+    """True when the snapshot knows the brand, it sells something, and nothing covering `category_id`.
+
+    A brand that sells a node sells every node below it, so the check walks the predicted
+    category's ancestors. An unknown brand or category is no conflict here (nothing to contradict).
+    """
+    if not brand_name or not category_id or not snapshot.has_category(category_id):
+        return False
+    brand = snapshot.find_brand(brand_name)
+    if brand is None or not brand.category_ids:
+        return False
+    covering = set(snapshot.ancestors(category_id, include_self=True))
+    return not covering.intersection(brand.category_ids)
+
+
+@dataclass
+class ImpactPreview:
+    window_days: int
+    limit: int
+    examined: int = 0
+    label_changed: int = 0
+    category_removed: int = 0
+    new_conflicts: int = 0
+    resolved_conflicts: int = 0
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    pending_changes: int = 0
+    published_version: int = 0
+
+    @property
+    def affected(self) -> int:
+        return self.label_changed + self.category_removed + self.new_conflicts + self.resolved_conflicts
+
+
+def impact_preview(*, days: int = 7, limit: int = 5000, max_examples: int = 25) -> ImpactPreview:
+    """How the pending (unpublished) edits would change the recent predictions.
+
+    Compares, for each of the latest `limit` predictions of the last `days` days, the
+    published snapshot with the candidate built from the tables: the category path the
+    prediction points at (merges and moves change it), whether that category still exists,
+    and the brand-sells-category check (a conflict appearing or going away).
+    """
+    from classifier.models import Prediction
+
+    latest = knowledge_version_latest()
+    published = KnowledgeSnapshot.from_dict(latest.snapshot) if latest else None
+    candidate = snapshot_build_from_db(version=(latest.number if latest else 0) + 1)
+    live_labels = category_path_labels(active_only=True)
+    brand_names = dict(Brand.objects.filter(is_active=True).values_list("id", "name"))
+    since = timezone.now() - timedelta(days=days)
+    rows = (
+        Prediction.objects.filter(created_at__gte=since, is_shadow=False)
+        .order_by("-created_at")
+        .values_list("id", "listing_id", "category_id", "category_label", "brand_id", "brand_label")[:limit]
+    )
+    preview = ImpactPreview(
+        window_days=days,
+        limit=limit,
+        pending_changes=changes_pending().count(),
+        published_version=latest.number if latest else 0,
+    )
+    for pred_id, listing_id, category_id, old_label, brand_id, brand_label in rows:
+        preview.examined += 1
+        new_label = live_labels.get(category_id) if category_id else None
+        effects: list[str] = []
+        if new_label is None:
+            if category_id is not None or (published and published.has_category(old_label)):
+                preview.category_removed += 1
+                effects.append("category removed")
+        elif new_label != old_label:
+            preview.label_changed += 1
+            effects.append(f"label {old_label} → {new_label}")
+        old_brand = brand_label
+        new_brand = brand_names.get(brand_id, brand_label) if brand_id else brand_label
+        was = bool(published) and brand_category_conflict(
+            published, brand_name=old_brand, category_id=old_label
+        )
+        now = bool(new_label) and brand_category_conflict(
+            candidate, brand_name=new_brand, category_id=new_label
+        )
+        if now and not was:
+            preview.new_conflicts += 1
+            effects.append(f"new conflict: {new_brand} does not sell {new_label}")
+        elif was and not now:
+            preview.resolved_conflicts += 1
+            effects.append("conflict resolved")
+        if effects and len(preview.examples) < max_examples:
+            preview.examples.append({"prediction_id": pred_id, "listing_id": listing_id, "effects": effects})
+    return preview

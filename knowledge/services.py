@@ -1,10 +1,20 @@
-"""Writes to the knowledge graph: imports and publishing."""
+"""Writes to the knowledge graph: edits, merges, imports, publish, discard, restore, suggestions.
+
+Every edit is recorded in `ChangeLog` (who, when, why, the rows before and after) and stays
+*pending* until `knowledge_publish` freezes the tables into a new `KnowledgeVersion` and hands
+it to the workers through the entity cache. Edits of one row name the `version` they started
+from; a stale one raises `StaleEdit` naming who changed the row meanwhile.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
 
 from classifier.fusion.knowledge import KnowledgeSnapshot
 from knowledge import cache
@@ -15,15 +25,681 @@ from knowledge.models import (
     Category,
     CategoryAlias,
     CategoryAttribute,
+    ChangeLog,
     KnowledgeVersion,
     NoiseTerm,
+    Suggestion,
 )
-from knowledge.selectors import knowledge_version_latest, snapshot_build_from_db
+from knowledge.selectors import (
+    category_path_labels,
+    change_last_for,
+    knowledge_version_latest,
+    snapshot_build_with_ids,
+)
+
+log = logging.getLogger(__name__)
+
+NAME_MAX = 120
+BRAND_NAME_MAX = 200
+ALIAS_MAX = 200
+TERM_MAX = 200
+
+
+class KnowledgeError(ValueError):
+    """An edit refused with a message meant for the person who made it."""
+
+
+class StaleEdit(KnowledgeError):
+    """The row changed since the form was opened."""
+
+
+def _user(actor: Any) -> Any:
+    return actor if getattr(actor, "is_authenticated", False) else None
+
+
+def _short(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+# ---- change log ---------------------------------------------------------------------------------
+
+
+def _log(
+    *,
+    actor: Any,
+    action: str,
+    obj: Category | Brand | None = None,
+    object_type: str = "",
+    object_id: str = "",
+    label: str = "",
+    reason: str = "",
+    before: dict | None = None,
+    after: dict | None = None,
+) -> ChangeLog:
+    if obj is not None:
+        object_type = "category" if isinstance(obj, Category) else "brand"
+        object_id = str(obj.pk)
+        label = label or (obj.path_label if isinstance(obj, Category) else obj.name)
+    return ChangeLog.objects.create(
+        actor=_user(actor),
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        object_label=label[:500],
+        reason=reason,
+        before=before or {},
+        after=after or {},
+    )
+
+
+def category_row(category: Category) -> dict[str, Any]:
+    """A category as the change log stores it."""
+    return {
+        "id": category.pk,
+        "name": category.name,
+        "parent_id": category.parent_id,
+        "path": category.path_label,
+        "description": category.description,
+        "is_active": category.is_active,
+        "version": category.version,
+        "aliases": sorted(category.aliases.values_list("alias", flat=True)),
+    }
+
+
+def brand_row(brand: Brand) -> dict[str, Any]:
+    """A brand as the change log stores it."""
+    labels = category_path_labels()
+    return {
+        "id": brand.pk,
+        "name": brand.name,
+        "description": brand.description,
+        "is_active": brand.is_active,
+        "version": brand.version,
+        "aliases": sorted(brand.aliases.values_list("alias", flat=True)),
+        "categories": sorted(
+            labels.get(c, "?")
+            for c in BrandCategory.objects.filter(brand=brand).values_list("category_id", flat=True)
+        ),
+    }
+
+
+def _lock_at_version(model: type[Category] | type[Brand], pk: int, expected_version: int | None):
+    """Lock the row; refuse when it moved past the version the editor started from."""
+    obj = model.objects.select_for_update().get(pk=pk)
+    if expected_version is not None and obj.version != int(expected_version):
+        kind = "category" if model is Category else "brand"
+        last = change_last_for(object_type=kind, object_id=pk)
+        who = "someone else"
+        when = ""
+        if last is not None:
+            who = last.actor.get_username() if last.actor else "the system"
+            when = f" at {timezone.localtime(last.created_at):%H:%M:%S}"
+        raise StaleEdit(
+            f"{obj} was changed by {who}{when} after you opened it (version {obj.version}, "
+            f"yours {expected_version}). Reload to see their change, then edit again."
+        )
+    return obj
+
+
+def _bump(obj: Category | Brand) -> None:
+    type(obj).objects.filter(pk=obj.pk).update(version=F("version") + 1)
+    obj.refresh_from_db()
+
+
+# ---- validation ---------------------------------------------------------------------------------
+
+
+def _clean_name(name: str, *, what: str, max_len: int) -> str:
+    name = " ".join((name or "").split())
+    if not name:
+        raise KnowledgeError(f"The {what} name is empty.")
+    if len(name) > max_len:
+        raise KnowledgeError(f"The {what} name is {len(name)} characters long; the limit is {max_len}.")
+    if what == "category" and ">" in name:
+        raise KnowledgeError("A category name cannot contain '>': it separates the levels of a path.")
+    return name
+
+
+def aliases_parse(text: str) -> list[str]:
+    """One alias per line (bulk edit textarea); blank lines dropped."""
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def _clean_aliases(aliases: Iterable[str], *, own_name: str) -> list[str]:
+    out: list[str] = []
+    seen = {own_name.lower()}
+    for raw in aliases:
+        alias = " ".join(str(raw).split())
+        if not alias:
+            continue
+        if len(alias) > ALIAS_MAX:
+            raise KnowledgeError(
+                f"The alias {_short(alias)!r} is {len(alias)} characters long; the limit is {ALIAS_MAX}."
+            )
+        if alias.lower() in seen:
+            continue
+        seen.add(alias.lower())
+        out.append(alias)
+    return out
+
+
+def _check_brand_aliases_free(aliases: Sequence[str], *, brand: Brand | None) -> None:
+    for alias in aliases:
+        other_alias = (
+            BrandAlias.objects.filter(alias__iexact=alias).exclude(brand=brand).select_related("brand")
+        )
+        hit = other_alias.first()
+        if hit is not None:
+            raise KnowledgeError(f"The alias {alias!r} already belongs to brand {hit.brand.name!r}.")
+        named = Brand.objects.filter(name__iexact=alias).exclude(pk=brand.pk if brand else None).first()
+        if named is not None:
+            raise KnowledgeError(
+                f"{alias!r} is the name of brand {named.name!r}; merge the two brands instead."
+            )
+
+
+def _check_brand_name_free(name: str, *, brand: Brand | None) -> None:
+    other = Brand.objects.filter(name__iexact=name).exclude(pk=brand.pk if brand else None).first()
+    if other is not None:
+        raise KnowledgeError(f"A brand named {other.name!r} already exists.")
+    alias = BrandAlias.objects.filter(alias__iexact=name).exclude(brand=brand).select_related("brand").first()
+    if alias is not None:
+        raise KnowledgeError(f"{name!r} is already an alias of brand {alias.brand.name!r}.")
+
+
+def _check_sibling_free(name: str, *, parent: Category | None, exclude: Category | None) -> None:
+    clash = Category.objects.filter(parent=parent, name__iexact=name).exclude(
+        pk=exclude.pk if exclude else None
+    )
+    hit = clash.first()
+    if hit is not None:
+        where = parent.path_label if parent else "the top level"
+        raise KnowledgeError(f"There is already a category {hit.name!r} under {where}; merge them instead.")
+
+
+def _descendant_ids(category: Category) -> set[int]:
+    children: dict[int | None, list[int]] = {}
+    for pk, parent_id in Category.objects.values_list("id", "parent_id"):
+        children.setdefault(parent_id, []).append(pk)
+    out: set[int] = set()
+    stack = list(children.get(category.pk, ()))
+    while stack:
+        pk = stack.pop()
+        if pk not in out:
+            out.add(pk)
+            stack.extend(children.get(pk, ()))
+    return out
+
+
+# ---- categories ---------------------------------------------------------------------------------
 
 
 @transaction.atomic
-def graph_import_snapshot(*, snapshot: KnowledgeSnapshot) -> dict[str, int]:
-    """Upsert every node, brand, alias, relation, rule and noise term of `snapshot` (idempotent)."""
+def category_create(
+    *,
+    actor: Any,
+    name: str,
+    parent: Category | None = None,
+    description: str = "",
+    aliases: Iterable[str] = (),
+    reason: str = "",
+) -> Category:
+    name = _clean_name(name, what="category", max_len=NAME_MAX)
+    _check_sibling_free(name, parent=parent, exclude=None)
+    clean = _clean_aliases(aliases, own_name=name)
+    category = Category.objects.create(name=name, parent=parent, description=description.strip())
+    CategoryAlias.objects.bulk_create([CategoryAlias(category=category, alias=a) for a in clean])
+    _log(actor=actor, action="create", obj=category, reason=reason, after=category_row(category))
+    return category
+
+
+@transaction.atomic
+def category_update(
+    *,
+    actor: Any,
+    category: Category,
+    expected_version: int | None,
+    name: str,
+    description: str,
+    aliases: Iterable[str] | None = None,
+    reason: str = "",
+) -> Category:
+    """Rename, describe and (when `aliases` is given) replace the aliases of one node."""
+    category = _lock_at_version(Category, category.pk, expected_version)
+    before = category_row(category)
+    name = _clean_name(name, what="category", max_len=NAME_MAX)
+    _check_sibling_free(name, parent=category.parent, exclude=category)
+    category.name = name
+    category.description = (description or "").strip()
+    category.save(update_fields=["name", "description", "updated_at"])
+    if aliases is not None:
+        clean = _clean_aliases(aliases, own_name=name)
+        category.aliases.all().delete()
+        CategoryAlias.objects.bulk_create([CategoryAlias(category=category, alias=a) for a in clean])
+    _bump(category)
+    _log(
+        actor=actor, action="update", obj=category, reason=reason, before=before, after=category_row(category)
+    )
+    return category
+
+
+@transaction.atomic
+def category_move(
+    *,
+    actor: Any,
+    category: Category,
+    new_parent: Category | None,
+    expected_version: int | None,
+    reason: str = "",
+) -> Category:
+    """Put a node (with its subtree) under another parent; refuses cycles and name clashes."""
+    category = _lock_at_version(Category, category.pk, expected_version)
+    if new_parent is not None:
+        new_parent = Category.objects.get(pk=new_parent.pk)
+        if new_parent.pk == category.pk or new_parent.pk in _descendant_ids(category):
+            raise KnowledgeError(
+                f"Cannot move {category.path_label} under {new_parent.path_label}: "
+                "that is inside its own subtree (the tree would loop)."
+            )
+    if (new_parent.pk if new_parent else None) == category.parent_id:
+        raise KnowledgeError(f"{category.path_label} is already there.")
+    _check_sibling_free(category.name, parent=new_parent, exclude=category)
+    before = category_row(category)
+    category.parent = new_parent
+    category.save(update_fields=["parent", "updated_at"])
+    _bump(category)
+    _log(actor=actor, action="move", obj=category, reason=reason, before=before, after=category_row(category))
+    return category
+
+
+def _classifier_models():
+    from classifier.models import Listing, Prediction, ReviewDecision, ReviewTask
+
+    return Listing, Prediction, ReviewDecision, ReviewTask
+
+
+def category_usage(*, category: Category) -> dict[str, int]:
+    Listing, Prediction, ReviewDecision, _ReviewTask = _classifier_models()
+    return {
+        "listings": Listing.objects.filter(final_category=category).count(),
+        "predictions": Prediction.objects.filter(category=category).count(),
+        "decisions": ReviewDecision.objects.filter(category=category).count(),
+        "children": category.children.count(),
+    }
+
+
+@transaction.atomic
+def category_merge(*, actor: Any, source: Category, target: Category, reason: str = "") -> Category:
+    """Fold `source` into `target`: its listings, predictions, review rows, aliases, relations,
+    attributes and children follow; its name becomes an alias of `target`; `source` is deleted."""
+    Listing, Prediction, ReviewDecision, ReviewTask = _classifier_models()
+    source = Category.objects.select_for_update().get(pk=source.pk)
+    target = Category.objects.select_for_update().get(pk=target.pk)
+    if source.pk == target.pk:
+        raise KnowledgeError("Pick two different categories to merge.")
+    if target.pk in _descendant_ids(source):
+        raise KnowledgeError(f"Cannot merge {source.path_label} into its own descendant {target.path_label}.")
+    before = {"source": category_row(source), "target": category_row(target)}
+    moved = {
+        "listings": Listing.objects.filter(final_category=source).update(final_category=target),
+        "predictions": Prediction.objects.filter(category=source).update(category=target),
+        "review_tasks": ReviewTask.objects.filter(category=source).update(category=target),
+        "decisions": ReviewDecision.objects.filter(category=source).update(category=target),
+    }
+    # Children: a same-named child of the target absorbs the source's child (recursively).
+    for child in list(source.children.all()):
+        twin = target.children.filter(name__iexact=child.name).first()
+        if twin is not None:
+            category_merge(
+                actor=actor, source=child, target=twin, reason=f"merged with parent {source.path_label}"
+            )
+        else:
+            Category.objects.filter(pk=child.pk).update(parent=target, version=F("version") + 1)
+    target_aliases = {a.lower() for a in target.aliases.values_list("alias", flat=True)} | {
+        target.name.lower()
+    }
+    for alias in list(source.aliases.all()):
+        if alias.alias.lower() in target_aliases:
+            alias.delete()
+        else:
+            target_aliases.add(alias.alias.lower())
+            CategoryAlias.objects.filter(pk=alias.pk).update(category=target)
+    if source.name.lower() not in target_aliases:
+        CategoryAlias.objects.create(category=target, alias=source.name)
+    for bc in BrandCategory.objects.filter(category=source):
+        BrandCategory.objects.get_or_create(brand_id=bc.brand_id, category=target)
+    BrandCategory.objects.filter(category=source).delete()
+    target_attrs = {n.lower() for n in target.attributes.values_list("name", flat=True)}
+    for attr in list(source.attributes.all()):
+        if attr.name.lower() not in target_attrs:
+            CategoryAttribute.objects.filter(pk=attr.pk).update(category=target)
+    Suggestion.objects.filter(category=source).delete()  # re-derived against the target on refresh
+    source_label = source.path_label
+    source.delete()
+    _bump(target)
+    _log(
+        actor=actor,
+        action="merge",
+        obj=target,
+        reason=reason,
+        before=before,
+        after={"target": category_row(target), "merged_away": source_label, "moved": moved},
+    )
+    return target
+
+
+@transaction.atomic
+def category_delete(
+    *, actor: Any, category: Category, expected_version: int | None, reason: str = ""
+) -> None:
+    """Delete an unused node; a used one is refused with the counts (merge it instead)."""
+    category = _lock_at_version(Category, category.pk, expected_version)
+    usage = category_usage(category=category)
+    if usage["children"]:
+        raise KnowledgeError(
+            f"{category.path_label} has {usage['children']} sub-categories; move or merge them first."
+        )
+    used = usage["listings"] + usage["decisions"]
+    if used:
+        raise KnowledgeError(
+            f"{usage['listings']} listings and {usage['decisions']} review decisions use "
+            f"{category.path_label}; merge it into another category instead of deleting it."
+        )
+    before = category_row(category)
+    category.delete()
+    _log(
+        actor=actor,
+        action="delete",
+        object_type="category",
+        object_id=str(before["id"]),
+        label=before["path"],
+        reason=reason,
+        before=before,
+    )
+
+
+@transaction.atomic
+def attribute_set(
+    *,
+    actor: Any,
+    category: Category,
+    name: str,
+    allowed_values: Iterable[str] = (),
+    required: bool = False,
+    excluded: bool = False,
+    reason: str = "",
+) -> CategoryAttribute:
+    """Add or replace one attribute rule of a category (allowed values; requires / excludes)."""
+    name = _clean_name(name, what="attribute", max_len=100)
+    if required and excluded:
+        raise KnowledgeError("An attribute cannot be both required and excluded.")
+    values = _clean_aliases(allowed_values, own_name="")
+    existing = CategoryAttribute.objects.filter(category=category, name__iexact=name).first()
+    before = (
+        {
+            "name": existing.name,
+            "allowed_values": existing.allowed_values,
+            "required": existing.required,
+            "excluded": existing.excluded,
+        }
+        if existing
+        else {}
+    )
+    attr, _ = CategoryAttribute.objects.update_or_create(
+        pk=existing.pk if existing else None,
+        defaults={
+            "category": category,
+            "name": name,
+            "allowed_values": values,
+            "required": required,
+            "excluded": excluded,
+        },
+    )
+    after = {"name": name, "allowed_values": values, "required": required, "excluded": excluded}
+    _log(actor=actor, action="attribute", obj=category, reason=reason, before=before, after=after)
+    return attr
+
+
+@transaction.atomic
+def attribute_delete(*, actor: Any, attribute: CategoryAttribute, reason: str = "") -> None:
+    before = {"name": attribute.name, "allowed_values": attribute.allowed_values}
+    category = attribute.category
+    attribute.delete()
+    _log(actor=actor, action="attribute_delete", obj=category, reason=reason, before=before)
+
+
+@transaction.atomic
+def noise_term_add(*, actor: Any, term: str, weight: float = 0.1, reason: str = "") -> NoiseTerm:
+    term = " ".join((term or "").split())
+    if not term:
+        raise KnowledgeError("The noise term is empty.")
+    if len(term) > TERM_MAX:
+        raise KnowledgeError(f"The noise term is {len(term)} characters long; the limit is {TERM_MAX}.")
+    if not 0.0 <= weight <= 1.0:
+        raise KnowledgeError("The weight must be between 0 and 1.")
+    if NoiseTerm.objects.filter(term__iexact=term).exists():
+        raise KnowledgeError(f"{term!r} is already a noise term.")
+    row = NoiseTerm.objects.create(term=term, weight=weight)
+    _log(
+        actor=actor,
+        action="noise_add",
+        object_type="noise",
+        object_id=str(row.pk),
+        label=term,
+        reason=reason,
+        after={"term": term, "weight": weight},
+    )
+    return row
+
+
+@transaction.atomic
+def noise_term_delete(*, actor: Any, term: NoiseTerm, reason: str = "") -> None:
+    before = {"term": term.term, "weight": term.weight}
+    pk = term.pk
+    term.delete()
+    _log(
+        actor=actor,
+        action="noise_delete",
+        object_type="noise",
+        object_id=str(pk),
+        label=before["term"],
+        reason=reason,
+        before=before,
+    )
+
+
+# ---- brands -------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def brand_create(
+    *,
+    actor: Any,
+    name: str,
+    description: str = "",
+    aliases: Iterable[str] = (),
+    categories: Iterable[Category] = (),
+    reason: str = "",
+) -> Brand:
+    name = _clean_name(name, what="brand", max_len=BRAND_NAME_MAX)
+    _check_brand_name_free(name, brand=None)
+    clean = _clean_aliases(aliases, own_name=name)
+    _check_brand_aliases_free(clean, brand=None)
+    brand = Brand.objects.create(name=name, description=(description or "").strip())
+    BrandAlias.objects.bulk_create([BrandAlias(brand=brand, alias=a) for a in clean])
+    BrandCategory.objects.bulk_create([BrandCategory(brand=brand, category=c) for c in categories])
+    _log(actor=actor, action="create", obj=brand, reason=reason, after=brand_row(brand))
+    return brand
+
+
+@transaction.atomic
+def brand_update(
+    *,
+    actor: Any,
+    brand: Brand,
+    expected_version: int | None,
+    name: str,
+    description: str,
+    aliases: Iterable[str] | None = None,
+    reason: str = "",
+) -> Brand:
+    """Rename, describe and (when `aliases` is given) replace the aliases of one brand."""
+    brand = _lock_at_version(Brand, brand.pk, expected_version)
+    before = brand_row(brand)
+    name = _clean_name(name, what="brand", max_len=BRAND_NAME_MAX)
+    _check_brand_name_free(name, brand=brand)
+    brand.name = name
+    brand.description = (description or "").strip()
+    brand.save(update_fields=["name", "description", "updated_at"])
+    if aliases is not None:
+        clean = _clean_aliases(aliases, own_name=name)
+        _check_brand_aliases_free(clean, brand=brand)
+        brand.aliases.all().delete()
+        BrandAlias.objects.bulk_create([BrandAlias(brand=brand, alias=a) for a in clean])
+    _bump(brand)
+    _log(actor=actor, action="update", obj=brand, reason=reason, before=before, after=brand_row(brand))
+    return brand
+
+
+@transaction.atomic
+def brand_alias_add(*, actor: Any, brand: Brand, alias: str, reason: str = "") -> BrandAlias:
+    clean = _clean_aliases([alias], own_name=brand.name)
+    if not clean:
+        raise KnowledgeError("That alias is empty or the brand's own name.")
+    _check_brand_aliases_free(clean, brand=brand)
+    if brand.aliases.filter(alias__iexact=clean[0]).exists():
+        raise KnowledgeError(f"{clean[0]!r} is already an alias of {brand.name!r}.")
+    before = brand_row(brand)
+    row = BrandAlias.objects.create(brand=brand, alias=clean[0])
+    _bump(brand)
+    _log(actor=actor, action="alias_add", obj=brand, reason=reason, before=before, after=brand_row(brand))
+    return row
+
+
+@transaction.atomic
+def brand_category_add(*, actor: Any, brand: Brand, category: Category, reason: str = "") -> bool:
+    """Record that the brand sells `category`; False when it already did."""
+    _, created = BrandCategory.objects.get_or_create(brand=brand, category=category)
+    if created:
+        _bump(brand)
+        _log(
+            actor=actor, action="sells_add", obj=brand, reason=reason, after={"category": category.path_label}
+        )
+    return created
+
+
+@transaction.atomic
+def brand_category_remove(*, actor: Any, brand: Brand, category: Category, reason: str = "") -> bool:
+    deleted, _ = BrandCategory.objects.filter(brand=brand, category=category).delete()
+    if deleted:
+        _bump(brand)
+        _log(
+            actor=actor,
+            action="sells_remove",
+            obj=brand,
+            reason=reason,
+            before={"category": category.path_label},
+        )
+    return bool(deleted)
+
+
+@transaction.atomic
+def brand_merge(*, actor: Any, source: Brand, target: Brand, reason: str = "") -> Brand:
+    """Fold `source` into `target`: listings, predictions, decisions, aliases and categories
+    follow; the source's name becomes an alias of the target; `source` is deleted."""
+    Listing, Prediction, ReviewDecision, _ReviewTask = _classifier_models()
+    source = Brand.objects.select_for_update().get(pk=source.pk)
+    target = Brand.objects.select_for_update().get(pk=target.pk)
+    if source.pk == target.pk:
+        raise KnowledgeError("Pick two different brands to merge.")
+    before = {"source": brand_row(source), "target": brand_row(target)}
+    moved = {
+        "listings": Listing.objects.filter(final_brand=source).update(final_brand=target),
+        "predictions": Prediction.objects.filter(brand=source).update(brand=target),
+        "decisions": ReviewDecision.objects.filter(brand=source).update(brand=target),
+    }
+    taken = {a.lower() for a in target.aliases.values_list("alias", flat=True)} | {target.name.lower()}
+    for alias in list(source.aliases.all()):
+        if alias.alias.lower() in taken:
+            alias.delete()
+        else:
+            taken.add(alias.alias.lower())
+            BrandAlias.objects.filter(pk=alias.pk).update(brand=target)
+    for category_id in BrandCategory.objects.filter(brand=source).values_list("category_id", flat=True):
+        BrandCategory.objects.get_or_create(brand=target, category_id=category_id)
+    Suggestion.objects.filter(brand=source).delete()
+    source_name = source.name
+    source.delete()  # frees its name for the alias below
+    if source_name.lower() not in taken:
+        BrandAlias.objects.create(brand=target, alias=source_name)
+    _bump(target)
+    _log(
+        actor=actor,
+        action="merge",
+        obj=target,
+        reason=reason,
+        before=before,
+        after={"target": brand_row(target), "merged_away": source_name, "moved": moved},
+    )
+    return target
+
+
+@transaction.atomic
+def brands_import_rows(*, actor: Any, rows: Sequence[dict[str, Any]], reason: str = "") -> dict[str, int]:
+    """Upsert brands from parsed CSV rows ({"line", "name", "aliases", "categories"}); all or nothing.
+
+    Unknown category paths and aliases owned by another brand are refused naming the line.
+    """
+    counts = {"created": 0, "updated": 0, "aliases": 0, "relations": 0}
+    for row in rows:
+        line = row["line"]
+        try:
+            name = _clean_name(row["name"], what="brand", max_len=BRAND_NAME_MAX)
+            brand = Brand.objects.filter(name__iexact=name).first()
+            if brand is None:
+                alias_owner = BrandAlias.objects.filter(alias__iexact=name).select_related("brand").first()
+                if alias_owner is not None:
+                    raise KnowledgeError(f"{name!r} is already an alias of brand {alias_owner.brand.name!r}")
+                brand = Brand.objects.create(name=name)
+                counts["created"] += 1
+            else:
+                counts["updated"] += 1
+            clean = _clean_aliases(row.get("aliases", ()), own_name=brand.name)
+            _check_brand_aliases_free(clean, brand=brand)
+            existing = {a.lower() for a in brand.aliases.values_list("alias", flat=True)}
+            new = [a for a in clean if a.lower() not in existing]
+            BrandAlias.objects.bulk_create([BrandAlias(brand=brand, alias=a) for a in new])
+            counts["aliases"] += len(new)
+            for path in row.get("categories", ()):
+                from knowledge.selectors import category_by_path_label
+
+                category = category_by_path_label(path)
+                if category is None:
+                    raise KnowledgeError(f"unknown category {path!r}")
+                _, created = BrandCategory.objects.get_or_create(brand=brand, category=category)
+                counts["relations"] += int(created)
+        except KnowledgeError as exc:
+            raise KnowledgeError(f"line {line}: {exc}") from exc
+    _log(
+        actor=actor,
+        action="import",
+        object_type="brands",
+        object_id="csv",
+        label=f"{len(rows)} brand rows",
+        reason=reason,
+        after=counts,
+    )
+    return counts
+
+
+# ---- import / restore ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def graph_import_snapshot(
+    *, snapshot: KnowledgeSnapshot, actor: Any = None, reason: str = ""
+) -> dict[str, int]:
+    """Upsert every node, brand, alias, relation, rule and noise term of `snapshot` (idempotent, additive)."""
     by_label: dict[str, Category] = {}
     created = {"categories": 0, "brands": 0}
     # Parents before children: sort by depth.
@@ -35,16 +711,21 @@ def graph_import_snapshot(*, snapshot: KnowledgeSnapshot) -> dict[str, int]:
             created["categories"] += 1
         by_label[node.id] = category
         for alias in node.aliases:
-            CategoryAlias.objects.get_or_create(category=category, alias=alias)
+            if not CategoryAlias.objects.filter(category=category, alias__iexact=alias).exists():
+                CategoryAlias.objects.create(category=category, alias=alias)
     for entry in snapshot.brands:
         brand = Brand.objects.filter(name__iexact=entry.name).first()
         if brand is None:
+            if BrandAlias.objects.filter(alias__iexact=entry.name).exists():
+                continue  # already known under another brand's alias
             brand = Brand.objects.create(name=entry.name)
             created["brands"] += 1
         for alias in entry.aliases:
             if (
                 alias.lower() != entry.name.lower()
+                and len(alias) <= ALIAS_MAX
                 and not BrandAlias.objects.filter(alias__iexact=alias).exists()
+                and not Brand.objects.filter(name__iexact=alias).exists()
             ):
                 BrandAlias.objects.create(brand=brand, alias=alias)
         for category_id in entry.category_ids:
@@ -64,22 +745,383 @@ def graph_import_snapshot(*, snapshot: KnowledgeSnapshot) -> dict[str, int]:
     for term in snapshot.noise_terms:
         if not NoiseTerm.objects.filter(term__iexact=term).exists():
             NoiseTerm.objects.create(term=term)
+    _log(
+        actor=actor,
+        action="import",
+        object_type="graph",
+        object_id=dict(snapshot.meta).get("source", "snapshot")[:64],
+        label=f"{len(snapshot.categories)} categories, {len(snapshot.brands)} brands",
+        reason=reason,
+        after=created,
+    )
     return created
 
 
+@transaction.atomic
+def graph_restore_snapshot(*, snapshot: KnowledgeSnapshot, row_ids: dict | None = None) -> dict[str, int]:
+    """Make the tables say exactly what `snapshot` says (used by discard and version restore).
+
+    Category rows keep their ids where `row_ids` knows them, so moves and renames are undone in
+    place and listings keep pointing at them; nodes absent from the snapshot are deleted when
+    nothing uses them and deactivated otherwise. Aliases, relations, rules and noise terms are
+    replaced wholesale. Rows that merges re-pointed (listings, predictions) are not re-pointed back.
+    """
+    row_ids = row_ids or {}
+    cat_ids: dict[str, int] = row_ids.get("categories", {})
+    brand_ids: dict[str, int] = row_ids.get("brands", {})
+    by_label: dict[str, Category] = {}
+    kept: set[int] = set()
+    # Park every existing node under a temporary name-free state is impossible with the unique
+    # (parent, name) rule, so resolve parents first (depth order) and reuse rows by id, then by path.
+    for node in sorted(snapshot.categories, key=lambda n: len(snapshot.path_of(n.id))):
+        parent = by_label.get(node.parent_id) if node.parent_id else None
+        category = None
+        pk = cat_ids.get(node.id)
+        if pk is not None:
+            category = Category.objects.filter(pk=pk).first()
+        if category is None:
+            category = Category.objects.filter(parent=parent, name__iexact=node.name).first()
+        if category is None:
+            category = Category(name=node.name, parent=parent)
+        clash = Category.objects.filter(parent=parent, name__iexact=node.name).exclude(pk=category.pk).first()
+        if clash is not None and clash.pk not in kept:
+            # Something created since took the name: rename it out of the way; it is dropped below.
+            Category.objects.filter(pk=clash.pk).update(name=f"{clash.name} (removed {clash.pk})"[:NAME_MAX])
+        category.name = node.name
+        category.parent = parent
+        category.description = node.description
+        category.is_active = True
+        category.save()
+        by_label[node.id] = category
+        kept.add(category.pk)
+    # Drop what the snapshot does not have: leaves first.
+    from django.db.models import ProtectedError
+
+    stale = list(Category.objects.exclude(pk__in=kept).values_list("id", flat=True))
+    depth = {pk: len(lab.split(" > ")) for pk, lab in category_path_labels().items()}
+    removed = deactivated = 0
+    for pk in sorted(stale, key=lambda p: -depth.get(p, 0)):
+        try:
+            with transaction.atomic():
+                Category.objects.filter(pk=pk).delete()
+                removed += 1
+        except (ProtectedError, IntegrityError):
+            Category.objects.filter(pk=pk).update(is_active=False)
+            deactivated += 1
+    CategoryAlias.objects.all().delete()
+    CategoryAlias.objects.bulk_create(
+        [
+            CategoryAlias(category=by_label[n.id], alias=a)
+            for n in snapshot.categories
+            for a in dict.fromkeys(n.aliases)
+        ]
+    )
+    # Brands: by id, else by name; absent ones deactivated (listings may still name them).
+    brand_rows: dict[str, Brand] = {}
+    for entry in snapshot.brands:
+        brand = None
+        pk = brand_ids.get(entry.id) or (int(entry.id) if entry.id.isdigit() else None)
+        if pk is not None:
+            brand = Brand.objects.filter(pk=pk).first()
+        if brand is None:
+            brand = Brand.objects.filter(name__iexact=entry.name).first() or Brand(name=entry.name)
+        brand.name = entry.name
+        brand.is_active = True
+        brand.save()
+        brand_rows[entry.id] = brand
+    keep_brands = {b.pk for b in brand_rows.values()}
+    Brand.objects.exclude(pk__in=keep_brands).update(is_active=False)
+    BrandAlias.objects.all().delete()
+    BrandAlias.objects.bulk_create(
+        [
+            BrandAlias(brand=brand_rows[e.id], alias=a)
+            for e in snapshot.brands
+            for a in dict.fromkeys(e.aliases)
+        ]
+    )
+    BrandCategory.objects.all().delete()
+    BrandCategory.objects.bulk_create(
+        [
+            BrandCategory(brand=brand_rows[e.id], category=by_label[c])
+            for e in snapshot.brands
+            for c in dict.fromkeys(e.category_ids)
+            if c in by_label
+        ]
+    )
+    CategoryAttribute.objects.all().delete()
+    CategoryAttribute.objects.bulk_create(
+        [
+            CategoryAttribute(
+                category=by_label[r.category_id],
+                name=r.attribute,
+                allowed_values=list(r.allowed_values),
+                required=r.required,
+                excluded=r.excluded,
+            )
+            for r in snapshot.attribute_rules
+            if r.category_id in by_label
+        ]
+    )
+    NoiseTerm.objects.all().delete()
+    NoiseTerm.objects.bulk_create([NoiseTerm(term=t) for t in dict.fromkeys(snapshot.noise_terms)])
+    return {
+        "categories": len(kept),
+        "removed": removed,
+        "deactivated": deactivated,
+        "brands": len(brand_rows),
+    }
+
+
+# ---- publish, discard, restore ------------------------------------------------------------------
+
+
 def knowledge_publish(*, actor: Any = None, reason: str) -> KnowledgeVersion:
-    """Freeze the current graph into a new numbered snapshot and hand it to the workers."""
+    """Freeze the current graph into a new numbered snapshot and hand it to the workers.
+
+    The row is committed first (the source of truth), then the entity cache is written. If the
+    cache is down, the previous snapshot stays in force and a `default`-queue task retries the
+    push (and the periodic sweep catches it if even the broker was down).
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise KnowledgeError("Say why you publish (it goes into the version history).")
     with transaction.atomic():
+        # Serialise publishers: two at once would race for the same number.
+        list(KnowledgeVersion.objects.select_for_update().order_by("-number")[:1])
         latest = knowledge_version_latest()
         number = (latest.number if latest else 0) + 1
-        snapshot = snapshot_build_from_db(version=number)
+        snapshot, row_ids = snapshot_build_with_ids(version=number)
         version = KnowledgeVersion.objects.create(
             number=number,
             snapshot=snapshot.to_dict(),
             checksum=snapshot.checksum(),
             reason=reason,
-            created_by=actor if getattr(actor, "is_authenticated", False) else None,
+            created_by=_user(actor),
+            row_ids=row_ids,
+        )
+        ChangeLog.objects.filter(status=ChangeLog.Status.PENDING).update(
+            status=ChangeLog.Status.PUBLISHED, knowledge_version=version
         )
     # After commit: a worker must never see a version the database does not have.
-    cache.snapshot_store(snapshot)
+    if not snapshot_push(number=number, snapshot=snapshot):
+        _schedule_push(number)
+    version.refresh_from_db()
     return version
+
+
+def _schedule_push(number: int) -> None:
+    from django.conf import settings
+
+    if getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
+        # In-process tasks would retry at once against the same dead cache; the sweep retries later.
+        log.warning("entity cache down: knowledge v%s waits for the activation sweep", number)
+        return
+    try:
+        from knowledge.tasks import knowledge_snapshot_push
+
+        knowledge_snapshot_push.apply_async(args=[number], countdown=5)
+    except Exception:
+        # The broker is often the same Redis: the periodic sweep will push it.
+        log.exception("could not queue the retry of knowledge v%s; the sweep will push it", number)
+
+
+def snapshot_push(*, number: int, snapshot: KnowledgeSnapshot | None = None) -> bool:
+    """Write one published version to the entity cache and mark it in force. Idempotent.
+
+    A version older than one already in force is marked activated without moving the pointer.
+    """
+    row = KnowledgeVersion.objects.filter(number=number).first()
+    if row is None:
+        log.warning("knowledge v%s does not exist; nothing to push", number)
+        return True
+    if snapshot is None:
+        snapshot = KnowledgeSnapshot.from_dict(row.snapshot)
+    if not cache.snapshot_store(snapshot):
+        return False
+    KnowledgeVersion.objects.filter(number=number, activated_at__isnull=True).update(
+        activated_at=timezone.now()
+    )
+    return True
+
+
+def knowledge_activation_sweep() -> list[int]:
+    """Push every published version the cache never got (after a cache or broker outage)."""
+    pushed = []
+    for number in (
+        KnowledgeVersion.objects.filter(activated_at__isnull=True)
+        .order_by("number")
+        .values_list("number", flat=True)
+    ):
+        if snapshot_push(number=number):
+            pushed.append(number)
+    return pushed
+
+
+@transaction.atomic
+def knowledge_discard(*, actor: Any, reason: str = "") -> int:
+    """Throw away the pending edits: the tables go back to the last published snapshot."""
+    latest = knowledge_version_latest()
+    if latest is None:
+        raise KnowledgeError("Nothing was ever published, so there is nothing to go back to.")
+    pending = ChangeLog.objects.filter(status=ChangeLog.Status.PENDING)
+    count = pending.count()
+    graph_restore_snapshot(snapshot=KnowledgeSnapshot.from_dict(latest.snapshot), row_ids=latest.row_ids)
+    pending.update(status=ChangeLog.Status.DISCARDED)
+    entry = _log(
+        actor=actor,
+        action="discard",
+        object_type="graph",
+        object_id=str(latest.number),
+        label=f"back to v{latest.number}",
+        reason=reason,
+        after={"discarded_changes": count},
+    )
+    ChangeLog.objects.filter(pk=entry.pk).update(status=ChangeLog.Status.DISCARDED)
+    return count
+
+
+def knowledge_version_restore(*, actor: Any, number: int, reason: str = "") -> KnowledgeVersion:
+    """Bring back an earlier published version: import its snapshot into the tables, publish anew."""
+    row = KnowledgeVersion.objects.filter(number=number).first()
+    if row is None:
+        raise KnowledgeError(f"There is no knowledge version {number}.")
+    with transaction.atomic():
+        graph_restore_snapshot(snapshot=KnowledgeSnapshot.from_dict(row.snapshot), row_ids=row.row_ids)
+        _log(
+            actor=actor,
+            action="restore",
+            object_type="graph",
+            object_id=str(number),
+            label=f"restore v{number}",
+            reason=reason,
+        )
+    return knowledge_publish(actor=actor, reason=reason or f"restore of v{number}")
+
+
+# ---- suggestions from review ----------------------------------------------------------------------
+
+
+def _title_brand_prefix(title: str) -> str | None:
+    from classifier.fusion.knowledge import _brand_prefix
+
+    prefix = _brand_prefix(title or "")
+    return prefix.strip() if prefix and len(prefix) <= ALIAS_MAX else None
+
+
+def suggestions_refresh() -> dict[str, int]:
+    """Derive pending suggestions from review decisions (approve/correct, not undone). Idempotent.
+
+    - brand_category: the decision names a brand and a category the brand does not sell (at that
+      node or any ancestor);
+    - brand_alias: the title starts with a brand spelling that is neither the decided brand's
+      name nor one of its aliases nor any other brand's.
+    A gap already accepted or rejected is not suggested again; its evidence count is kept current.
+    """
+    from classifier.models import ReviewDecision
+
+    parents = dict(Category.objects.values_list("id", "parent_id"))
+    sells: dict[int, set[int]] = {}
+    for brand_id, category_id in BrandCategory.objects.values_list("brand_id", "category_id"):
+        sells.setdefault(brand_id, set()).add(category_id)
+    known_names = {n.lower() for n in Brand.objects.values_list("name", flat=True)}
+    known_names |= {a.lower() for a in BrandAlias.objects.values_list("alias", flat=True)}
+    gaps: dict[str, dict[str, Any]] = {}
+    decisions = (
+        ReviewDecision.objects.filter(
+            action__in=[ReviewDecision.Action.APPROVE, ReviewDecision.Action.CORRECT],
+            brand__isnull=False,
+            undone_by__isnull=True,
+        )
+        .select_related("listing")
+        .order_by("id")
+    )
+    for decision in decisions.iterator(chunk_size=2000):
+        if decision.category_id:
+            chain, cur = set(), decision.category_id
+            while cur is not None and cur not in chain:
+                chain.add(cur)
+                cur = parents.get(cur)
+            if not chain & sells.get(decision.brand_id, set()):
+                key = f"brand_category:{decision.brand_id}:{decision.category_id}"
+                gap = gaps.setdefault(
+                    key,
+                    {
+                        "kind": Suggestion.Kind.BRAND_CATEGORY,
+                        "brand_id": decision.brand_id,
+                        "category_id": decision.category_id,
+                        "alias": "",
+                        "listings": [],
+                    },
+                )
+                gap["listings"].append(decision.listing_id)
+        prefix = _title_brand_prefix(decision.listing.title)
+        if prefix and prefix.lower() not in known_names:
+            key = f"brand_alias:{decision.brand_id}:{prefix.lower()}"
+            gap = gaps.setdefault(
+                key,
+                {
+                    "kind": Suggestion.Kind.BRAND_ALIAS,
+                    "brand_id": decision.brand_id,
+                    "category_id": None,
+                    "alias": prefix,
+                    "listings": [],
+                },
+            )
+            gap["listings"].append(decision.listing_id)
+    created = updated = 0
+    with transaction.atomic():
+        for key, gap in gaps.items():
+            listings = list(dict.fromkeys(gap["listings"]))
+            _, was_created = Suggestion.objects.update_or_create(
+                key=key,
+                defaults={
+                    "kind": gap["kind"],
+                    "brand_id": gap["brand_id"],
+                    "category_id": gap["category_id"],
+                    "alias": gap["alias"],
+                    "evidence_count": len(listings),
+                    "example_listing_ids": listings[:10],
+                },
+            )
+            created += int(was_created)
+            updated += int(not was_created)
+        # Gaps closed meanwhile (someone added the alias or relation by hand) stop being pending.
+        closed = (
+            Suggestion.objects.filter(status=Suggestion.Status.PENDING)
+            .exclude(key__in=list(gaps))
+            .delete()[0]
+        )
+    return {
+        "created": created,
+        "updated": updated,
+        "closed": closed,
+        "pending": Suggestion.objects.filter(status=Suggestion.Status.PENDING).count(),
+    }
+
+
+@transaction.atomic
+def suggestion_accept(*, actor: Any, suggestion: Suggestion) -> Suggestion:
+    suggestion = Suggestion.objects.select_for_update().get(pk=suggestion.pk)
+    if suggestion.status != Suggestion.Status.PENDING:
+        raise KnowledgeError(f"This suggestion was already {suggestion.get_status_display().lower()}.")
+    why = f"accepted suggestion: {suggestion.evidence_count} review decisions"
+    if suggestion.kind == Suggestion.Kind.BRAND_ALIAS:
+        brand_alias_add(actor=actor, brand=suggestion.brand, alias=suggestion.alias, reason=why)
+    else:
+        brand_category_add(actor=actor, brand=suggestion.brand, category=suggestion.category, reason=why)
+    suggestion.status = Suggestion.Status.ACCEPTED
+    suggestion.decided_by = _user(actor)
+    suggestion.decided_at = timezone.now()
+    suggestion.save(update_fields=["status", "decided_by", "decided_at", "updated_at"])
+    return suggestion
+
+
+@transaction.atomic
+def suggestion_reject(*, actor: Any, suggestion: Suggestion) -> Suggestion:
+    updated = Suggestion.objects.filter(pk=suggestion.pk, status=Suggestion.Status.PENDING).update(
+        status=Suggestion.Status.REJECTED, decided_by=_user(actor), decided_at=timezone.now()
+    )
+    if not updated:
+        raise KnowledgeError("This suggestion was already decided.")
+    suggestion.refresh_from_db()
+    return suggestion

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from classifier.fusion.knowledge import snapshot_from_catalogue
-from knowledge.services import graph_import_snapshot, knowledge_publish
+from knowledge.services import knowledge_publish
+from knowledge.sources.catalogue import SourceError, catalogue_import
 
 
 class Command(BaseCommand):
@@ -14,14 +14,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("catalogue", help="CSV with the catalogue's columns")
         parser.add_argument("--splits", default="", help="comma-separated splits to read (default: all rows)")
+        parser.add_argument("--no-publish", action="store_true", help="leave the import pending")
 
-    def handle(self, *args, catalogue: str, splits: str, **options) -> None:
+    def handle(self, *args, catalogue: str, splits: str, no_publish: bool, **options) -> None:
         try:
-            snapshot = snapshot_from_catalogue(catalogue, splits=tuple(s for s in splits.split(",") if s))
-        except (OSError, KeyError, ValueError) as exc:
-            raise CommandError(f"cannot read {catalogue}: {exc}") from exc
-        created = graph_import_snapshot(snapshot=snapshot)
-        version = knowledge_publish(reason=f"imported from {catalogue}")
-        self.stdout.write(
-            f"{created['categories']} categories and {created['brands']} brands added; published knowledge v{version.number}"
-        )
+            created = catalogue_import(path=catalogue, splits=tuple(s for s in splits.split(",") if s))
+        except SourceError as exc:
+            raise CommandError(str(exc)) from exc
+        msg = f"{created['categories']} categories and {created['brands']} brands added"
+        if not no_publish:
+            version = knowledge_publish(reason=f"imported from {catalogue}")
+            msg += f"; published knowledge v{version.number}"
+        self.stdout.write(msg)

@@ -1,0 +1,1 @@
+"""Import sources of the knowledge graph, one small module each (catalogue, brands CSV, Google taxonomy, JSON)."""

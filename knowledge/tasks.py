@@ -1,0 +1,52 @@
+"""Celery tasks of the knowledge graph: pushing a published snapshot, deriving suggestions."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from fusionreview.celery import Queue, app
+
+log = logging.getLogger(__name__)
+
+# Seconds between sweeps that push versions the cache missed, and between suggestion refreshes.
+SWEEP_EVERY_S = 30.0
+SUGGESTIONS_EVERY_S = 15 * 60.0
+
+
+@shared_task(bind=True, queue=Queue.DEFAULT, max_retries=None, acks_late=True)
+def knowledge_snapshot_push(self, number: int) -> bool:
+    """Push knowledge version `number` into the entity cache; retried with back-off while the cache is down."""
+    from knowledge.services import snapshot_push
+
+    if snapshot_push(number=number):
+        return True
+    if self.request.is_eager:
+        return False
+    raise self.retry(countdown=min(60, 2 ** min(self.request.retries, 6)))
+
+
+@shared_task(queue=Queue.DEFAULT)
+def knowledge_activation_sweep() -> list[int]:
+    """Periodic safety net: push any published version the cache never got."""
+    from knowledge.services import knowledge_activation_sweep as sweep
+
+    return sweep()
+
+
+@shared_task(queue=Queue.DEFAULT)
+def knowledge_suggestions_refresh() -> dict[str, int]:
+    """Periodic: derive alias / brand-category suggestions from recent review decisions."""
+    from knowledge.services import suggestions_refresh
+
+    return suggestions_refresh()
+
+
+@app.on_after_finalize.connect
+def _schedule(sender, **kwargs) -> None:
+    # Registered here rather than in settings so the knowledge app owns its own schedule.
+    sender.add_periodic_task(SWEEP_EVERY_S, knowledge_activation_sweep.s(), name="knowledge activation sweep")
+    sender.add_periodic_task(
+        SUGGESTIONS_EVERY_S, knowledge_suggestions_refresh.s(), name="knowledge suggestions refresh"
+    )
