@@ -9,10 +9,14 @@ import sys
 def _cmd_snapshot(a: argparse.Namespace) -> int:
     from classifier.fusion.knowledge import snapshot_from_catalogue
 
-    snap = snapshot_from_catalogue(a.catalogue, splits=tuple(a.splits.split(",")) if a.splits else (), version=a.version)
+    snap = snapshot_from_catalogue(
+        a.catalogue, splits=tuple(a.splits.split(",")) if a.splits else (), version=a.version
+    )
     snap.save(a.out)
-    print(f"snapshot v{snap.version}: {len(snap.categories)} categories, {len(snap.leaves())} leaves, "
-          f"{len(snap.brands)} brands, {len(snap.attribute_rules)} rules -> {a.out} (checksum {snap.checksum()})")
+    print(
+        f"snapshot v{snap.version}: {len(snap.categories)} categories, {len(snap.leaves())} leaves, "
+        f"{len(snap.brands)} brands, {len(snap.attribute_rules)} rules -> {a.out} (checksum {snap.checksum()})"
+    )
     return 0
 
 

@@ -20,10 +20,40 @@ PATH_SEP = " > "
 GENDER_WORDS = ("men", "women", "boys", "girls", "unisex")
 
 DEFAULT_NOISE_TERMS: tuple[str, ...] = (
-    "hot sale", "limited offer", "best seller", "bestseller", "new arrival", "free shipping",
-    "big sale", "sale", "offer", "deal", "best price", "top quality", "premium quality", "2024 new",
-    "new", "original", "genuine", "cheap", "discount", "clearance", "trending", "must have",
-    "爆款", "限时抢购", "热卖", "包邮", "新款", "特价", "促销", "正品", "秒杀", "清仓", "限时", "抢购",
+    "hot sale",
+    "limited offer",
+    "best seller",
+    "bestseller",
+    "new arrival",
+    "free shipping",
+    "big sale",
+    "sale",
+    "offer",
+    "deal",
+    "best price",
+    "top quality",
+    "premium quality",
+    "2024 new",
+    "new",
+    "original",
+    "genuine",
+    "cheap",
+    "discount",
+    "clearance",
+    "trending",
+    "must have",
+    "爆款",
+    "限时抢购",
+    "热卖",
+    "包邮",
+    "新款",
+    "特价",
+    "促销",
+    "正品",
+    "秒杀",
+    "清仓",
+    "限时",
+    "抢购",
 )
 
 
@@ -110,7 +140,9 @@ class KnowledgeSnapshot:
         return cls(
             version=int(d["version"]),
             categories=tuple(
-                CategoryNode(c["id"], c["name"], c.get("parent_id"), _tuple(c.get("aliases")), c.get("description", ""))
+                CategoryNode(
+                    c["id"], c["name"], c.get("parent_id"), _tuple(c.get("aliases")), c.get("description", "")
+                )
                 for c in d["categories"]
             ),
             brands=tuple(
@@ -119,14 +151,18 @@ class KnowledgeSnapshot:
             ),
             attribute_rules=tuple(
                 AttributeRule(
-                    r["category_id"], r["attribute"], _tuple(r.get("allowed_values")),
-                    bool(r.get("required", False)), bool(r.get("excluded", False)),
+                    r["category_id"],
+                    r["attribute"],
+                    _tuple(r.get("allowed_values")),
+                    bool(r.get("required", False)),
+                    bool(r.get("excluded", False)),
                 )
                 for r in d.get("attribute_rules", ())
             ),
             noise_terms=_tuple(d.get("noise_terms")),
             entity_terms=tuple(
-                EntityTerm(t["text"], t["type"], float(t.get("weight", 1.0))) for t in d.get("entity_terms", ())
+                EntityTerm(t["text"], t["type"], float(t.get("weight", 1.0)))
+                for t in d.get("entity_terms", ())
             ),
             meta=tuple((str(k), str(v)) for k, v in d.get("meta", ())),
         )
@@ -208,9 +244,13 @@ class KnowledgeSnapshot:
     def with_changes(self, **kw) -> KnowledgeSnapshot:
         """A new snapshot with some fields replaced (version bumped unless given)."""
         d = {
-            "version": self.version + 1, "categories": self.categories, "brands": self.brands,
-            "attribute_rules": self.attribute_rules, "noise_terms": self.noise_terms,
-            "entity_terms": self.entity_terms, "meta": self.meta,
+            "version": self.version + 1,
+            "categories": self.categories,
+            "brands": self.brands,
+            "attribute_rules": self.attribute_rules,
+            "noise_terms": self.noise_terms,
+            "entity_terms": self.entity_terms,
+            "meta": self.meta,
         }
         d.update(kw)
         return KnowledgeSnapshot(**d)
@@ -233,7 +273,11 @@ def _slug(s: str) -> str:
 
 
 def snapshot_from_catalogue(
-    csv_path: str | Path, *, splits: tuple[str, ...] = ("train", "val"), version: int = 1, min_rule_rows: int = 20
+    csv_path: str | Path,
+    *,
+    splits: tuple[str, ...] = ("train", "val"),
+    version: int = 1,
+    min_rule_rows: int = 20,
 ) -> KnowledgeSnapshot:
     """Build a snapshot from a catalogue CSV (``id,title,master_category,sub_category,article_type,...``).
 

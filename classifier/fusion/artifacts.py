@@ -1,0 +1,67 @@
+"""Model directory: config.json, model.safetensors, labels.json, calibration.json, metrics.json, snapshot.json.
+
+Never pickle: weights go through safetensors, everything else is JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from classifier.fusion.config import FusionConfig
+from classifier.fusion.knowledge import KnowledgeSnapshot
+from classifier.fusion.modeling import FusionModel
+
+DEFAULT_CALIBRATION = {"temperature": 1.0, "image_temperature": 1.0, "review_threshold": 0.9,
+                       "target_precision": 0.99}
+
+
+def save_model(model_dir: str | Path, model: FusionModel, cfg: FusionConfig, labels: dict, calibration: dict,
+               metrics: dict, snapshot: KnowledgeSnapshot) -> Path:
+    d = Path(model_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    cfg.save(d / "config.json")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(d / "model.safetensors"), metadata={"format": "pt"})
+    for name, obj in (("labels.json", labels), ("calibration.json", calibration), ("metrics.json", metrics)):
+        (d / name).write_text(json.dumps(obj, indent=1, ensure_ascii=False), encoding="utf-8")
+    snapshot.save(d / "snapshot.json")
+    return d
+
+
+def write_json(model_dir: str | Path, name: str, obj: dict) -> None:
+    (Path(model_dir) / name).write_text(json.dumps(obj, indent=1, ensure_ascii=False), encoding="utf-8")
+
+
+def read_json(model_dir: str | Path, name: str, default: dict | None = None) -> dict:
+    p = Path(model_dir) / name
+    if not p.exists():
+        if default is not None:
+            return dict(default)
+        raise FileNotFoundError(f"{p} missing: not a fusion model directory")
+    return json.loads(p.read_text(encoding="utf-8"))
+
+
+def load_model(model_dir: str | Path, device: str = "cpu") -> tuple[FusionModel, FusionConfig, dict]:
+    d = Path(model_dir)
+    cfg = FusionConfig.load(d / "config.json")
+    labels = read_json(d, "labels.json")
+    model = FusionModel(cfg, len(labels["leaves"]))
+    model.load_state_dict(load_file(str(d / "model.safetensors")), strict=True)
+    return model.to(device).eval(), cfg, labels
+
+
+def weights_checksum(model_dir: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(Path(model_dir) / "model.safetensors", "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:8]
+
+
+def model_size_mb(model: torch.nn.Module) -> float:
+    return sum(p.numel() * p.element_size() for p in model.state_dict().values()) / 2**20

@@ -1,0 +1,122 @@
+"""``train`` / ``predict`` / ``evaluate`` subcommands (imported lazily by :mod:`classifier.fusion.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+
+def _threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    _threads(a.threads)
+    from classifier.fusion.config import FusionConfig
+    from classifier.fusion.pipeline import train_and_save
+
+    cfg = FusionConfig.load(a.config) if a.config else FusionConfig()
+    if a.epochs:
+        cfg.epochs = a.epochs
+    if a.image_size:
+        cfg.image_size = a.image_size
+    cache = Path(a.cache) if a.cache else Path("var/cache/fusion")
+    train_and_save(a.data, a.out, cfg, cache=cache)
+    print(f"model written to {a.out}")
+    return 0
+
+
+def _cmd_predict(a: argparse.Namespace) -> int:
+    _threads(a.threads)
+    from tqdm import tqdm
+
+    from classifier.fusion.data import read_catalogue
+    from classifier.fusion.engine import InferenceEngine, InvalidImageError, ListingInput
+
+    eng = InferenceEngine.load(a.model)
+    rows = read_catalogue(a.catalogue, tuple(a.split.split(",")) if a.split else None)
+    base = Path(a.catalogue).parent
+    with open(a.out, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "master_category", "sub_category", "article_type", "brand", "confidence",
+                    "needs_review", "path", "latency_ms"])
+        for i in tqdm(range(0, len(rows), a.batch_size), desc="predict"):
+            chunk = rows[i : i + a.batch_size]
+            items = []
+            for r in chunk:
+                try:
+                    items.append(ListingInput((base / r.image).read_bytes(), r.title, key=r.id))
+                except OSError as e:
+                    print(f"skipping {r.id}: {e}")
+            try:
+                preds = eng.predict_batch(items)
+            except InvalidImageError:
+                preds = []
+                for it in items:  # one bad picture must not lose the others
+                    try:
+                        preds += eng.predict_batch([it])
+                    except InvalidImageError as e:
+                        print(f"skipping {it.key}: {e}")
+            for p in preds:
+                w.writerow([p.key, p.master_category, p.sub_category, p.article_type, p.brand or "",
+                            f"{p.confidence:.4f}", int(p.needs_review), p.path, f"{p.latency_ms:.2f}"])
+    print(f"{len(rows)} rows -> {a.out}")
+    return 0
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    _threads(a.threads)
+    from classifier.fusion.data import read_catalogue, vague_titles
+    from classifier.fusion.engine import InferenceEngine
+    from classifier.fusion.evaluation import plots, run_rows, summarize
+
+    eng = InferenceEngine.load(a.model)
+    data = Path(a.data)
+    all_rows = read_catalogue(data / "catalogue.csv")
+    rows = [r for r in all_rows if r.split == a.split]
+    known = {c.id for c in eng.snapshot.leaves()}
+    if not a.include_unknown:
+        rows = [r for r in rows if r.leaf_id in known]
+    report = {"model": eng.model_version, "split": a.split, "snapshot_version": eng.snapshot_version}
+    preds, _ = run_rows(eng, rows, data, desc=f"{a.split} full titles")
+    report["full_titles"] = summarize(preds, rows, eng.review_threshold)
+    vt = vague_titles(rows, all_rows)
+    vpreds, _ = run_rows(eng, rows, data, [vt[r.id] for r in rows], desc=f"{a.split} vague titles")
+    report["vague_titles"] = summarize(vpreds, rows, eng.review_threshold)
+    if a.plots:
+        report["plots"] = plots(preds, rows, a.plots, a.split) + plots(vpreds, rows, a.plots, f"{a.split}_vague")
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def add_subcommands(sub) -> None:
+    t = sub.add_parser("train", help="train on train, calibrate on val, write a model directory")
+    t.add_argument("--data", required=True, help="folder with catalogue.csv and images/")
+    t.add_argument("--out", required=True)
+    t.add_argument("--config", help="JSON FusionConfig")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--image-size", type=int)
+    t.add_argument("--cache", help="cache folder (default var/cache/fusion)")
+    t.add_argument("--threads", type=int, default=2)
+    t.set_defaults(func=_cmd_train)
+    p = sub.add_parser("predict", help="classify a catalogue CSV (images relative to it)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--catalogue", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--split", help="only these splits (comma-separated)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=_cmd_predict)
+    e = sub.add_parser("evaluate", help="figures on a split (full and vague titles) + plots")
+    e.add_argument("--model", required=True)
+    e.add_argument("--data", required=True)
+    e.add_argument("--split", default="test")
+    e.add_argument("--plots")
+    e.add_argument("--include-unknown", action="store_true",
+                   help="keep rows whose category is not in the model's snapshot (they count as errors)")
+    e.add_argument("--threads", type=int, default=2)
+    e.set_defaults(func=_cmd_evaluate)

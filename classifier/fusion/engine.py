@@ -1,0 +1,351 @@
+"""Inference engine held once per worker process: gate -> light or full path -> knowledge check ->
+high-resolution second pass on conflict -> calibrated, hierarchical prediction with review routing."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+
+from classifier.fusion.artifacts import DEFAULT_CALIBRATION, load_model, read_json, weights_checksum
+from classifier.fusion.complexity import estimate_complexity
+from classifier.fusion.data import InvalidImageError, image_to_array, load_image
+from classifier.fusion.encoder import TextEncoder
+from classifier.fusion.knowledge import KnowledgeSnapshot
+from classifier.fusion.text import EntityExtractor, KeywordModel, category_text
+from classifier.fusion.verification import verify
+
+__all__ = ["FusionPrediction", "InferenceEngine", "InvalidImageError", "ListingInput"]
+
+
+@dataclass
+class ListingInput:
+    """One listing to classify: the photo (bytes or PIL image) and its title."""
+
+    image: bytes | PIL.Image.Image
+    title: str
+    description: str = ""
+    key: str = ""
+
+
+@dataclass
+class FusionPrediction:
+    """The model's answer for one listing (names of the three levels, calibrated confidences, routing)."""
+
+    master_category: str
+    sub_category: str
+    article_type: str
+    category_id: str
+    level_confidences: tuple[float, float, float]
+    confidence: float
+    top_k: dict[str, list[tuple[str, float]]]
+    brand: str | None
+    brand_confidence: float
+    needs_review: bool
+    review_reasons: list[str]
+    knowledge_findings: list[dict]
+    entities: list[dict]
+    path: str
+    latency_ms: float
+    complexity: float
+    attention_map: np.ndarray | None = None
+    key: str = ""
+    model_version: str = ""
+    snapshot_version: int = 0
+
+    def to_dict(self) -> dict:
+        """JSON-safe dict (without the attention array)."""
+        return {
+            "key": self.key, "master_category": self.master_category, "sub_category": self.sub_category,
+            "article_type": self.article_type, "category_id": self.category_id,
+            "level_confidences": [float(x) for x in self.level_confidences], "confidence": float(self.confidence),
+            "top_k": {k: [[n, float(p)] for n, p in v] for k, v in self.top_k.items()},
+            "brand": self.brand, "brand_confidence": float(self.brand_confidence),
+            "needs_review": bool(self.needs_review), "review_reasons": list(self.review_reasons),
+            "knowledge_findings": list(self.knowledge_findings), "entities": list(self.entities),
+            "path": self.path, "latency_ms": float(self.latency_ms), "complexity": float(self.complexity),
+            "model_version": self.model_version, "snapshot_version": self.snapshot_version,
+        }
+
+
+@dataclass
+class _State:
+    """Everything derived from a snapshot; swapped as one object so a batch never sees half of it."""
+
+    snapshot: KnowledgeSnapshot
+    extractor: EntityExtractor
+    leaves: list[str]  # candidate leaf ids
+    prototypes: torch.Tensor  # [k, embed] fused-head prototypes
+    image_prototypes: torch.Tensor  # [k, embed] image-head prototypes
+    chains: list[tuple[str, ...]]  # ancestor ids per leaf (root..leaf)
+    level_ids: list[list[str]]  # per level (0, 1): ids
+    level_mats: list[torch.Tensor]  # per level: [k, n_level]
+    noise: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Raw:
+    """Per-item intermediate results (kept for evaluation, calibration and ablations)."""
+
+    logits: torch.Tensor  # [k] final (uncalibrated) logits of the path taken
+    path: str
+    findings: list[dict]
+    attention: np.ndarray | None
+    image_logits: torch.Tensor | None = None
+
+
+class InferenceEngine:
+    """Loaded fusion model + knowledge snapshot; thread-safe snapshot swap; batched prediction."""
+
+    def __init__(self, model, cfg, labels: dict, calibration: dict, snapshot: KnowledgeSnapshot,
+                 encoder: TextEncoder | None = None, device: str = "cpu", model_version: str = "dev"):
+        self.model, self.cfg, self.labels = model.to(device).eval(), cfg, labels
+        self.device = device
+        self.calibration = dict(DEFAULT_CALIBRATION, **calibration)
+        self.review_threshold = float(self.calibration["review_threshold"])
+        self.model_version = model_version
+        self.encoder = encoder or TextEncoder(cfg.text_checkpoint, cfg.max_tokens, device)
+        self.train_leaves: list[str] = list(labels["leaves"])
+        self.keywords = KeywordModel.from_dict(labels.get("keywords", {}))
+        self.use_verification = cfg.use_verification
+        self.use_gate = True
+        self._examples: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+        self._lock = threading.Lock()
+        with torch.no_grad():
+            self._trained_protos = model.head.prototypes().detach().float().cpu()
+        self._state: _State = self._build_state(snapshot)
+
+    # ---- construction ----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, model_dir: str | Path, *, device: str | None = None,
+             snapshot: KnowledgeSnapshot | None = None) -> InferenceEngine:
+        """Load a model directory (cuda if available, else cpu); ``snapshot`` defaults to the one trained with."""
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model_dir = Path(model_dir)
+        model, cfg, labels = load_model(model_dir, device)
+        calib = read_json(model_dir, "calibration.json", DEFAULT_CALIBRATION)
+        snap = snapshot or KnowledgeSnapshot.load(model_dir / "snapshot.json")
+        version = f"{model_dir.resolve().name}-{weights_checksum(model_dir)}"
+        return cls(model, cfg, labels, calib, snap, None, device, version)
+
+    @property
+    def snapshot(self) -> KnowledgeSnapshot:
+        return self._state.snapshot
+
+    @property
+    def snapshot_version(self) -> int:
+        return self._state.snapshot.version
+
+    def _amp(self):
+        if self.device.startswith("cuda"):
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    @torch.no_grad()
+    def _build_state(self, snapshot: KnowledgeSnapshot) -> _State:
+        leaves = [c.id for c in snapshot.leaves()]
+        if not leaves:
+            raise ValueError("the knowledge snapshot has no categories")
+        train_pos = {c: i for i, c in enumerate(self.train_leaves)}
+        new = [c for c in leaves if c not in train_pos]
+        protos = torch.zeros(len(leaves), self.cfg.embed_dim)
+        for j, c in enumerate(leaves):
+            if c in train_pos:
+                protos[j] = self._trained_protos[train_pos[c]]
+        if new:  # zero-shot: prototypes of categories never trained on, from their name/aliases/description
+            emb = self.encoder.sentence_embeddings([category_text(snapshot, c) for c in new]).to(self.device)
+            p = F.normalize(self.model.head.text_prototypes(emb).float(), dim=-1).cpu()
+            for c, v in zip(new, p, strict=True):
+                protos[leaves.index(c)] = v
+        img_protos = protos.clone()
+        for c, (fz, iz) in self._examples.items():  # few-shot examples survive a snapshot swap
+            if c in leaves:
+                j = leaves.index(c)
+                k = self.cfg.fewshot_prior
+                protos[j] = F.normalize(k * protos[j] + torch.stack(fz).sum(0), dim=-1)
+                img_protos[j] = F.normalize(k * img_protos[j] + torch.stack(iz).sum(0), dim=-1)
+        chains = [snapshot.ancestors(c, include_self=True) for c in leaves]
+        level_ids, mats = [], []
+        for lvl in range(2):
+            ids = sorted({ch[min(lvl, len(ch) - 1)] for ch in chains})
+            pos = {c: i for i, c in enumerate(ids)}
+            m = torch.zeros(len(leaves), len(ids))
+            for j, ch in enumerate(chains):
+                m[j, pos[ch[min(lvl, len(ch) - 1)]]] = 1
+            level_ids.append(ids)
+            mats.append(m)
+        noise = {w for t in snapshot.noise_terms for w in KeywordModel.keys(t)}
+        return _State(snapshot, EntityExtractor(snapshot), leaves, protos.to(self.device), img_protos.to(self.device),
+                      chains, level_ids, mats, noise)
+
+    def set_snapshot(self, snapshot: KnowledgeSnapshot) -> None:
+        """Swap the knowledge snapshot atomically (new categories become predictable zero-shot)."""
+        state = self._build_state(snapshot)
+        with self._lock:
+            self._state = state
+
+    @torch.no_grad()
+    def add_examples(self, category_id: str, items: list[ListingInput]) -> None:
+        """Few-shot prototype update: blend the category's prototype with the examples' embeddings."""
+        st = self._state
+        if not st.snapshot.has_category(category_id) or category_id not in st.leaves:
+            raise ValueError(f"unknown leaf category {category_id!r}")
+        if not items:
+            return
+        imgs = [load_image(it.image) for it in items]
+        pix = torch.from_numpy(np.stack([image_to_array(im, self.cfg.image_size) for im in imgs])).to(self.device)
+        text = self.encoder.encode([it.title for it in items], st.extractor) if self.cfg.use_text else None
+        with self._amp():
+            feats = self.model.forward_features(pix if self.cfg.use_image else None, text)
+        main = feats.fused if feats.fused is not None else (
+            feats.image_emb if feats.image_emb is not None else feats.text_emb)
+        fz = list(F.normalize(main.float(), dim=-1).cpu())
+        iz = list(F.normalize(feats.image_emb.float(), dim=-1).cpu()) if feats.image_emb is not None else fz
+        old = self._examples.get(category_id, ([], []))
+        self._examples[category_id] = (old[0] + fz, old[1] + iz)
+        self.set_snapshot(st.snapshot)
+
+    # ---- prediction --------------------------------------------------------------------------------
+    def predict_batch(self, items: list[ListingInput], *, review_threshold: float | None = None
+                      ) -> list[FusionPrediction]:
+        """Classify a batch. Raises :class:`InvalidImageError` (naming the item) for an undecodable image."""
+        preds, _ = self._predict(items, review_threshold=review_threshold)
+        return preds
+
+    @torch.no_grad()
+    def _predict(self, items: list[ListingInput], *, review_threshold: float | None = None,
+                 force_path: str | None = None) -> tuple[list[FusionPrediction], list[_Raw]]:
+        if not items:
+            return [], []
+        st = self._state  # one snapshot for the whole batch
+        cfg, dev = self.cfg, self.device
+        thr = self.review_threshold if review_threshold is None else float(review_threshold)
+        t_img, t_full = float(self.calibration["image_temperature"]), float(self.calibration["temperature"])
+        n = len(items)
+        cost = np.zeros(n)  # ms per item
+        t0 = time.perf_counter()
+        imgs = []
+        for i, it in enumerate(items):
+            try:
+                imgs.append(load_image(it.image))
+            except InvalidImageError as e:
+                raise InvalidImageError(f"item {i} (key {it.key!r}): {e}") from e
+        titles = [(it.title or "").strip() for it in items]
+        ents = [st.extractor.extract(t) for t in titles]
+        cplx = np.array([estimate_complexity(im).score for im in imgs])
+        pix = torch.from_numpy(np.stack([image_to_array(im, cfg.image_size) for im in imgs])).to(dev)
+        cost += (time.perf_counter() - t0) * 1000 / n
+
+        raws: list[_Raw | None] = [None] * n
+        hs = None
+        img_logits = None
+        if cfg.use_image:
+            t1 = time.perf_counter()
+            with self._amp():
+                img_emb, hs = self.model.forward_image_only(pix)
+                img_logits = self.model.head(img_emb, st.image_prototypes).float().cpu()
+            cost += (time.perf_counter() - t1) * 1000 / n
+        full_idx = list(range(n))
+        if cfg.use_image and self.use_gate and force_path in (None, "light"):
+            kw = torch.tensor([self.keywords.scores(t, st.leaves, st.noise) for t in titles])
+            light = img_logits / t_img + cfg.keyword_weight * kw
+            p_img = torch.softmax(img_logits / t_img, -1)
+            p_light = torch.softmax(light, -1)
+            full_idx = []
+            for i in range(n):
+                j = int(p_light[i].argmax())
+                ok = (force_path == "light" or not cfg.use_text) or (
+                    cplx[i] <= cfg.gate_complexity_max and float(p_img[i].max()) >= cfg.gate_confidence
+                    and j == int(p_img[i].argmax()) and float(p_light[i, j]) >= thr)
+                findings = verify(st.snapshot, st.leaves[j], ents[i]) if self.use_verification else []
+                if ok and (force_path == "light" or not any(f["severity"] == "conflict" for f in findings)):
+                    raws[i] = _Raw(light[i], "light", findings, None, img_logits[i])
+                else:
+                    full_idx.append(i)
+        if full_idx and cfg.use_text:
+            t2 = time.perf_counter()
+            sub = [titles[i] for i in full_idx]
+            text = self.encoder.encode(sub, st.extractor, [ents[i] for i in full_idx])
+            sel = torch.tensor(full_idx, device=dev)
+            with self._amp():
+                feats = self.model.forward_features(
+                    pix[sel] if cfg.use_image else None, text,
+                    hidden_states=tuple(h[sel] for h in hs) if hs is not None else None)
+                logits = self.model.forward_head(feats, st.prototypes).logits.float().cpu()
+            att = feats.attention.float().cpu().numpy() if feats.attention is not None else None
+            cost[full_idx] += (time.perf_counter() - t2) * 1000 / len(full_idx)
+            hires = []
+            for k, i in enumerate(full_idx):
+                j = int(logits[k].argmax())
+                findings = verify(st.snapshot, st.leaves[j], ents[i]) if self.use_verification else []
+                raws[i] = _Raw(logits[k], "full", findings, None if att is None else att[k],
+                               None if img_logits is None else img_logits[i])
+                if any(f["severity"] == "conflict" for f in findings) and cfg.use_image:
+                    hires.append((k, i))
+            if hires:  # conflict: a second look at a higher resolution, averaged with the first
+                t3 = time.perf_counter()
+                hk = [i for _, i in hires]
+                hp = torch.from_numpy(np.stack([image_to_array(imgs[i], cfg.hires_image_size) for i in hk])).to(dev)
+                text_h = self.encoder.encode([titles[i] for i in hk], st.extractor, [ents[i] for i in hk])
+                with self._amp():
+                    out_h = self.model(hp, text_h, st.prototypes)
+                lh = out_h.logits.float().cpu()
+                for r, (k, i) in enumerate(hires):
+                    lg = 0.5 * (logits[k] + lh[r])
+                    j = int(lg.argmax())
+                    raws[i] = _Raw(lg, "full+hires", verify(st.snapshot, st.leaves[j], ents[i]),
+                                   raws[i].attention, raws[i].image_logits)
+                cost[hk] += (time.perf_counter() - t3) * 1000 / len(hk)
+        elif full_idx:  # image-only model: no text path
+            for i in full_idx:
+                raws[i] = _Raw(img_logits[i] / t_img, "light", [], None, img_logits[i])
+        preds = []
+        for i in range(n):
+            r = raws[i]
+            # light-path logits are already scaled by the image temperature
+            probs = torch.softmax(r.logits if r.path == "light" else r.logits / t_full, -1)
+            preds.append(self._finish(st, items[i], probs, r, ents[i], float(cplx[i]), float(cost[i]), thr))
+        return preds, raws
+
+    def _finish(self, st: _State, item: ListingInput, probs: torch.Tensor, raw: _Raw, ents, cplx: float,
+                latency: float, thr: float) -> FusionPrediction:
+        j = int(probs.argmax())
+        chain = st.chains[j]
+        names = [st.snapshot.category(c).name for c in chain]
+        lv = []
+        top_k = {}
+        for lvl, key in ((0, "master"), (1, "sub")):
+            pl = probs @ st.level_mats[lvl]
+            lv.append(float(pl[st.level_ids[lvl].index(chain[min(lvl, len(chain) - 1)])]))
+            order = torch.argsort(pl, descending=True)[:5]
+            top_k[key] = [(st.snapshot.category(st.level_ids[lvl][int(o)]).name, round(float(pl[o]), 6))
+                          for o in order]
+        order = torch.argsort(probs, descending=True)[:5]
+        top_k["article"] = [(st.snapshot.category(st.leaves[int(o)]).name, round(float(probs[o]), 6)) for o in order]
+        conf = float(probs[j])
+        reasons = []
+        if conf < thr:
+            reasons.append("low_confidence")
+        if any(f["severity"] == "conflict" for f in raw.findings):
+            reasons.append("knowledge_conflict")
+        brand, bconf = None, 0.0
+        for e in ents:
+            if e.type == "brand":
+                brand, bconf = e.value, (0.95 if e.start == 0 else 0.8)
+                break
+        att = None if raw.attention is None else np.clip(raw.attention.astype(np.float32), 0.0, 1.0)
+        return FusionPrediction(
+            master_category=names[0], sub_category=names[1] if len(names) > 2 else names[0],
+            article_type=names[-1], category_id=st.leaves[j], level_confidences=(lv[0], lv[1], conf),
+            confidence=conf, top_k=top_k, brand=brand, brand_confidence=bconf, needs_review=bool(reasons),
+            review_reasons=reasons, knowledge_findings=raw.findings, entities=[e.to_dict() for e in ents],
+            path=raw.path, latency_ms=latency, complexity=cplx, attention_map=att, key=item.key,
+            model_version=self.model_version, snapshot_version=st.snapshot.version,
+        )

@@ -1,0 +1,290 @@
+"""The fusion model: ResNet stages x MiniLM tokens, coupled by per-stage fusion modules with text-guided
+channel + spatial attention, an aligned embedding space and a prototype category head.
+
+Blocks first (text adapter, text-guided attention, stage fusion, prototype head), then
+:class:`FusionModel` with ``forward_features`` / ``forward_head`` / ``forward``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import ResNetConfig, ResNetModel
+
+from classifier.fusion.config import FusionConfig
+
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class TextBatch:
+    """Cached (frozen) MiniLM token outputs plus entity features of a batch of titles."""
+
+    hidden: torch.Tensor  # [batch, tokens, text_dim]
+    mask: torch.Tensor  # [batch, tokens] 1 for real tokens
+    types: torch.Tensor  # [batch, tokens] entity type ids
+    prior: torch.Tensor  # [batch, tokens] entity prior weights (noise ~0.1)
+
+    def to(self, device) -> TextBatch:
+        return TextBatch(*(t.to(device) for t in (self.hidden, self.mask, self.types, self.prior)))
+
+
+@dataclass
+class FusionFeatures:
+    """Output of :meth:`FusionModel.forward_features`."""
+
+    fused: torch.Tensor | None  # [batch, embed_dim] fused embedding (None without text+image)
+    image_emb: torch.Tensor | None  # [batch, embed_dim] image-only embedding
+    text_emb: torch.Tensor | None  # [batch, embed_dim] text-only embedding
+    attention: torch.Tensor | None  # [batch, h, w] spatial attention in [0, 1] (shallow-stage grid)
+
+
+@dataclass
+class FusionOutput:
+    """Output of :meth:`FusionModel.forward`: leaf logits of the fused and image-only heads."""
+
+    logits: torch.Tensor  # [batch, leaves] main head (fused, or the single modality)
+    image_logits: torch.Tensor | None  # [batch, leaves]
+    features: FusionFeatures
+
+
+# ---- blocks ------------------------------------------------------------------------------------
+class TokenPooling(nn.Module):
+    """Attention pooling over tokens, steered by entity type (learned per-type bias) and prior weight."""
+
+    def __init__(self, dim: int, num_types: int):
+        super().__init__()
+        self.score = nn.Sequential(nn.Linear(dim, dim // 2), nn.Tanh(), nn.Linear(dim // 2, 1))
+        self.type_bias = nn.Embedding(num_types, 1)
+        nn.init.zeros_(self.type_bias.weight)
+
+    def forward(self, tokens: torch.Tensor, text: TextBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        # tokens [batch, tokens, dim]
+        s = self.score(tokens).squeeze(-1) + self.type_bias(text.types).squeeze(-1)
+        s = s + torch.log(text.prior.clamp_min(1e-4))  # marketing noise (prior 0.1) is down-weighted
+        s = s.masked_fill(text.mask == 0, -1e4)
+        w = torch.softmax(s, dim=-1)  # [batch, tokens]
+        return torch.einsum("bt,btd->bd", w, tokens), w
+
+
+class TextAdapter(nn.Module):
+    """Trainable adapter on frozen MiniLM token states: projection + entity-type embedding."""
+
+    def __init__(self, cfg: FusionConfig):
+        super().__init__()
+        self.proj = nn.Linear(cfg.text_dim, cfg.dim)
+        self.type_emb = nn.Embedding(cfg.num_entity_types, cfg.dim)
+        nn.init.normal_(self.type_emb.weight, std=0.02)
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.pool = TokenPooling(cfg.dim, cfg.num_entity_types)
+
+    def forward(self, text: TextBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        tok = self.norm(self.proj(text.hidden.float()) + self.type_emb(text.types))  # [batch, tokens, dim]
+        pooled, _ = self.pool(tok, text)  # [batch, dim]
+        return tok, pooled
+
+
+class TextGuidedAttention(nn.Module):
+    """Channel + spatial attention over one CNN stage, driven by a stage-specific pooling of the title.
+
+    Returns the attended map, the channel weights [batch, C] and the spatial map [batch, 1, h, w] in [0, 1].
+    """
+
+    def __init__(self, channels: int, dim: int, num_types: int):
+        super().__init__()
+        self.pool = TokenPooling(dim, num_types)
+        self.chan_text = nn.Linear(dim, channels)
+        self.chan_img = nn.Linear(channels, channels)
+        self.key = nn.Conv2d(channels, dim, 1)
+        self.query = nn.Linear(dim, dim)
+        self.local = nn.Conv2d(2, 1, 3, padding=1)
+
+    def forward(self, fmap: torch.Tensor, tokens: torch.Tensor, text: TextBatch):
+        # fmap [batch, C, h, w]; tokens [batch, tokens, dim]
+        t, _ = self.pool(tokens, text)  # [batch, dim]
+        a_c = torch.sigmoid(self.chan_text(t) + self.chan_img(fmap.mean((2, 3))))  # [batch, C]
+        x = fmap * a_c[:, :, None, None]
+        k = self.key(x)  # [batch, dim, h, w]
+        q = self.query(t)  # [batch, dim]
+        sim = torch.einsum("bdhw,bd->bhw", k, q).unsqueeze(1) / math.sqrt(k.shape[1])
+        local = self.local(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1))
+        s = torch.sigmoid(sim + local)  # [batch, 1, h, w]
+        return x * s, s, t
+
+
+class StageFusion(nn.Module):
+    """Fuses one CNN stage with the text in its own module (gated sum + bilinear term)."""
+
+    def __init__(self, channels: int, cfg: FusionConfig):
+        super().__init__()
+        self.attn = TextGuidedAttention(channels, cfg.dim, cfg.num_entity_types) if cfg.use_text_attention else None
+        self.pool = None if cfg.use_text_attention else TokenPooling(cfg.dim, cfg.num_entity_types)
+        self.img = nn.Linear(channels, cfg.dim)
+        self.gate = nn.Linear(2 * cfg.dim, cfg.dim)
+        self.bilinear = nn.Linear(cfg.dim, cfg.dim)
+        self.norm = nn.LayerNorm(cfg.dim)
+
+    def forward(self, fmap: torch.Tensor, tokens: torch.Tensor, text: TextBatch):
+        if self.attn is not None:
+            x, s, t = self.attn(fmap, tokens, text)
+            v = x.sum((2, 3)) / s.sum((2, 3)).clamp_min(1e-3)  # attention-weighted pooling [batch, C]
+        else:
+            t, _ = self.pool(tokens, text)
+            v, s = fmap.mean((2, 3)), None
+        v = self.img(v)  # [batch, dim]
+        g = torch.sigmoid(self.gate(torch.cat([v, t], -1)))
+        return self.norm(g * v + (1 - g) * t + self.bilinear(v * t)), s
+
+
+def mlp(i: int, h: int, o: int, p: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(i, h), nn.GELU(), nn.Dropout(p), nn.Linear(h, o))
+
+
+class PrototypeHead(nn.Module):
+    """Scores categories by cosine similarity to per-category prototypes in the shared space.
+
+    A prototype is ``proj(text embedding of the category) + delta``; ``delta`` is learned for the training
+    categories only, so any category with a text embedding (e.g. one added to the knowledge snapshot after
+    training) has a prototype at once.
+    """
+
+    def __init__(self, cfg: FusionConfig, num_leaves: int):
+        super().__init__()
+        self.proj = mlp(cfg.text_dim, cfg.dim, cfg.embed_dim, 0.0)
+        self.register_buffer("category_text", torch.zeros(num_leaves, cfg.text_dim))  # [leaves, text_dim]
+        self.delta = nn.Parameter(torch.zeros(num_leaves, cfg.embed_dim))
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(16.0)))
+
+    def text_prototypes(self, category_text: torch.Tensor) -> torch.Tensor:
+        return self.proj(category_text)  # [k, embed_dim] unnormalised
+
+    def prototypes(self) -> torch.Tensor:
+        return F.normalize(self.text_prototypes(self.category_text) + self.delta, dim=-1)
+
+    def forward(self, z: torch.Tensor, prototypes: torch.Tensor | None = None) -> torch.Tensor:
+        p = self.prototypes() if prototypes is None else prototypes
+        return self.logit_scale.exp().clamp(max=100) * F.normalize(z, dim=-1) @ p.t()  # [batch, leaves]
+
+
+# ---- model -------------------------------------------------------------------------------------
+def build_backbone(cfg: FusionConfig) -> ResNetModel:
+    if cfg.vision_checkpoint:
+        return ResNetModel.from_pretrained(cfg.vision_checkpoint)
+    rc = ResNetConfig(
+        num_channels=3, embedding_size=cfg.embedding_size, hidden_sizes=list(cfg.hidden_sizes),
+        depths=list(cfg.depths), layer_type=cfg.layer_type,
+    )
+    return ResNetModel(rc)
+
+
+class FusionModel(nn.Module):
+    """Image (ResNet) + title (MiniLM tokens) fusion classifier over leaf categories.
+
+    Args:
+        cfg: the configuration.
+        num_leaves: number of leaf categories the head is trained on.
+    """
+
+    def __init__(self, cfg: FusionConfig, num_leaves: int):
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("pixel_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("pixel_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1))
+        if cfg.use_image:
+            self.backbone = build_backbone(cfg)
+            sizes = [self.backbone.config.embedding_size, *self.backbone.config.hidden_sizes]
+            self.stage_channels = [sizes[i] for i in cfg.fused_stages]
+            self.image_proj = mlp(sizes[-1], cfg.dim, cfg.embed_dim, cfg.dropout)
+        if cfg.use_text:
+            self.text = TextAdapter(cfg)
+            self.text_proj = mlp(cfg.dim, cfg.dim, cfg.embed_dim, cfg.dropout)
+        if cfg.use_image and cfg.use_text:
+            if cfg.use_stage_fusion:
+                self.stages = nn.ModuleList(StageFusion(c, cfg) for c in self.stage_channels)
+                fin = cfg.dim * len(self.stage_channels)
+            else:  # ablation: late fusion of one concatenated vector
+                self.late = StageFusion(self.stage_channels[-1], cfg) if cfg.use_text_attention else None
+                fin = cfg.dim if cfg.use_text_attention else sizes[-1] + cfg.dim
+            self.fuse = mlp(fin, 2 * cfg.dim, cfg.embed_dim, cfg.dropout)
+        self.head = PrototypeHead(cfg, num_leaves)
+
+    # -- parts --
+    def image_stages(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Hidden states of the ResNet; pixels are uint8 or [0,1] floats [batch, 3, h, w]."""
+        x = pixels.float()
+        if pixels.dtype == torch.uint8:
+            x = x / 255.0
+        x = (x - self.pixel_mean) / self.pixel_std
+        return self.backbone(pixel_values=x, output_hidden_states=True).hidden_states
+
+    def forward_image_only(self, pixels: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        hs = self.image_stages(pixels)
+        return self.image_proj(hs[-1].mean((2, 3))), hs  # [batch, embed_dim]
+
+    def forward_features(
+        self, pixels: torch.Tensor | None, text: TextBatch | None, *, hidden_states=None
+    ) -> FusionFeatures:
+        """Embeddings of the batch.
+
+        Args:
+            pixels: [batch, 3, h, w] uint8 or float in [0, 1] (None for a text-only model).
+            text: cached MiniLM outputs + entity features (None for an image-only model).
+            hidden_states: backbone outputs already computed for ``pixels`` (the light path reuses them).
+        """
+        cfg = self.cfg
+        image_emb = text_emb = fused = attention = None
+        hs = None
+        if cfg.use_image and pixels is not None:
+            if hidden_states is None:
+                image_emb, hs = self.forward_image_only(pixels)
+            else:
+                hs = hidden_states
+                image_emb = self.image_proj(hs[-1].mean((2, 3)))
+        if cfg.use_text and text is not None:
+            tokens, pooled = self.text(text)  # [batch, tokens, dim], [batch, dim]
+            text_emb = self.text_proj(pooled)
+            if hs is not None:
+                maps = []
+                if cfg.use_stage_fusion:
+                    outs = []
+                    for i, mod in zip(cfg.fused_stages, self.stages, strict=True):
+                        o, s = mod(hs[i], tokens, text)
+                        outs.append(o)
+                        if s is not None:
+                            maps.append(s)
+                    fused = self.fuse(torch.cat(outs, -1))
+                elif self.late is not None:
+                    o, s = self.late(hs[-1], tokens, text)
+                    maps.append(s)
+                    fused = self.fuse(o)
+                else:
+                    fused = self.fuse(torch.cat([hs[-1].mean((2, 3)), pooled], -1))
+                if maps:
+                    size = maps[0].shape[-2:]
+                    up = [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps]
+                    attention = torch.stack(up, 0).mean(0)[:, 0]  # [batch, h, w]
+        return FusionFeatures(fused, image_emb, text_emb, attention)
+
+    def forward_head(self, feats: FusionFeatures, prototypes: torch.Tensor | None = None) -> FusionOutput:
+        p = self.head.prototypes() if prototypes is None else prototypes
+        main = feats.fused if feats.fused is not None else (
+            feats.image_emb if feats.image_emb is not None else feats.text_emb)
+        img = self.head(feats.image_emb, p) if feats.image_emb is not None else None
+        return FusionOutput(self.head(main, p), img, feats)
+
+    def forward(self, pixels: torch.Tensor | None, text: TextBatch | None,
+                prototypes: torch.Tensor | None = None) -> FusionOutput:
+        return self.forward_head(self.forward_features(pixels, text), prototypes)
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
+    """Symmetric InfoNCE between paired rows of ``a`` and ``b`` ([batch, dim] each)."""
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    logits = a @ b.t() / temperature
+    y = torch.arange(a.shape[0], device=a.device)
+    return 0.5 * (F.cross_entropy(logits, y) + F.cross_entropy(logits.t(), y))

@@ -1,0 +1,245 @@
+"""Training: cached inputs, the multi-task loss (CE + hierarchy + InfoNCE), calibration on ``val``."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from classifier.fusion.config import FusionConfig
+from classifier.fusion.data import Row, load_image_arrays, read_catalogue, vague_titles, vague_titles_via_tool
+from classifier.fusion.encoder import TextEncoder
+from classifier.fusion.knowledge import KnowledgeSnapshot, snapshot_from_catalogue
+from classifier.fusion.modeling import FusionModel, TextBatch, info_nce
+from classifier.fusion.text import EntityExtractor, KeywordModel, category_text
+
+
+@dataclass
+class SplitData:
+    rows: list[Row]
+    images: np.ndarray  # uint8 [n, 3, s, s]
+    full: TextBatch  # cached MiniLM outputs of the full titles (hidden fp16)
+    vague: TextBatch  # ... of the vague titles
+    labels: torch.Tensor  # [n] leaf index (-1 when the leaf is not a training leaf)
+    vague_titles: list[str]
+
+
+def encode_cached(encoder: TextEncoder, extractor: EntityExtractor, titles: list[str], cache: Path | None,
+                  tag: str, batch_size: int = 256) -> TextBatch:
+    """MiniLM token outputs of ``titles`` (cached in safetensors, keyed by the titles)."""
+    key = None
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        h = hashlib.md5(("\n".join(titles) + str(encoder.max_tokens)).encode()).hexdigest()[:12]
+        key = cache / f"text_{tag}_{h}.safetensors"
+        if key.exists():
+            d = load_file(str(key))
+            return TextBatch(d["hidden"], d["mask"], d["types"], d["prior"])
+    parts = []
+    for i in tqdm(range(0, len(titles), batch_size), desc=f"MiniLM {tag}", leave=False):
+        b = encoder.encode(titles[i : i + batch_size], extractor)
+        parts.append(TextBatch(b.hidden.half().cpu(), b.mask.cpu(), b.types.cpu(), b.prior.cpu()))
+    tb = TextBatch(*(torch.cat([getattr(p, f) for p in parts]) for f in ("hidden", "mask", "types", "prior")))
+    if key is not None:
+        save_file({"hidden": tb.hidden.contiguous(), "mask": tb.mask.contiguous(), "types": tb.types.contiguous(),
+                   "prior": tb.prior.contiguous()}, str(key))
+    return tb
+
+
+def take(tb: TextBatch, idx) -> TextBatch:
+    return TextBatch(tb.hidden[idx], tb.mask[idx], tb.types[idx], tb.prior[idx])
+
+
+def mix_text(full: TextBatch, vague: TextBatch, empty: TextBatch, idx: torch.Tensor, choice: torch.Tensor):
+    """Per-sample choice 0 = full title, 1 = vague title, 2 = no title."""
+    out = []
+    for f in ("hidden", "mask", "types", "prior"):
+        a, b = getattr(full, f)[idx], getattr(vague, f)[idx]
+        e = getattr(empty, f).expand_as(a)
+        c = choice.view(-1, *([1] * (a.dim() - 1)))
+        out.append(torch.where(c == 0, a, torch.where(c == 1, b, e)))
+    return TextBatch(*out)
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random flip, scale/shift and brightness/contrast on a uint8 batch -> float [0, 1]."""
+    x = x.float() / 255.0
+    n = x.shape[0]
+    flip = torch.rand(n, generator=gen) < 0.5
+    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    scale = 0.8 + 0.25 * torch.rand(n, generator=gen)
+    tx, ty = (torch.rand(2, n, generator=gen) - 0.5) * 0.2
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = scale
+    theta[:, 1, 1] = scale
+    theta[:, 0, 2] = tx
+    theta[:, 1, 2] = ty
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    b = 1 + (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * 0.3
+    c = 1 + (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * 0.3
+    m = x.mean((1, 2, 3), keepdim=True)
+    return ((x - m) * c + m * b).clamp(0, 1)
+
+
+def level_matrices(leaves: list[str], snapshot: KnowledgeSnapshot) -> tuple[list[list[str]], list[torch.Tensor]]:
+    """For levels 0 (master) and 1 (sub): the names and a [leaves, n_level] 0/1 membership matrix."""
+    names, mats = [], []
+    for lvl in range(2):
+        ids = sorted({snapshot.ancestors(leaf, include_self=True)[lvl] for leaf in leaves})
+        pos = {c: i for i, c in enumerate(ids)}
+        m = torch.zeros(len(leaves), len(ids))
+        for j, leaf in enumerate(leaves):
+            m[j, pos[snapshot.ancestors(leaf, include_self=True)[lvl]]] = 1
+        names.append(ids)
+        mats.append(m)
+    return names, mats
+
+
+class Prepared:
+    """Everything training and evaluation need, built once from the data folder."""
+
+    def __init__(self, data_dir: str | Path, cfg: FusionConfig, cache: Path | None = None,
+                 splits=("train", "val", "test", "support"), encoder: TextEncoder | None = None):
+        self.data_dir = Path(data_dir)
+        cat = self.data_dir / "catalogue.csv"
+        all_rows = read_catalogue(cat)
+        self.snapshot = snapshot_from_catalogue(cat, splits=("train", "val"))
+        self.leaves = sorted({r.leaf_id for r in all_rows if r.split == "train"})
+        self.leaf_index = {c: i for i, c in enumerate(self.leaves)}
+        self.extractor = EntityExtractor(self.snapshot)
+        self.encoder = encoder or TextEncoder(cfg.text_checkpoint, cfg.max_tokens)
+        vague = None
+        if cache is not None:
+            try:
+                vague = vague_titles_via_tool(self.data_dir, cache / "catalogue_vague.csv")
+            except Exception:  # the tool is optional: fall back to the same rule in-process
+                vague = None
+        if vague is None:
+            vague = vague_titles(all_rows, all_rows)
+        self.empty = self.encoder.encode([""], self.extractor)
+        self.empty = TextBatch(self.empty.hidden.half(), self.empty.mask, self.empty.types, self.empty.prior)
+        self.splits: dict[str, SplitData] = {}
+        for sp in splits:
+            rows = [r for r in all_rows if r.split == sp]
+            if not rows:
+                continue
+            imgs = load_image_arrays(rows, self.data_dir, cfg.image_size, cache, desc=sp)
+            vt = [vague[r.id] for r in rows]
+            self.splits[sp] = SplitData(
+                rows, imgs,
+                encode_cached(self.encoder, self.extractor, [r.title for r in rows], cache, f"{sp}_full"),
+                encode_cached(self.encoder, self.extractor, vt, cache, f"{sp}_vague"),
+                torch.tensor([self.leaf_index.get(r.leaf_id, -1) for r in rows]), vt,
+            )
+        self.keywords = KeywordModel.fit([r.title for r in self.splits["train"].rows],
+                                         [r.leaf_id for r in self.splits["train"].rows])
+        self.category_text = self.encoder.sentence_embeddings([category_text(self.snapshot, c) for c in self.leaves])
+
+
+def train_model(prep: Prepared, cfg: FusionConfig, *, log=print, max_minutes: float | None = None) -> FusionModel:
+    """Train on ``train``; returns the model (eval mode)."""
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    tr = prep.splits["train"]
+    model = FusionModel(cfg, len(prep.leaves))
+    model.head.category_text.copy_(prep.category_text)
+    _, mats = level_matrices(prep.leaves, prep.snapshot)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n = len(tr.rows)
+    steps = cfg.epochs * math.ceil(n / cfg.batch_size)
+    warm = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    mix = torch.tensor(cfg.title_mix, dtype=torch.float)
+    t0 = time.time()
+    step = 0
+    for ep in range(cfg.epochs):
+        model.train()
+        perm = torch.randperm(n, generator=gen)
+        bar = tqdm(range(0, n, cfg.batch_size), desc=f"epoch {ep + 1}/{cfg.epochs}", leave=False)
+        tot, cnt, correct = 0.0, 0, 0
+        for i in bar:
+            idx = perm[i : i + cfg.batch_size]
+            if len(idx) < 4:
+                continue
+            y = tr.labels[idx]
+            choice = torch.multinomial(mix, len(idx), replacement=True, generator=gen)
+            if not cfg.use_image:  # a text-only model never sees an empty title
+                choice = torch.zeros_like(choice)
+            text = mix_text(tr.full, tr.vague, prep.empty, idx, choice) if cfg.use_text else None
+            pixels = augment(torch.from_numpy(tr.images[idx.numpy()]), gen) if cfg.use_image else None
+            out = model(pixels, text)
+            loss = F.cross_entropy(out.logits, y, label_smoothing=cfg.label_smoothing)
+            logp = F.log_softmax(out.logits, -1)
+            for m in mats:  # hierarchy: parents' probability is the sum of their leaves'
+                lp = torch.logsumexp(logp.unsqueeze(-1) + torch.log(m.clamp_min(1e-12)).unsqueeze(0), 1)
+                loss = loss + cfg.hierarchy_weight * 0.5 * F.nll_loss(lp, (m[y] > 0).float().argmax(-1))
+            if out.image_logits is not None and out.features.fused is not None:
+                loss = loss + cfg.image_head_weight * F.cross_entropy(out.image_logits, y,
+                                                                      label_smoothing=cfg.label_smoothing)
+            f = out.features
+            if f.text_emb is not None and f.fused is not None:
+                has = choice == 0
+                if has.sum() >= 2:
+                    loss = loss + 0.3 * F.cross_entropy(model.head(f.text_emb[has]), y[has])
+                    if f.image_emb is not None:
+                        loss = loss + cfg.contrastive_weight * info_nce(f.image_emb[has], f.text_emb[has])
+            loss = loss + cfg.prototype_delta_l2 * model.head.delta.pow(2).sum(-1).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            step += 1
+            tot += float(loss) * len(idx)
+            cnt += len(idx)
+            correct += int((out.logits.argmax(-1) == y).sum())
+            bar.set_postfix(loss=f"{tot / cnt:.3f}", acc=f"{correct / cnt:.3f}")
+        log(f"epoch {ep + 1}/{cfg.epochs}: loss {tot / max(cnt, 1):.4f} train acc {correct / max(cnt, 1):.4f} "
+            f"({time.time() - t0:.0f}s)")
+        if max_minutes and (time.time() - t0) / 60 > max_minutes * (ep + 2) / (ep + 1) and ep + 1 < cfg.epochs:
+            log(f"stopping early: time budget {max_minutes} min")
+            break
+    return model.eval()
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Temperature minimising the NLL of ``logits`` on ``labels`` (LBFGS on log T)."""
+    keep = labels >= 0
+    logits, labels = logits[keep].float(), labels[keep]
+    log_t = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(log_t.exp().clamp(0.05, 20))
+
+
+def choose_threshold(conf: np.ndarray, correct: np.ndarray, flagged: np.ndarray, target: float,
+                     min_accepted: int = 20) -> float:
+    """Lowest confidence threshold whose auto-accepted set (conf >= t, not flagged) has precision >= target."""
+    ok = ~flagged
+    c, k = conf[ok], correct[ok]
+    order = np.argsort(-c)
+    c, k = c[order], k[order]
+    prec = np.cumsum(k) / np.arange(1, len(k) + 1)
+    best = 1.0 + 1e-6
+    for i in range(len(c)):
+        # the threshold must also keep precision for every stricter setting (monotone from the top)
+        if i + 1 >= min_accepted and prec[i] >= target and (i + 1 == len(c) or c[i + 1] < c[i]):
+            best = float(c[i])
+    return best
