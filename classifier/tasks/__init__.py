@@ -2,3 +2,4 @@
 
 from classifier.tasks.inference import *  # noqa: F403
 from classifier.tasks.review import *  # noqa: F403
+from classifier.tasks.training import *  # noqa: F403
