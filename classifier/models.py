@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from knowledge.models import Brand, Category
 
@@ -185,6 +185,17 @@ class ReviewTask(models.Model):
                 fields=["status", "reason", "-priority", "created_at"], name="review_task_queue_idx"
             ),
             models.Index(fields=["status", "claim_expires_at"], name="review_task_claim_idx"),
+            # Partial indexes over the waiting rows only: "claim next" is an index scan + LIMIT 1
+            # whatever the size of the done backlog (see classifier/services/review.py).
+            models.Index(
+                F("priority").desc(), "created_at", condition=Q(status="pending"), name="review_pending_prio_idx"
+            ),
+            models.Index(fields=["created_at"], condition=Q(status="pending"), name="review_pending_age_idx"),
+            models.Index(
+                "category", F("priority").desc(), "created_at",
+                condition=Q(status="pending"),
+                name="review_pending_cat_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -224,6 +235,7 @@ class ReviewDecision(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["auditor", "-created_at"], name="review_decision_auditor_idx")]
 
     def __str__(self) -> str:
         return f"{self.action} by {self.auditor_id} on {self.listing_id}"

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from fusionreview.celery import Queue
-
 __all__ = ["review_release_expired"]
 
 
-@shared_task(name="classifier.tasks.review.review_release_expired", queue=Queue.DEFAULT.value, ignore_result=True)
+# Routed to the `default` queue (the task default; beat passes it explicitly too).
+@shared_task(name="classifier.tasks.review.review_release_expired", ignore_result=True)
 def review_release_expired() -> int:
     """Return expired claims to the queue (beat runs it every minute; claiming also does it on demand)."""
     from classifier.services.review import review_release_expired as release

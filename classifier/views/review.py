@@ -1,14 +1,418 @@
-"""Review queue pages (scaffold: replaced by the review-queue work)."""
+"""Review queue pages: queue overview, the item page and its actions, bulk approval, audit trail, stats.
 
-from django.contrib.auth.decorators import permission_required
+Views only translate HTTP to services/selectors. Each renders a full page, or for htmx requests the
+partial that changes; the "work" partial (`review_item.html`) is swapped in place after every action
+and the browser URL follows it (HX-Push-Url), so the next item loads without a full page reload.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_date
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import push_url
 
-from classifier.models import ReviewTask
+from classifier.models import ReviewDecision, ReviewTask
+from classifier.selectors import review as sel
+from classifier.services import review as svc
 from fusionreview.roles import Perm
 
+Reason = ReviewTask.Reason
+Cause = ReviewDecision.Cause
 
-@permission_required(Perm.REVIEW, raise_exception=True)
+
+def reviewer_required(view):
+    """Logged-in users with Perm.REVIEW; anonymous users go to the login page, others get 403."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.has_perm(Perm.REVIEW):
+            raise PermissionDenied("You need the reviewer role to work the review queues.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _queue_filters(data) -> dict[str, Any]:
+    reason = data.get("reason") or None
+    if reason not in Reason.values:
+        reason = None
+    return {"reason": reason, "category_id": _int_or_none(data.get("category"))}
+
+
+# --- queue overview ----------------------------------------------------------------------------
+
+
+@reviewer_required
+@require_GET
 def queues(request: HttpRequest) -> HttpResponse:
-    tasks = ReviewTask.objects.filter(status=ReviewTask.Status.PENDING).select_related("listing")[:50]
-    return render(request, "classifier/review_queues.html", {"tasks": tasks})
+    filters = _queue_filters(request.GET)
+    counts = sel.review_queue_counts()
+    tasks = sel.review_queue_tasks(**filters, limit=50)
+    context = {
+        "counts": counts,
+        "tasks": tasks,
+        "filters": filters,
+        "reasons": Reason.choices,
+        "held": sel.review_task_held_by(auditor=request.user),
+        "sla_hours": settings.REVIEW_SLA_HOURS,
+    }
+    if request.htmx and request.htmx.target == "queue-list":
+        return render(request, "classifier/partials/review_queue_list.html", context)
+    return render(request, "classifier/review_queues.html", context)
+
+
+# --- the item page -------------------------------------------------------------------------
+
+
+def _item_context(
+    request: HttpRequest, task: ReviewTask | None, notice: tuple[str, str] | None = None, **extra
+):
+    context: dict[str, Any] = {
+        "task": task,
+        "notice": {"level": notice[0], "text": notice[1]} if notice else None,
+        "causes": [c for c in Cause.choices if c[0]],
+        "filters": extra.pop("filters", {"reason": None, "category_id": None}),
+        "undo_window_minutes": svc.UNDO_WINDOW_SECONDS // 60,
+    }
+    if task is not None:
+        prediction = task.prediction
+        context.update(
+            mine=task.status == ReviewTask.Status.CLAIMED and task.claimed_by_id == request.user.pk,
+            prediction=prediction,
+            segments=sel.title_segments(task.listing.title, prediction.entities),
+            top_k=sel.top_k_rows(prediction.top_k),
+            findings=sel.findings_in_words(prediction.knowledge_findings),
+            similar=sel.review_similar_reviewed(task=task),
+            events=sel.review_task_events(task_id=task.pk),
+            decisions=sel.review_task_decisions(task_id=task.pk),
+            level_confidences=[
+                ("Master", prediction.master_category, prediction.master_confidence),
+                ("Sub", prediction.sub_category, prediction.sub_confidence),
+                ("Article", prediction.article_type, prediction.article_confidence),
+            ],
+        )
+    context.update(extra)
+    return context
+
+
+def _render_item(
+    request: HttpRequest,
+    task: ReviewTask | None,
+    *,
+    notice: tuple[str, str] | None = None,
+    filters: dict | None = None,
+    push: bool = True,
+) -> HttpResponse:
+    if task is not None:
+        task = sel.review_task_get(task_id=task.pk)
+    context = _item_context(request, task, notice, filters=filters or {"reason": None, "category_id": None})
+    if request.htmx:
+        response = render(request, "classifier/partials/review_item.html", context)
+        if push:
+            url = reverse("review-task", args=[task.pk]) if task else reverse("review-queues")
+            push_url(response, url)
+        return response
+    if notice:
+        getattr(messages, notice[0], messages.info)(request, notice[1])
+    if task is None:
+        return redirect("review-queues")
+    return redirect("review-task", task_id=task.pk)
+
+
+def _filters_query(filters: dict) -> str:
+    parts = []
+    if filters.get("reason"):
+        parts.append(f"reason={filters['reason']}")
+    if filters.get("category_id"):
+        parts.append(f"category={filters['category_id']}")
+    return "&".join(parts)
+
+
+@reviewer_required
+@require_POST
+def next_item(request: HttpRequest) -> HttpResponse:
+    """Claim the next task (or get back the one already held) and show it."""
+    filters = _queue_filters(request.POST)
+    task = svc.review_claim_next(auditor=request.user, **filters)
+    notice = None if task else ("info", "This queue is empty. Nice work!")
+    return _render_item(request, task, notice=notice, filters=filters)
+
+
+@reviewer_required
+@require_GET
+def task_page(request: HttpRequest, task_id: int) -> HttpResponse:
+    task = sel.review_task_get(task_id=task_id)
+    if task is None:
+        messages.error(request, "That review task does not exist.")
+        return redirect("review-queues")
+    context = _item_context(request, task, filters=_queue_filters(request.GET))
+    if request.htmx:
+        return render(request, "classifier/partials/review_item.html", context)
+    return render(request, "classifier/review_item.html", context)
+
+
+@reviewer_required
+@require_POST
+def claim_task(request: HttpRequest, task_id: int) -> HttpResponse:
+    try:
+        task = svc.review_claim_task(auditor=request.user, task_id=task_id)
+    except svc.ReviewError as exc:
+        task = sel.review_task_get(task_id=task_id)
+        return _render_item(request, task, notice=(exc.level, str(exc)))
+    return _render_item(request, task)
+
+
+@reviewer_required
+@require_POST
+def decide(request: HttpRequest, task_id: int) -> HttpResponse:
+    """Approve / correct / skip / escalate, then hand out the next item in the same queue."""
+    data = request.POST
+    filters = _queue_filters(data)
+    action = data.get("action", "")
+    try:
+        outcome = svc.review_decide(
+            auditor=request.user,
+            task_id=task_id,
+            version=data.get("version"),
+            action=action,
+            category_id=data.get("category_id"),
+            brand_name=data.get("brand", ""),
+            cause=data.get("cause", ""),
+            comment=data.get("comment", ""),
+        )
+    except svc.InvalidDecision as exc:
+        # Stay on the item: the auditor fixes the input.
+        task = sel.review_task_get(task_id=task_id)
+        return _render_item(request, task, notice=("error", str(exc)), filters=filters, push=False)
+    except svc.ReviewError as exc:
+        # Claim lost or already recorded: nothing was written; move on to the next item.
+        task = svc.review_claim_next(auditor=request.user, **filters)
+        return _render_item(request, task, notice=(exc.level, str(exc)), filters=filters)
+    done = {
+        "approve": "Approved",
+        "correct": "Corrected",
+        "skip": "Skipped",
+        "escalate": "Escalated",
+    }[outcome.decision.action]
+    label = outcome.decision.category.path_label if outcome.decision.category else ""
+    text = (
+        f"{done}: “{outcome.task.listing.title[:60]}”"
+        + (f" → {label}" if label else "")
+        + ". Press U to undo."
+    )
+    task = svc.review_claim_next(auditor=request.user, **filters)
+    if task is None:
+        text += " The queue is empty."
+    return _render_item(request, task, notice=("success", text), filters=filters)
+
+
+@reviewer_required
+@require_POST
+def undo(request: HttpRequest) -> HttpResponse:
+    filters = _queue_filters(request.POST)
+    try:
+        outcome = svc.review_undo_last(auditor=request.user)
+    except svc.ReviewError as exc:
+        held = sel.review_task_held_by(auditor=request.user)
+        return _render_item(request, held, notice=(exc.level, str(exc)), filters=filters)
+    text = f"Undid your {outcome.decision.undoes.get_action_display().lower()}; the item is yours again."
+    return _render_item(request, outcome.task, notice=("info", text), filters=filters)
+
+
+@reviewer_required
+@require_POST
+def release(request: HttpRequest, task_id: int) -> HttpResponse:
+    svc.review_release(auditor=request.user, task_id=task_id)
+    messages.info(request, "The item went back to the queue.")
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = reverse("review-queues")
+        return response
+    return redirect("review-queues")
+
+
+# --- completion -----------------------------------------------------------------------------
+
+
+@reviewer_required
+@require_GET
+def category_search(request: HttpRequest) -> HttpResponse:
+    q = request.GET.get("q", "")[:100]
+    results = sel.category_leaf_search(q=q)
+    return render(request, "classifier/partials/review_category_results.html", {"results": results, "q": q})
+
+
+@reviewer_required
+@require_GET
+def brand_search(request: HttpRequest) -> HttpResponse:
+    q = request.GET.get("brand", "") or request.GET.get("q", "")
+    return render(
+        request, "classifier/partials/review_brand_options.html", {"names": sel.brand_search(q=q[:100])}
+    )
+
+
+# --- bulk ------------------------------------------------------------------------------------
+
+
+def _bulk_filters(data) -> tuple[dict[str, Any], list[str]]:
+    errors = []
+    filters = _queue_filters(data)
+    raw = (data.get("min_confidence") or "").strip()
+    min_conf = None
+    if raw:
+        try:
+            min_conf = float(raw)
+            if not 0 <= min_conf <= 1:
+                raise ValueError
+        except ValueError:
+            errors.append("Minimum confidence must be a number between 0 and 1 (e.g. 0.8).")
+            min_conf = None
+    filters["min_confidence"] = min_conf
+    return filters, errors
+
+
+@reviewer_required
+def bulk(request: HttpRequest) -> HttpResponse:
+    """GET: the filtered list. POST without confirm: "Approve N items?". POST with confirm: do it."""
+    if request.method == "POST":
+        ids = [pk for pk in (_int_or_none(v) for v in request.POST.getlist("task")) if pk]
+        filters, errors = _bulk_filters(request.POST)
+        if not ids:
+            errors.append("Select at least one item to approve.")
+        elif request.POST.get("confirm") == "yes":
+            try:
+                outcome = svc.review_bulk_approve(auditor=request.user, task_ids=ids)
+            except svc.ReviewError as exc:
+                errors.append(str(exc))
+            else:
+                context = {"outcome": outcome, "requested": len(ids), "filters": filters}
+                template = "classifier/partials/review_bulk_result.html"
+                if not request.htmx:
+                    template = "classifier/review_bulk_done.html"
+                return render(request, template, context)
+        else:
+            context = {"ids": ids, "count": len(ids), "filters": filters}
+            template = (
+                "classifier/partials/review_bulk_confirm.html"
+                if request.htmx
+                else "classifier/review_bulk_confirm.html"
+            )
+            return render(request, template, context)
+        tasks = sel.review_bulk_candidates(**filters)
+        return render(
+            request,
+            "classifier/review_bulk.html",
+            {"tasks": tasks, "filters": filters, "errors": errors},
+            status=400,
+        )
+    filters, errors = _bulk_filters(request.GET)
+    tasks = sel.review_bulk_candidates(**filters) if not errors else []
+    counts = sel.review_queue_counts()
+    return render(
+        request,
+        "classifier/review_bulk.html",
+        {"tasks": tasks, "filters": filters, "errors": errors, "reasons": Reason.choices, "counts": counts},
+    )
+
+
+# --- audit trail & stats ---------------------------------------------------------------------
+
+
+def _day_bound(value: str, *, end: bool) -> datetime | None:
+    day = parse_date(value or "")
+    if day is None:
+        return None
+    moment = timezone.make_aware(datetime.combine(day, time.min))
+    return moment + timedelta(days=1) if end else moment
+
+
+@reviewer_required
+@require_GET
+def audit(request: HttpRequest) -> HttpResponse:
+    user_id = _int_or_none(request.GET.get("user"))
+    verb = request.GET.get("verb") or None
+    errors = []
+    for key in ("from", "to"):
+        if request.GET.get(key) and parse_date(request.GET[key]) is None:
+            errors.append(f"“{key}” must be a date like 2025-01-31.")
+    events = sel.review_audit_events(
+        user_id=user_id,
+        verb=verb,
+        date_from=_day_bound(request.GET.get("from", ""), end=False),
+        date_to=_day_bound(request.GET.get("to", ""), end=True),
+    )
+    page = Paginator(events, 50).get_page(request.GET.get("page"))
+    users = get_user_model().objects.filter(decisions__isnull=False).distinct().order_by("username")
+    verbs = [
+        "review.claim",
+        "review.release",
+        "review.approve",
+        "review.correct",
+        "review.skip",
+        "review.escalate",
+        "review.undo",
+    ]
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "page": page,
+        "users": users,
+        "verbs": verbs,
+        "f": {
+            "user": user_id,
+            "verb": verb,
+            "from": request.GET.get("from", ""),
+            "to": request.GET.get("to", ""),
+        },
+        "errors": errors,
+        "query": query.urlencode(),
+    }
+    if request.htmx and request.htmx.target == "audit-table":
+        return render(request, "classifier/partials/review_audit_table.html", context)
+    return render(request, "classifier/review_audit.html", context)
+
+
+@reviewer_required
+@require_GET
+def stats(request: HttpRequest) -> HttpResponse:
+    days = _int_or_none(request.GET.get("days")) or 7
+    days = max(1, min(days, 90))
+    since = timezone.now() - timedelta(days=days)
+    rate = sel.review_rate_by_hour(hours=24)
+    hist = sel.review_confidence_histogram()
+    counts = sel.review_queue_counts()
+    context = {
+        "days": days,
+        "auditors": sel.review_auditor_stats(since=since),
+        "rate_chart": sel.svg_bars(
+            [r["n"] for r in rate], labels=[timezone.localtime(r["hour"]).strftime("%H") for r in rate]
+        ),
+        "hist_chart": sel.svg_bars([h["n"] for h in hist], labels=[f"{h['lo']:.1f}" for h in hist]),
+        "queue_chart": sel.svg_bars(
+            [r["n"] for r in counts["by_reason"]], labels=[r["label"] for r in counts["by_reason"]], width=360
+        ),
+        "counts": counts,
+    }
+    return render(request, "classifier/review_stats.html", context)

@@ -4,4 +4,15 @@ from classifier.views import review
 
 urlpatterns = [
     path("", review.queues, name="review-queues"),
+    path("next/", review.next_item, name="review-next"),
+    path("undo/", review.undo, name="review-undo"),
+    path("task/<int:task_id>/", review.task_page, name="review-task"),
+    path("task/<int:task_id>/claim/", review.claim_task, name="review-claim"),
+    path("task/<int:task_id>/decide/", review.decide, name="review-decide"),
+    path("task/<int:task_id>/release/", review.release, name="review-release"),
+    path("search/categories/", review.category_search, name="review-category-search"),
+    path("search/brands/", review.brand_search, name="review-brand-search"),
+    path("bulk/", review.bulk, name="review-bulk"),
+    path("audit/", review.audit, name="review-audit"),
+    path("stats/", review.stats, name="review-stats"),
 ]

@@ -1,0 +1,137 @@
+// Keyboard shortcuts and category completion for the review pages. No framework: event delegation on
+// `document`, so it keeps working after htmx swaps the item in #review-work.
+(function () {
+  "use strict";
+
+  function $(sel) { return document.querySelector(sel); }
+
+  function typing(el) {
+    if (!el) return false;
+    var tag = el.tagName;
+    return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || el.isContentEditable;
+  }
+
+  function submit(formId) {
+    var form = document.getElementById(formId);
+    if (!form) return false;
+    form.requestSubmit ? form.requestSubmit() : form.submit();
+    return true;
+  }
+
+  function busy() {
+    // Ignore keys while a request is in flight: one key press, one decision.
+    return !!document.querySelector(".htmx-request");
+  }
+
+  function openPanel(id, focusSel) {
+    var panel = document.getElementById(id);
+    if (!panel) return false;
+    panel.open = true;
+    var field = panel.querySelector(focusSel);
+    if (field) { field.focus(); field.select && field.select(); }
+    return true;
+  }
+
+  function toggleHelp(force) {
+    var help = $("#rv-help");
+    if (!help) return;
+    help.hidden = force === undefined ? !help.hidden : !force;
+  }
+
+  function toggleHeat() {
+    var box = $("#rv-heat-toggle");
+    if (!box) return;
+    box.checked = !box.checked;
+    box.dispatchEvent(new Event("change", { bubbles: true }));
+  }
+
+  // --- category results: arrows move, Enter picks ---------------------------------------------
+  function options() { return Array.prototype.slice.call(document.querySelectorAll("#cat-results .rv-cat-opt")); }
+
+  function activate(idx) {
+    var opts = options();
+    if (!opts.length) return;
+    idx = (idx + opts.length) % opts.length;
+    opts.forEach(function (o, i) {
+      o.classList.toggle("active", i === idx);
+      o.setAttribute("aria-selected", i === idx ? "true" : "false");
+    });
+    opts[idx].scrollIntoView({ block: "nearest" });
+  }
+
+  function pick(opt) {
+    if (!opt) return false;
+    $("#cat-id").value = opt.getAttribute("data-id");
+    var chosen = $("#cat-chosen");
+    chosen.textContent = "Picked: " + opt.getAttribute("data-label");  // textContent: never markup
+    chosen.classList.add("picked");
+    $("#cat-results").innerHTML = "";
+    var brand = $("#brand-input");
+    if (brand) { brand.focus(); brand.select(); }
+    return true;
+  }
+
+  document.addEventListener("click", function (ev) {
+    var opt = ev.target.closest && ev.target.closest(".rv-cat-opt");
+    if (opt) { pick(opt); return; }
+    if (ev.target.closest && ev.target.closest("[data-help-toggle]")) toggleHelp();
+  });
+
+  document.addEventListener("change", function (ev) {
+    if (ev.target && ev.target.id === "rv-heat-toggle") {
+      var heat = $("#rv-heat");
+      if (heat) heat.hidden = !ev.target.checked;
+    }
+  });
+
+  document.addEventListener("keydown", function (ev) {
+    var el = document.activeElement;
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+
+    if (el && el.id === "cat-search") {
+      var opts = options();
+      var cur = opts.findIndex(function (o) { return o.classList.contains("active"); });
+      if (ev.key === "ArrowDown") { ev.preventDefault(); activate(cur + 1); return; }
+      if (ev.key === "ArrowUp") { ev.preventDefault(); activate(cur - 1); return; }
+      if (ev.key === "Enter") {
+        ev.preventDefault();  // Enter in the search never submits: it picks
+        if (opts.length) pick(opts[Math.max(cur, 0)]);
+        return;
+      }
+    }
+    if (ev.key === "Escape") {
+      toggleHelp(false);
+      document.querySelectorAll("details.rv-panel[open]").forEach(function (d) { d.open = false; });
+      if (typing(el)) el.blur();
+      return;
+    }
+    if (typing(el)) return;
+    if (busy()) { if ("acsuen".indexOf(ev.key.toLowerCase()) >= 0) ev.preventDefault(); return; }
+
+    var key = ev.key;
+    var handled = true;
+    switch (key) {
+      case "a": case "A": handled = submit("form-approve"); break;
+      case "c": case "C": handled = openPanel("panel-correct", "#cat-search"); break;
+      case "/": handled = openPanel("panel-correct", "#cat-search"); break;
+      case "s": case "S": handled = submit("form-skip"); break;
+      case "e": case "E": handled = openPanel("panel-escalate", "#escalate-comment"); break;
+      case "u": case "U": handled = submit("form-undo"); break;
+      case "n": case "N": handled = submit("form-next") || submit("start-form"); break;
+      case "h": case "H": toggleHeat(); break;
+      case "?": toggleHelp(); break;
+      default: handled = false;
+    }
+    if (handled) ev.preventDefault();
+  });
+
+  // After each swap: the search list opens as results arrive; focus leaves stale inputs.
+  document.addEventListener("htmx:afterSwap", function (ev) {
+    if (ev.detail && ev.detail.target && ev.detail.target.id === "review-work") {
+      if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();
+      window.scrollTo({ top: 0 });
+    }
+    var search = $("#cat-search");
+    if (search) search.setAttribute("aria-expanded", options().length ? "true" : "false");
+  });
+})();
