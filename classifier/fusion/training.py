@@ -145,6 +145,32 @@ class Prepared:
         self.category_text = self.encoder.sentence_embeddings([category_text(self.snapshot, c) for c in self.leaves])
 
 
+def compute_loss(model: FusionModel, out, y: torch.Tensor, choice: torch.Tensor, mats: list[torch.Tensor],
+                 cfg: FusionConfig) -> torch.Tensor:
+    """CE on leaves + hierarchy NLL (parents = sums of leaves) + image-head CE + text-head CE + InfoNCE.
+
+    Args:
+        out: the model's :class:`FusionOutput`; y: [batch] leaf indices; choice: [batch] 0 full title,
+            1 vague, 2 none (only full titles enter the text head and the contrastive term).
+    """
+    loss = F.cross_entropy(out.logits, y, label_smoothing=cfg.label_smoothing)
+    logp = F.log_softmax(out.logits, -1)
+    for m in mats:  # hierarchy: a parent's probability is the sum of its leaves'
+        lp = torch.logsumexp(logp.unsqueeze(-1) + torch.log(m.clamp_min(1e-12)).unsqueeze(0), 1)
+        loss = loss + cfg.hierarchy_weight * 0.5 * F.nll_loss(lp, m[y].argmax(-1))
+    f = out.features
+    if out.image_logits is not None and f.fused is not None:
+        loss = loss + cfg.image_head_weight * F.cross_entropy(out.image_logits, y,
+                                                              label_smoothing=cfg.label_smoothing)
+    if f.text_emb is not None and f.fused is not None:
+        has = choice == 0
+        if has.sum() >= 2:
+            loss = loss + 0.3 * F.cross_entropy(model.head(f.text_emb[has]), y[has])
+            if f.image_emb is not None:
+                loss = loss + cfg.contrastive_weight * info_nce(f.image_emb[has], f.text_emb[has])
+    return loss + cfg.prototype_delta_l2 * model.head.delta.pow(2).sum(-1).mean()
+
+
 def train_model(prep: Prepared, cfg: FusionConfig, *, log=print, max_minutes: float | None = None) -> FusionModel:
     """Train on ``train``; returns the model (eval mode)."""
     torch.manual_seed(cfg.seed)
@@ -173,34 +199,19 @@ def train_model(prep: Prepared, cfg: FusionConfig, *, log=print, max_minutes: fl
                 continue
             y = tr.labels[idx]
             choice = torch.multinomial(mix, len(idx), replacement=True, generator=gen)
-            if not cfg.use_image:  # a text-only model never sees an empty title
-                choice = torch.zeros_like(choice)
+            if not cfg.use_image:  # a text-only model sees full and vague titles, never an empty one
+                choice = torch.where(choice == 2, torch.zeros_like(choice), choice)
             text = mix_text(tr.full, tr.vague, prep.empty, idx, choice) if cfg.use_text else None
             pixels = augment(torch.from_numpy(tr.images[idx.numpy()]), gen) if cfg.use_image else None
             out = model(pixels, text)
-            loss = F.cross_entropy(out.logits, y, label_smoothing=cfg.label_smoothing)
-            logp = F.log_softmax(out.logits, -1)
-            for m in mats:  # hierarchy: parents' probability is the sum of their leaves'
-                lp = torch.logsumexp(logp.unsqueeze(-1) + torch.log(m.clamp_min(1e-12)).unsqueeze(0), 1)
-                loss = loss + cfg.hierarchy_weight * 0.5 * F.nll_loss(lp, (m[y] > 0).float().argmax(-1))
-            if out.image_logits is not None and out.features.fused is not None:
-                loss = loss + cfg.image_head_weight * F.cross_entropy(out.image_logits, y,
-                                                                      label_smoothing=cfg.label_smoothing)
-            f = out.features
-            if f.text_emb is not None and f.fused is not None:
-                has = choice == 0
-                if has.sum() >= 2:
-                    loss = loss + 0.3 * F.cross_entropy(model.head(f.text_emb[has]), y[has])
-                    if f.image_emb is not None:
-                        loss = loss + cfg.contrastive_weight * info_nce(f.image_emb[has], f.text_emb[has])
-            loss = loss + cfg.prototype_delta_l2 * model.head.delta.pow(2).sum(-1).mean()
+            loss = compute_loss(model, out, y, choice, mats, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             sched.step()
             step += 1
-            tot += float(loss) * len(idx)
+            tot += float(loss.detach()) * len(idx)
             cnt += len(idx)
             correct += int((out.logits.argmax(-1) == y).sum())
             bar.set_postfix(loss=f"{tot / cnt:.3f}", acc=f"{correct / cnt:.3f}")

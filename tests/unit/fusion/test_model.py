@@ -1,0 +1,156 @@
+"""Model and engine behaviour on tiny configs (CPU, a few real catalogue images)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from classifier.fusion.artifacts import load_model, save_model
+from classifier.fusion.engine import FusionPrediction, InferenceEngine, InvalidImageError, ListingInput
+from classifier.fusion.knowledge import CategoryNode
+from classifier.fusion.modeling import FusionModel
+from classifier.fusion.text import EntityExtractor
+from classifier.fusion.training import compute_loss, level_matrices
+
+from .factories import LEAVES, catalogue_rows, tiny_config, tiny_snapshot
+
+ROWS = catalogue_rows(per_leaf=4)
+pytestmark = pytest.mark.skipif(not ROWS, reason="fashion catalogue not found (set FUSION_DATA_DIR)")
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from classifier.fusion.encoder import TextEncoder
+
+    torch.set_num_threads(2)
+    return TextEncoder(max_tokens=16)
+
+
+def _batch(encoder, cfg, rows):
+    from classifier.fusion.data import image_to_array, load_image
+
+    snap = tiny_snapshot()
+    pix = torch.from_numpy(np.stack([image_to_array(load_image(r["bytes"]), cfg.image_size) for r in rows]))
+    text = encoder.encode([r["title"] for r in rows], EntityExtractor(snap))
+    y = torch.tensor([LEAVES.index(r["leaf"]) for r in rows])
+    return pix, text, y
+
+
+def _model(encoder, cfg):
+    torch.manual_seed(0)
+    m = FusionModel(cfg, len(LEAVES))
+    m.head.category_text.copy_(encoder.sentence_embeddings([leaf.replace(" > ", " ") for leaf in LEAVES]))
+    return m
+
+
+def _engine(encoder, cfg, model=None):
+    model = model or _model(encoder, cfg)
+    return InferenceEngine(model.eval(), cfg, {"leaves": list(LEAVES)}, {"review_threshold": 0.5},
+                           tiny_snapshot(), encoder)
+
+
+@pytest.mark.parametrize("variant", [{}, {"use_stage_fusion": False}, {"use_text_attention": False},
+                                     {"use_text": False}, {"use_image": False}])
+def test_forward_gives_finite_logits_of_the_right_shape(encoder, variant):
+    cfg = tiny_config(**variant)
+    pix, text, _ = _batch(encoder, cfg, ROWS)
+    out = _model(encoder, cfg).eval()(pix, text)
+    assert out.logits.shape == (len(ROWS), len(LEAVES))
+    assert torch.isfinite(out.logits).all()
+    if cfg.use_image and cfg.use_text and cfg.use_text_attention:
+        att = out.features.attention
+        assert att.dim() == 3 and att.shape[0] == len(ROWS)
+        assert float(att.min()) >= 0 and float(att.max()) <= 1
+
+
+def test_training_loss_goes_down_on_a_small_batch(encoder):
+    cfg = tiny_config()
+    pix, text, y = _batch(encoder, cfg, ROWS)
+    model = _model(encoder, cfg).train()
+    _, mats = level_matrices(list(LEAVES), tiny_snapshot())
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    choice = torch.zeros(len(ROWS), dtype=torch.long)
+    losses = []
+    for _ in range(25):
+        loss = compute_loss(model, model(pix.float() / 255, text), y, choice, mats, cfg)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_save_and_load_give_identical_outputs(encoder, tmp_path):
+    cfg = tiny_config()
+    model = _model(encoder, cfg).eval()
+    pix, text, _ = _batch(encoder, cfg, ROWS)
+    save_model(tmp_path, model, cfg, {"leaves": list(LEAVES)}, {"temperature": 1.3}, {}, tiny_snapshot())
+    assert {p.name for p in tmp_path.iterdir()} >= {"config.json", "model.safetensors", "labels.json",
+                                                    "calibration.json", "metrics.json", "snapshot.json"}
+    again, cfg2, _ = load_model(tmp_path)
+    with torch.no_grad():
+        assert torch.equal(model(pix, text).logits, again(pix, text).logits)
+    assert cfg2 == cfg
+    eng = InferenceEngine.load(tmp_path, device="cpu")
+    items = [ListingInput(r["bytes"], r["title"], key=r["id"]) for r in ROWS[:3]]
+    a, b = eng.predict_batch(items), InferenceEngine.load(tmp_path, device="cpu").predict_batch(items)
+    assert [p.confidence for p in a] == [p.confidence for p in b]
+    assert eng.model_version.startswith(tmp_path.name)
+
+
+def test_engine_predictions_are_complete_and_json_safe(encoder):
+    eng = _engine(encoder, tiny_config())
+    items = [ListingInput(r["bytes"], r["title"], key=r["id"]) for r in ROWS]
+    preds = eng.predict_batch(items)
+    assert len(preds) == len(items) and all(isinstance(p, FusionPrediction) for p in preds)
+    for p, r in zip(preds, ROWS, strict=True):
+        json.dumps(p.to_dict())
+        assert p.key == r["id"] and p.path in {"light", "full", "full+hires"} and p.latency_ms > 0
+        assert p.category_id in LEAVES and p.article_type == p.category_id.split(" > ")[-1]
+        assert 0 <= p.confidence <= 1 and p.level_confidences[0] >= p.level_confidences[1] >= p.confidence - 1e-6
+        assert set(p.top_k) == {"master", "sub", "article"}
+        if p.path != "light":
+            assert p.attention_map.ndim == 2 and p.attention_map.dtype == np.float32
+            assert 0 <= p.attention_map.min() and p.attention_map.max() <= 1
+        if r["title"].lower().startswith("titan"):
+            assert p.brand == "Titan"
+
+
+def test_undecodable_image_raises_a_clear_error(encoder):
+    eng = _engine(encoder, tiny_config())
+    with pytest.raises(InvalidImageError, match="bad-1"):
+        eng.predict_batch([ListingInput(ROWS[0]["bytes"], "ok"), ListingInput(b"not an image", "x", key="bad-1")])
+    assert issubclass(InvalidImageError, ValueError)
+
+
+def test_brand_conflict_is_reported_in_words_and_routed_to_review(encoder):
+    eng = _engine(encoder, tiny_config())
+    eng.calibration["review_threshold"] = 0.0
+    shirt = next(r for r in ROWS if r["leaf"] == LEAVES[0])
+    p = eng.predict_batch([ListingInput(shirt["bytes"], "Titan Men Blue Tshirt")], review_threshold=0.0)[0]
+    if p.category_id != "Accessories > Watches > Watches":
+        assert "knowledge_conflict" in p.review_reasons and p.needs_review
+        assert any(f["message"].startswith("brand Titan sells Watches, not") for f in p.knowledge_findings)
+        assert p.path == "full+hires"
+
+
+def test_category_added_to_snapshot_is_predictable_without_retraining(encoder):
+    cfg = tiny_config(fewshot_prior=0.5)
+    eng = _engine(encoder, cfg)
+    snap = eng.snapshot
+    new_id = "Accessories > Headwear > Caps"
+    eng.set_snapshot(snap.with_changes(categories=(*snap.categories,
+                                                   CategoryNode("Accessories > Headwear", "Headwear", "Accessories"),
+                                                   CategoryNode(new_id, "Caps", "Accessories > Headwear",
+                                                                ("cap", "baseball cap"), "a cap with a visor"))))
+    assert eng.snapshot_version == snap.version + 1
+    items = [ListingInput(r["bytes"], r["title"]) for r in ROWS]
+    before = eng.predict_batch(items)
+    assert all(any(n == "Caps" for n, _ in p.top_k["article"]) for p in before)  # zero-shot candidate
+    examples = [ListingInput(r["bytes"], r["title"]) for r in ROWS if r["leaf"] == LEAVES[1]]
+    eng.add_examples(new_id, examples)
+    after = eng.predict_batch(examples)
+    assert all(p.category_id == new_id for p in after)
+    with pytest.raises(ValueError):
+        eng.add_examples("Nope > Nothing", examples)
