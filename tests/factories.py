@@ -170,3 +170,11 @@ def review_cache_reset() -> None:
     keys = [f"review:skipped:{i}" for i in range(1, 5000)]
     keys += [COUNTS_CACHE_KEY, CATEGORY_LABELS_KEY, "review:confhist:10"]
     cache.delete_many(keys)
+
+
+def plain_static_storage(settings) -> None:
+    """Pages render {% static %}: tests have no collectstatic manifest, so use the plain storage."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
