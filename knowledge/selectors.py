@@ -322,6 +322,30 @@ def brand_category_conflict(snapshot: KnowledgeSnapshot, *, brand_name: str, cat
     return not covering.intersection(brand.category_ids)
 
 
+def conflict_checker(snapshot: KnowledgeSnapshot):
+    """`check(title, category_id) -> [conflict messages]` with the fusion model's own verification.
+
+    Entities are re-extracted from the title with the snapshot's gazetteer (a new alias counts),
+    then `classifier.fusion.verification.verify` runs; only "conflict" findings count (they route
+    to review). Falls back to the brand-sells-category check alone if the fusion package lacks it.
+    """
+    try:
+        from classifier.fusion.text import EntityExtractor
+        from classifier.fusion.verification import verify
+    except ImportError:  # pragma: no cover - older fusion package
+        return lambda title, category_id: []
+
+    extractor = EntityExtractor(snapshot)
+
+    def check(title: str, category_id: str) -> list[str]:
+        if not category_id:
+            return []
+        findings = verify(snapshot, category_id, extractor.extract(title or ""))
+        return [f["message"] for f in findings if f.get("severity") == "conflict"]
+
+    return check
+
+
 @dataclass
 class ImpactPreview:
     window_days: int
@@ -343,23 +367,25 @@ class ImpactPreview:
 def impact_preview(*, days: int = 7, limit: int = 5000, max_examples: int = 25) -> ImpactPreview:
     """How the pending (unpublished) edits would change the recent predictions.
 
-    Compares, for each of the latest `limit` predictions of the last `days` days, the
-    published snapshot with the candidate built from the tables: the category path the
-    prediction points at (merges and moves change it), whether that category still exists,
-    and the brand-sells-category check (a conflict appearing or going away).
+    For each of the latest `limit` predictions of the last `days` days, compares the published
+    snapshot with the candidate built from the tables: the category path the prediction points
+    at (merges, moves and renames change it), whether that category still exists, and the
+    knowledge check (the fusion model's verification: brand sells category, title type,
+    attributes) — a conflict appearing or going away.
     """
     from classifier.models import Prediction
 
     latest = knowledge_version_latest()
     published = KnowledgeSnapshot.from_dict(latest.snapshot) if latest else None
     candidate = snapshot_build_from_db(version=(latest.number if latest else 0) + 1)
+    check_old = conflict_checker(published) if published else (lambda title, category_id: [])
+    check_new = conflict_checker(candidate)
     live_labels = category_path_labels(active_only=True)
-    brand_names = dict(Brand.objects.filter(is_active=True).values_list("id", "name"))
     since = timezone.now() - timedelta(days=days)
     rows = (
         Prediction.objects.filter(created_at__gte=since, is_shadow=False)
         .order_by("-created_at")
-        .values_list("id", "listing_id", "category_id", "category_label", "brand_id", "brand_label")[:limit]
+        .values_list("id", "listing_id", "listing__title", "category_id", "category_label")[:limit]
     )
     preview = ImpactPreview(
         window_days=days,
@@ -367,31 +393,26 @@ def impact_preview(*, days: int = 7, limit: int = 5000, max_examples: int = 25) 
         pending_changes=changes_pending().count(),
         published_version=latest.number if latest else 0,
     )
-    for pred_id, listing_id, category_id, old_label, brand_id, brand_label in rows:
+    for pred_id, listing_id, title, category_id, old_label in rows:
         preview.examined += 1
         new_label = live_labels.get(category_id) if category_id else None
         effects: list[str] = []
         if new_label is None:
-            if category_id is not None or (published and published.has_category(old_label)):
-                preview.category_removed += 1
-                effects.append("category removed")
+            preview.category_removed += 1
+            effects.append(f"category {old_label} removed")
         elif new_label != old_label:
             preview.label_changed += 1
             effects.append(f"label {old_label} → {new_label}")
-        old_brand = brand_label
-        new_brand = brand_names.get(brand_id, brand_label) if brand_id else brand_label
-        was = bool(published) and brand_category_conflict(
-            published, brand_name=old_brand, category_id=old_label
+        was = (
+            check_old(title, old_label) if published is not None and published.has_category(old_label) else []
         )
-        now = bool(new_label) and brand_category_conflict(
-            candidate, brand_name=new_brand, category_id=new_label
-        )
+        now = check_new(title, new_label) if new_label else []
         if now and not was:
             preview.new_conflicts += 1
-            effects.append(f"new conflict: {new_brand} does not sell {new_label}")
+            effects.append("new conflict: " + "; ".join(now))
         elif was and not now:
             preview.resolved_conflicts += 1
-            effects.append("conflict resolved")
+            effects.append("conflict resolved: " + "; ".join(was))
         if effects and len(preview.examples) < max_examples:
             preview.examples.append({"prediction_id": pred_id, "listing_id": listing_id, "effects": effects})
     return preview

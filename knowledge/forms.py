@@ -1,0 +1,134 @@
+"""Forms of the knowledge editor: they only check shapes; the rules live in the services."""
+
+from __future__ import annotations
+
+from django import forms
+
+from knowledge.models import Category
+from knowledge.selectors import category_choices
+
+REASON_HELP = "Why (goes into the change log)"
+
+
+def _category_field(
+    *, required: bool = True, label: str = "Category", empty: str = ""
+) -> forms.TypedChoiceField:
+    choices = [(pk, label_) for pk, label_ in category_choices()]
+    if not required:
+        choices = [("", empty or "— top level —"), *choices]
+    return forms.TypedChoiceField(
+        label=label, choices=choices, coerce=int, required=required, empty_value=None
+    )
+
+
+class VersionedForm(forms.Form):
+    version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
+    reason = forms.CharField(required=False, max_length=1000, label=REASON_HELP)
+
+
+class CategoryEditForm(VersionedForm):
+    name = forms.CharField(max_length=1000)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=5000)
+    aliases = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 4}), label="Aliases (one per line, any script)"
+    )
+
+
+class CategoryMoveForm(VersionedForm):
+    def __init__(self, *args, category: Category | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["parent"] = _category_field(required=False, label="Move under")
+
+
+class CategoryMergeForm(forms.Form):
+    reason = forms.CharField(required=False, max_length=1000, label=REASON_HELP)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["target"] = _category_field(label="Merge into")
+
+
+class CategoryCreateForm(forms.Form):
+    name = forms.CharField(max_length=1000)
+    description = forms.CharField(required=False, max_length=5000)
+    aliases = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Aliases (one per line)"
+    )
+    reason = forms.CharField(required=False, max_length=1000, label=REASON_HELP)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["parent"] = _category_field(required=False, label="Parent")
+        self.order_fields(["parent", "name", "description", "aliases", "reason"])
+
+
+class AttributeForm(forms.Form):
+    name = forms.CharField(max_length=1000)
+    allowed_values = forms.CharField(
+        required=False, label="Allowed values (comma separated)", max_length=5000
+    )
+    rule = forms.ChoiceField(
+        choices=[
+            ("", "plausible values only"),
+            ("required", "category requires it"),
+            ("excluded", "category excludes it"),
+        ],
+        required=False,
+    )
+    reason = forms.CharField(required=False, max_length=1000, label=REASON_HELP)
+
+
+class BrandEditForm(VersionedForm):
+    name = forms.CharField(max_length=1000)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=5000)
+    aliases = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 5}), label="Aliases (one per line, any script)"
+    )
+
+
+class BrandCreateForm(forms.Form):
+    name = forms.CharField(max_length=1000)
+    aliases = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Aliases (one per line)"
+    )
+    reason = forms.CharField(required=False, max_length=1000, label=REASON_HELP)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["category"] = _category_field(required=False, label="Sells (optional)", empty="—")
+
+
+class BrandCategoryForm(forms.Form):
+    reason = forms.CharField(required=False, max_length=1000)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["category"] = _category_field(label="Sells")
+
+
+class BrandMergeForm(forms.Form):
+    target = forms.CharField(max_length=200, label="Merge into brand (name)")
+    reason = forms.CharField(required=False, max_length=1000, label=REASON_HELP)
+
+
+class PublishForm(forms.Form):
+    reason = forms.CharField(max_length=1000, label="Why publish (goes into the version history)")
+
+
+class NoiseTermForm(forms.Form):
+    term = forms.CharField(max_length=1000)
+    weight = forms.FloatField(min_value=0.0, max_value=1.0, initial=0.1)
+
+
+class ImportForm(forms.Form):
+    kind = forms.ChoiceField(
+        choices=[
+            ("brands-csv", "Brands CSV (name,aliases,categories)"),
+            ("google-taxonomy", "Google product taxonomy (text)"),
+            ("json", "Graph JSON export"),
+        ]
+    )
+    file = forms.FileField()
+    root = forms.CharField(
+        required=False, max_length=120, label="Taxonomy: put under this top node (optional)"
+    )
