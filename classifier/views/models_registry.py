@@ -1,13 +1,342 @@
-"""Model registry pages (scaffold: replaced by the fine-tuning work)."""
+"""Model registry pages: versions, comparison, evaluation gate, promotion/rollback, training jobs, drift.
 
-from django.contrib.auth.decorators import permission_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+Admins only (Perm.MANAGE_MODELS) on every page and action. Views translate HTTP to selectors and
+services; refusals come back as ValidationError messages shown on the page.
+"""
 
-from classifier.models import ModelVersion
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from classifier.models import DriftAlert, ModelVersion, TrainingJob
+from classifier.selectors import training as sel
+from classifier.services import training as svc
 from fusionreview.roles import Perm
 
 
-@permission_required(Perm.MANAGE_MODELS, raise_exception=True)
+def manage_models(view):
+    """Anonymous visitors go to the login page; logged-in users without the permission get 403."""
+    return login_required(permission_required(Perm.MANAGE_MODELS, raise_exception=True)(view))
+
+
+def _error(request: HttpRequest, e: ValidationError) -> None:
+    messages.error(request, "; ".join(e.messages))
+
+
+def _confirmed(request: HttpRequest) -> bool:
+    if request.POST.get("confirm") == "yes":
+        return True
+    messages.error(request, "Tick the confirmation box to go ahead.")
+    return False
+
+
+def _frozen(version: ModelVersion | None) -> dict[str, Any]:
+    if version is None:
+        return {}
+    return ((version.metrics or {}).get("frozen_eval") or {}).get("metrics") or {}
+
+
+@require_GET
+@manage_models
 def model_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "classifier/model_list.html", {"versions": ModelVersion.objects.all()})
+    versions = list(sel.model_versions_all())
+    for v in versions:
+        v.frozen = _frozen(v)
+    return render(
+        request,
+        "classifier/model_list.html",
+        {
+            "versions": versions,
+            "promoted": sel.model_version_promoted(),
+            "rollback_target": sel.model_version_rollback_target(),
+            "active_job": sel.training_job_active(),
+            "jobs": sel.training_jobs_recent(limit=10),
+            "alerts": sel.drift_alerts_open(),
+        },
+    )
+
+
+@require_GET
+@manage_models
+def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    version = sel.model_version_get(version_id=pk)
+    if version is None:
+        raise Http404("no such model version")
+    promoted = sel.model_version_promoted()
+    evaluation = sel.model_evaluation_latest(version=version)
+    return render(
+        request,
+        "classifier/model_detail.html",
+        {
+            "version": version,
+            "promoted": promoted,
+            "evaluation": evaluation,
+            "evaluations": version.evaluations.select_related("baseline")[:10],
+            "stale_evaluation": bool(
+                evaluation
+                and promoted
+                and evaluation.baseline_id != promoted.pk
+                and version.pk != promoted.pk
+            ),
+            "frozen": _frozen(version),
+            "training": (version.metrics or {}).get("training") or {},
+            "jobs": version.produced_by_jobs.all(),
+        },
+    )
+
+
+@require_POST
+@manage_models
+def model_promote(request: HttpRequest, pk: int) -> HttpResponse:
+    version = sel.model_version_get(version_id=pk)
+    if version is None:
+        raise Http404("no such model version")
+    if _confirmed(request):
+        try:
+            svc.model_version_promote(version=version, actor=request.user)
+        except ValidationError as e:
+            _error(request, e)
+        else:
+            messages.success(request, f"{version.name} is in production; workers switch on their next batch.")
+    return redirect("model-detail", pk=pk)
+
+
+@require_POST
+@manage_models
+def model_rollback(request: HttpRequest) -> HttpResponse:
+    if _confirmed(request):
+        try:
+            version = svc.model_version_rollback(actor=request.user)
+        except ValidationError as e:
+            _error(request, e)
+        else:
+            messages.success(request, f"Rolled back: {version.name} is in production again.")
+    return redirect("model-list")
+
+
+@require_POST
+@manage_models
+def model_evaluate(request: HttpRequest, pk: int) -> HttpResponse:
+    version = sel.model_version_get(version_id=pk)
+    if version is None:
+        raise Http404("no such model version")
+    from classifier.tasks.training import evaluate_model_version
+
+    transaction.on_commit(lambda: evaluate_model_version.delay(version.pk, request.user.pk))
+    messages.success(
+        request, f"Evaluation of {version.name} queued on the training queue; reload in a minute."
+    )
+    return redirect("model-detail", pk=pk)
+
+
+# --- comparison --------------------------------------------------------------------------------------------
+
+BAR_WIDTH = 260
+
+
+def _bars(rows: list[tuple[str, float | None, float | None]], *, scale: float | None = None, unit: str = "%"):
+    """Rows for the inline SVG chart: label, both values and bar widths in pixels."""
+    values = [v for _, a, b in rows for v in (a, b) if v is not None]
+    top = scale or (max(values) if values else 1.0) or 1.0
+    out = []
+    for i, (label, a, b) in enumerate(rows):
+        out.append(
+            {
+                "label": label,
+                "a": a,
+                "b": b,
+                "wa": 0 if a is None else round(BAR_WIDTH * min(a, top) / top, 1),
+                "wb": 0 if b is None else round(BAR_WIDTH * min(b, top) / top, 1),
+                "y": 8 + i * 34,
+            }
+        )
+    return {"rows": out, "height": 16 + 34 * len(out), "unit": unit, "width": BAR_WIDTH}
+
+
+def _pct(x: float | None) -> float | None:
+    return None if x is None else round(100.0 * x, 2)
+
+
+@require_GET
+@manage_models
+def model_compare(request: HttpRequest) -> HttpResponse:
+    versions = list(sel.model_versions_all())
+    try:
+        a = sel.model_version_get(version_id=int(request.GET.get("a", "0")))
+        b = sel.model_version_get(version_id=int(request.GET.get("b", "0")))
+    except ValueError:
+        a = b = None
+    ctx: dict[str, Any] = {"versions": versions, "a": a, "b": b}
+    if a is not None and b is not None:
+        fa, fb = _frozen(a), _frozen(b)
+        ea, eb = sel.model_evaluation_latest(version=a), sel.model_evaluation_latest(version=b)
+        ra = (ea.candidate_metrics.get("recent") if ea else None) or {}
+        rb = (eb.candidate_metrics.get("recent") if eb else None) or {}
+        levels = [
+            (name, _pct((fa.get("accuracy") or {}).get(k)), _pct((fb.get("accuracy") or {}).get(k)))
+            for k, name in (("master", "master"), ("sub", "sub"), ("article", "leaf"))
+        ]
+        levels.append(
+            (
+                "recent reviews (leaf)",
+                _pct((ra.get("accuracy") or {}).get("article")),
+                _pct((rb.get("accuracy") or {}).get("article")),
+            )
+        )
+        pa, pb = fa.get("per_category") or {}, fb.get("per_category") or {}
+        cats = sorted(set(pa) | set(pb), key=lambda c: -max(pa.get(c, [0])[0], pb.get(c, [0])[0]))[:15]
+        per_cat = [
+            (
+                f"{c.split(' > ')[-1]} (n={max(pa.get(c, [0])[0], pb.get(c, [0])[0])})",
+                _pct(pa[c][1] / pa[c][0]) if pa.get(c) and pa[c][0] else None,
+                _pct(pb[c][1] / pb[c][0]) if pb.get(c) and pb[c][0] else None,
+            )
+            for c in cats
+        ]
+        ctx.update(
+            fa=fa,
+            fb=fb,
+            levels=_bars(levels, scale=100.0),
+            per_category=_bars(per_cat, scale=100.0),
+            calibration=_bars(
+                [
+                    ("ECE (lower is better)", _pct(fa.get("ece")), _pct(fb.get("ece"))),
+                    ("review rate", _pct(fa.get("review_rate")), _pct(fb.get("review_rate"))),
+                    (
+                        "auto-accept precision",
+                        _pct(fa.get("auto_accept_precision")),
+                        _pct(fb.get("auto_accept_precision")),
+                    ),
+                ],
+                scale=100.0,
+            ),
+            latency=_bars(
+                [
+                    (
+                        "mean",
+                        (fa.get("latency_ms") or {}).get("mean"),
+                        (fb.get("latency_ms") or {}).get("mean"),
+                    ),
+                    ("p95", (fa.get("latency_ms") or {}).get("p95"), (fb.get("latency_ms") or {}).get("p95")),
+                ],
+                unit=" ms",
+            ),
+        )
+    return render(request, "classifier/model_compare.html", ctx)
+
+
+# --- training jobs ------------------------------------------------------------------------------------------
+
+
+class TrainingJobForm(forms.Form):
+    base_version = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.exclude(status=ModelVersion.Status.REJECTED),
+        help_text="The version to start from (usually the one in production).",
+    )
+    window_start = forms.DateTimeField(
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Corrections decided after this moment (empty: after the base version's data window).",
+    )
+    window_end = forms.DateTimeField(
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="... and up to this moment (empty: now).",
+    )
+    epochs = forms.IntegerField(min_value=1, max_value=svc.MAX_EPOCHS, initial=3)
+
+
+@require_http_methods(["GET", "POST"])
+@manage_models
+def training_new(request: HttpRequest) -> HttpResponse:
+    promoted = sel.model_version_promoted()
+    form = TrainingJobForm(request.POST or None, initial={"base_version": promoted, "epochs": 3})
+    if request.method == "POST" and form.is_valid():
+        base = form.cleaned_data["base_version"]
+        start = form.cleaned_data["window_start"] or svc.training_window_default_start(base_version=base)
+        try:
+            job = svc.training_job_start(
+                actor=request.user,
+                base_version=base,
+                epochs=form.cleaned_data["epochs"],
+                window_start=start,
+                window_end=form.cleaned_data["window_end"],
+            )
+        except ValidationError as e:
+            form.add_error(None, e)
+        else:
+            messages.success(request, f"Training job #{job.pk} queued with {job.example_count} corrections.")
+            return redirect("training-detail", pk=job.pk)
+    default_start = svc.training_window_default_start(base_version=promoted) if promoted else None
+    return render(
+        request,
+        "classifier/training_new.html",
+        {
+            "form": form,
+            "active_job": sel.training_job_active(),
+            "default_start": default_start,
+            "available": sel.training_example_count(start=default_start, end=timezone.now()),
+        },
+    )
+
+
+@require_GET
+@manage_models
+def training_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    job = sel.training_job_get(job_id=pk)
+    if job is None:
+        raise Http404("no such training job")
+    ctx = {"job": job, "now": timezone.now()}
+    if request.htmx:
+        return render(request, "classifier/partials/model_training_progress.html", ctx)
+    return render(request, "classifier/training_detail.html", ctx)
+
+
+@require_POST
+@manage_models
+def training_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    job = sel.training_job_get(job_id=pk)
+    if job is None:
+        raise Http404("no such training job")
+    try:
+        job = svc.training_job_cancel(job=job, actor=request.user)
+    except ValidationError as e:
+        _error(request, e)
+    else:
+        messages.success(
+            request,
+            "Cancelled."
+            if job.status == TrainingJob.Status.CANCELLED
+            else "Cancel requested: the job stops at its next step.",
+        )
+    if request.htmx:
+        return render(request, "classifier/partials/model_training_progress.html", {"job": job})
+    return redirect("training-detail", pk=pk)
+
+
+@require_POST
+@manage_models
+def drift_resolve(request: HttpRequest, pk: int) -> HttpResponse:
+    alert = DriftAlert.objects.filter(pk=pk).first()
+    if alert is None:
+        raise Http404("no such alert")
+    svc.drift_alert_resolve(alert=alert, actor=request.user)
+    messages.success(request, "Drift alert marked as handled.")
+    return redirect("model-list")
+
+
+def eta_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return str(dt.timedelta(seconds=round(seconds)))
