@@ -67,7 +67,7 @@ def _prediction_fields(
         "top_k": {
             "master": [[path[0], min(1.0, confidence + 0.2)], ["Footwear", 0.05]],
             "sub": [[path[1], min(1.0, confidence + 0.1)], ["Bottomwear", 0.1]],
-            "article": [[path[2], confidence], ["Shirts", round(1 - confidence, 3)]],
+            "article": [[path[2], confidence], ["Shirts", round((1 - confidence) / 2, 3)]],
         },
         "brand": brand_obj,
         "brand_label": brand_obj.name if brand_obj else "",
