@@ -6,7 +6,7 @@ import logging
 
 from celery import shared_task
 
-from fusionreview.celery import Queue, app
+from fusionreview.celery import Queue
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +15,13 @@ SWEEP_EVERY_S = 30.0
 SUGGESTIONS_EVERY_S = 15 * 60.0
 
 
-@shared_task(bind=True, queue=Queue.DEFAULT, max_retries=None, acks_late=True)
+@shared_task(
+    bind=True,
+    name="knowledge.tasks.knowledge_snapshot_push",
+    queue=Queue.DEFAULT,
+    max_retries=None,
+    acks_late=True,
+)
 def knowledge_snapshot_push(self, number: int) -> bool:
     """Push knowledge version `number` into the entity cache; retried with back-off while the cache is down."""
     from knowledge.services import snapshot_push
@@ -27,7 +33,7 @@ def knowledge_snapshot_push(self, number: int) -> bool:
     raise self.retry(countdown=min(60, 2 ** min(self.request.retries, 6)))
 
 
-@shared_task(queue=Queue.DEFAULT)
+@shared_task(name="knowledge.tasks.knowledge_activation_sweep", queue=Queue.DEFAULT)
 def knowledge_activation_sweep() -> list[int]:
     """Periodic safety net: push any published version the cache never got."""
     from knowledge.services import knowledge_activation_sweep as sweep
@@ -35,7 +41,7 @@ def knowledge_activation_sweep() -> list[int]:
     return sweep()
 
 
-@shared_task(queue=Queue.DEFAULT)
+@shared_task(name="knowledge.tasks.knowledge_suggestions_refresh", queue=Queue.DEFAULT)
 def knowledge_suggestions_refresh() -> dict[str, int]:
     """Periodic: derive alias / brand-category suggestions from recent review decisions."""
     from knowledge.services import suggestions_refresh
@@ -43,10 +49,15 @@ def knowledge_suggestions_refresh() -> dict[str, int]:
     return suggestions_refresh()
 
 
-@app.on_after_finalize.connect
-def _schedule(sender, **kwargs) -> None:
-    # Registered here rather than in settings so the knowledge app owns its own schedule.
-    sender.add_periodic_task(SWEEP_EVERY_S, knowledge_activation_sweep.s(), name="knowledge activation sweep")
-    sender.add_periodic_task(
-        SUGGESTIONS_EVERY_S, knowledge_suggestions_refresh.s(), name="knowledge suggestions refresh"
-    )
+BEAT_SCHEDULE = {
+    "knowledge-activation-sweep": {
+        "task": "knowledge.tasks.knowledge_activation_sweep",
+        "schedule": SWEEP_EVERY_S,
+        "options": {"queue": Queue.DEFAULT.value},
+    },
+    "knowledge-suggestions-refresh": {
+        "task": "knowledge.tasks.knowledge_suggestions_refresh",
+        "schedule": SUGGESTIONS_EVERY_S,
+        "options": {"queue": Queue.DEFAULT.value},
+    },
+}

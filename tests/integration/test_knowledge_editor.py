@@ -141,7 +141,7 @@ def test_deleting_a_category_that_listings_use_is_refused_with_the_count(ops_use
     for _ in range(2):
         task = factories.review_task(category=cat)
         Listing.objects.filter(pk=task.listing_id).update(final_category=cat)
-    with pytest.raises(KnowledgeError, match="2 listings .* merge it into another category"):
+    with pytest.raises(KnowledgeError, match=r"2 listings .* merge it into another category"):
         services.category_delete(actor=ops_user, category=cat, expected_version=cat.version)
     assert Category.objects.filter(pk=cat.pk).exists()
     empty = factories.category_path("Apparel", "Topwear", "Capes")

@@ -1,0 +1,177 @@
+"""Publishing: versioned snapshots, the entity cache, a Redis outage, discard, restore, impact preview."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache as django_cache
+
+from classifier.fusion.knowledge import KnowledgeSnapshot
+from knowledge import cache, services
+from knowledge.models import Category, ChangeLog, KnowledgeVersion
+from knowledge.selectors import impact_preview
+from tests import factories
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+
+
+@pytest.fixture(autouse=True)
+def clean_cache():
+    django_cache.delete_many(
+        [cache.VERSION_KEY, *(cache.SNAPSHOT_KEY.format(version=n) for n in range(1, 20))]
+    )
+    cache.memo_clear()
+    yield
+    cache.memo_clear()
+
+
+@pytest.fixture
+def published(ops_user):
+    tshirts = factories.category_path("Apparel", "Topwear", "Tshirts")
+    factories.category_path("Footwear", "Shoes", "Sandals")
+    factories.category_path("Footwear", "Sandal", "Sandals")
+    factories.brand("Puma", sells=tshirts)
+    return services.knowledge_publish(actor=ops_user, reason="baseline")
+
+
+def test_publish_versions_the_graph_and_workers_see_it_with_one_cheap_read(ops_user, published):
+    assert published.number == 1 and published.activated_at is not None
+    assert cache.snapshot_version_current() == 1
+    snap = cache.snapshot_current()
+    assert snap.has_category("Apparel > Topwear > Tshirts")
+    brand = services.brand_create(actor=ops_user, name="Xiaomi", aliases=["小米"], reason="new brand")
+    assert cache.snapshot_version_current() == 1, "an unpublished edit must not reach the workers"
+    v2 = services.knowledge_publish(actor=ops_user, reason="add Xiaomi")
+    assert cache.snapshot_version_current() == 2
+    assert cache.snapshot_current().find_brand("小米").name == "Xiaomi"
+    assert ChangeLog.objects.get(action="create", object_id=str(brand.pk)).knowledge_version == v2
+    assert v2.created_by == ops_user and v2.reason == "add Xiaomi"
+
+
+def test_publish_without_a_reason_is_refused(ops_user):
+    with pytest.raises(services.KnowledgeError, match="why"):
+        services.knowledge_publish(actor=ops_user, reason="  ")
+
+
+def test_a_redis_outage_during_publish_keeps_the_previous_snapshot_and_the_retry_applies_it(
+    ops_user, published, monkeypatch
+):
+    services.brand_create(actor=ops_user, name="Nike")
+    real_set = django_cache.set
+
+    def set_fails_for_the_pointer(key, *args, **kwargs):
+        # The body write succeeds, the pointer write dies: the worst moment for an outage.
+        if key == cache.VERSION_KEY:
+            raise ConnectionError("redis went away")
+        return real_set(key, *args, **kwargs)
+
+    monkeypatch.setattr(django_cache, "set", set_fails_for_the_pointer)
+    v2 = services.knowledge_publish(actor=ops_user, reason="add Nike")
+    assert v2.number == 2 and v2.activated_at is None  # the row (source of truth) is there
+    assert cache.snapshot_version_current() == 1  # ...but the previous snapshot stays in force
+    assert cache.snapshot_current().find_brand("Nike") is None
+
+    # While Redis is fully down readers fall back to the newest *activated* row: still v1.
+    def get_fails(*args, **kwargs):
+        raise ConnectionError("redis went away")
+
+    monkeypatch.setattr(django_cache, "get", get_fails)
+    assert cache.snapshot_version_current() == 1
+    monkeypatch.undo()
+
+    from knowledge.tasks import knowledge_activation_sweep, knowledge_snapshot_push
+
+    assert knowledge_snapshot_push.queue == "default" and knowledge_activation_sweep.queue == "default"
+    assert knowledge_snapshot_push.apply(args=[2]).get() is True
+    assert cache.snapshot_version_current() == 2
+    assert cache.snapshot_current().find_brand("Nike") is not None
+    assert KnowledgeVersion.objects.get(number=2).activated_at is not None
+    # Idempotent: a redelivered push changes nothing.
+    assert knowledge_snapshot_push.apply(args=[2]).get() is True
+    assert cache.snapshot_version_current() == 2
+
+
+def test_a_late_retry_of_an_older_version_never_moves_the_pointer_back(ops_user, published):
+    services.knowledge_publish(actor=ops_user, reason="v2")
+    services.snapshot_push(number=1)
+    assert cache.snapshot_version_current() == 2
+
+
+def test_the_publish_retry_is_queued_on_the_default_queue_when_the_cache_is_down(
+    ops_user, published, monkeypatch, settings
+):
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    queued = []
+    from knowledge.tasks import knowledge_snapshot_push
+
+    monkeypatch.setattr(knowledge_snapshot_push, "apply_async", lambda **kw: queued.append(kw))
+    monkeypatch.setattr(cache, "snapshot_store", lambda snapshot, **kw: False)
+    v2 = services.knowledge_publish(actor=ops_user, reason="cache down")
+    assert queued and queued[0]["args"] == [v2.number]
+    monkeypatch.undo()
+    assert services.knowledge_activation_sweep() == [2]
+
+
+def test_discard_puts_the_tables_back_to_the_published_snapshot(ops_user, published):
+    tshirts = Category.objects.get(name="Tshirts")
+    sandals = Category.objects.get(name="Sandals", parent__name="Sandal")
+    services.category_update(
+        actor=ops_user,
+        category=tshirts,
+        expected_version=tshirts.version,
+        name="Tees",
+        description="",
+        aliases=["T恤"],
+    )
+    services.category_move(
+        actor=ops_user,
+        category=sandals,
+        new_parent=Category.objects.get(name="Apparel"),
+        expected_version=sandals.version,
+    )
+    services.brand_create(actor=ops_user, name="Temporary")
+    services.category_create(actor=ops_user, name="Gadgets")
+    count = services.knowledge_discard(actor=ops_user, reason="oops")
+    assert count == 4
+    tshirts.refresh_from_db()
+    sandals.refresh_from_db()
+    assert tshirts.name == "Tshirts" and not tshirts.aliases.exists()
+    assert sandals.path_label == "Footwear > Sandal > Sandals"
+    assert not Category.objects.filter(name="Gadgets").exists()
+    snap = services.snapshot_build_with_ids(version=0)[0]
+    assert snap.find_brand("Temporary") is None
+    assert not ChangeLog.objects.filter(status=ChangeLog.Status.PENDING).exists()
+
+
+def test_an_earlier_version_can_be_viewed_and_restored_as_a_new_version(ops_user, published):
+    services.brand_create(actor=ops_user, name="Nike")
+    services.knowledge_publish(actor=ops_user, reason="add Nike")
+    v3 = services.knowledge_version_restore(actor=ops_user, number=1, reason="Nike was a mistake")
+    assert v3.number == 3
+    assert KnowledgeSnapshot.from_dict(v3.snapshot).find_brand("Nike") is None
+    assert cache.snapshot_version_current() == 3
+    assert KnowledgeSnapshot.from_dict(v3.snapshot).has_category("Footwear > Sandal > Sandals")
+
+
+def test_impact_preview_counts_label_changes_and_new_conflicts(ops_user, published):
+    tshirts = Category.objects.get(name="Tshirts")
+    puma = factories.brand("Puma")
+    shirts = factories.category_path("Apparel", "Topwear", "Shirts")
+    services.knowledge_publish(actor=ops_user, reason="shirts")
+    for _ in range(3):
+        factories.review_task(category=shirts, brand_obj=puma, title="Puma Men Blue Shirt")
+    factories.review_task(category=tshirts, brand_obj=puma, title="Puma Men Black Tshirt")
+    before = impact_preview(days=7)
+    assert before.examined == 4 and before.affected == 0
+    # Moving Shirts changes three labels; Puma stops selling Tshirts -> one new conflict.
+    services.category_move(
+        actor=ops_user,
+        category=shirts,
+        new_parent=Category.objects.get(name="Apparel"),
+        expected_version=shirts.version,
+    )
+    services.brand_category_remove(actor=ops_user, brand=puma, category=tshirts)
+    services.brand_category_add(actor=ops_user, brand=puma, category=Category.objects.get(name="Footwear"))
+    preview = impact_preview(days=7)
+    assert preview.label_changed == 3
+    assert preview.new_conflicts >= 1
+    assert any("Puma" in " ".join(ex["effects"]) for ex in preview.examples)
