@@ -92,7 +92,22 @@ def review_queue_counts(*, fresh: bool = False) -> dict[str, Any]:
 
     if fresh:
         return compute()
-    return _cached(COUNTS_CACHE_KEY, COUNTS_TTL_SECONDS, compute)
+    # Stale-while-revalidate: the value lives long in the cache; once it is older than the TTL, one
+    # request (the one that wins `cache.add` on the lock) recomputes while the others keep serving the
+    # previous counts. Decisions do not invalidate it, so 20 busy auditors never make every page count.
+    try:
+        value = cache.get(COUNTS_CACHE_KEY)
+    except Exception:
+        log.warning("cache unreachable; counting the queue directly")
+        return compute()
+    stale = value is None or (timezone.now() - value["computed_at"]).total_seconds() > COUNTS_TTL_SECONDS
+    if value is None or (stale and cache.add(COUNTS_CACHE_KEY + ":lock", 1, timeout=30)):
+        try:
+            value = compute()
+            cache.set(COUNTS_CACHE_KEY, value, timeout=3600)
+        finally:
+            cache.delete(COUNTS_CACHE_KEY + ":lock")
+    return value
 
 
 def review_queue_tasks(

@@ -181,7 +181,6 @@ def review_release_expired(*, now: datetime | None = None, limit: int = 500) -> 
                 for pk, holder in expired
             ]
         )
-    review_counts_invalidate()
     return len(expired)
 
 
@@ -483,7 +482,6 @@ def review_decide(
         )
     if action in (Action.SKIP, Action.ESCALATE):
         _skip_exclusion_set(auditor_id=auditor.pk, task_id=task.pk, add=True, now=now)
-    review_counts_invalidate()
     task.refresh_from_db()
     return DecisionOutcome(decision=decision, task=task)
 
@@ -567,7 +565,6 @@ def review_undo_last(*, auditor: Any, now: datetime | None = None) -> DecisionOu
             "The listing has a new open review task; this decision can no longer be undone."
         ) from None
     _skip_exclusion_set(auditor_id=auditor.pk, task_id=last.task_id, add=False, now=now)
-    review_counts_invalidate()
     return DecisionOutcome(decision=undo, task=task)
 
 
@@ -662,5 +659,4 @@ def review_bulk_approve(
                 },
             )
             outcome.approved.append(pk)
-    review_counts_invalidate()
     return outcome
