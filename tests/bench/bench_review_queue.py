@@ -201,28 +201,48 @@ def run(auditors: int, rounds: int) -> None:
         status="pending", claimed_by=None, claim_expires_at=None
     )
     timings: dict[str, list[float]] = {"claim": [], "decide": [], "page": []}
+    sql_timings: dict[str, list[float]] = {"claim": [], "decide": [], "page": []}
     lock = threading.Lock()
     errors: list[BaseException] = []
     barrier = threading.Barrier(len(users))
 
     def work(user) -> None:
         local = {"claim": [], "decide": [], "page": []}
+        local_sql = {"claim": [], "decide": [], "page": []}
+        sql = [0.0]
+
+        def sql_timer(execute, query, params, many, context):
+            # Time spent waiting for PostgreSQL, to tell DB cost from Python/GIL time in this process.
+            t = time.perf_counter()
+            try:
+                return execute(query, params, many, context)
+            finally:
+                sql[0] += time.perf_counter() - t
+
+        def timed(key, fn):
+            sql[0] = 0.0
+            t0 = time.perf_counter()
+            with connection.execute_wrapper(sql_timer):
+                result = fn()
+            local[key].append((time.perf_counter() - t0) * 1000)
+            local_sql[key].append(sql[0] * 1000)
+            return result
+
         try:
             client = Client()
             client.force_login(user)
             client.get("/review/")  # warm: connection, session, template cache
             barrier.wait()
             for _ in range(rounds):
-                t0 = time.perf_counter()
-                task = review_claim_next(auditor=user)
-                local["claim"].append((time.perf_counter() - t0) * 1000)
+                task = timed("claim", lambda: review_claim_next(auditor=user))
                 if task is not None:
-                    t0 = time.perf_counter()
-                    review_decide(auditor=user, task_id=task.pk, version=task.version, action="approve")
-                    local["decide"].append((time.perf_counter() - t0) * 1000)
-                t0 = time.perf_counter()
-                response = client.get("/review/")
-                local["page"].append((time.perf_counter() - t0) * 1000)
+                    timed(
+                        "decide",
+                        lambda t=task: review_decide(
+                            auditor=user, task_id=t.pk, version=t.version, action="approve"
+                        ),
+                    )
+                response = timed("page", lambda: client.get("/review/"))
                 assert response.status_code == 200, response.status_code
         except BaseException as exc:
             errors.append(exc)
@@ -230,6 +250,7 @@ def run(auditors: int, rounds: int) -> None:
             with lock:
                 for key, values in local.items():
                     timings[key].extend(values)
+                    sql_timings[key].extend(local_sql[key])
             connection.close()
 
     print(f"running {len(users)} concurrent auditors x {rounds} rounds ...", flush=True)
@@ -249,7 +270,9 @@ def run(auditors: int, rounds: int) -> None:
         "decide": "approve (service call)",
         "page": "queue page GET /review/ (Client)",
     }
-    for key, values in timings.items():
+    for key, values in [*timings.items(), *((f"{k}:sql", v) for k, v in sql_timings.items())]:
+        if key.endswith(":sql"):
+            names[key] = f"  of which SQL: {key[:-4]}"
         print(
             f"{names[key]:<34}{len(values):>6}{pct(values, 50):>9.1f}{pct(values, 95):>9.1f}"
             f"{pct(values, 99):>9.1f}{statistics.fmean(values) if values else float('nan'):>9.1f}"
