@@ -36,13 +36,17 @@ class CacheUnavailable(RuntimeError):
     """The entity cache refused a write; the previous snapshot stays in force."""
 
 
-def snapshot_store(snapshot: KnowledgeSnapshot, *, raise_errors: bool = False) -> bool:
+def snapshot_store(
+    snapshot: KnowledgeSnapshot, *, raw: str | None = None, raise_errors: bool = False
+) -> bool:
     """Put `snapshot` in the cache and point the version at it. Returns False when the cache failed.
 
+    `raw` is the snapshot's JSON when the caller already has it (it is 20 MiB at 100k brands).
     The pointer never moves backwards: a late retry of an older version leaves a newer one in force.
     """
     try:
-        django_cache.set(SNAPSHOT_KEY.format(version=snapshot.version), snapshot.to_json(), timeout=None)
+        body = raw if raw is not None else snapshot.to_json()
+        django_cache.set(SNAPSHOT_KEY.format(version=snapshot.version), body, timeout=None)
         current = django_cache.get(VERSION_KEY)
         if current is None or int(current) < snapshot.version:
             django_cache.set(VERSION_KEY, snapshot.version, timeout=None)
