@@ -14,8 +14,8 @@ def _category_field(
     *, required: bool = True, label: str = "Category", empty: str = ""
 ) -> forms.TypedChoiceField:
     choices = [(pk, label_) for pk, label_ in category_choices()]
-    if not required:
-        choices = [("", empty or "— top level —"), *choices]
+    # A blank first choice: a required picker must not silently default to the first category.
+    choices = [("", empty or ("— top level —" if not required else "— pick a category —")), *choices]
     return forms.TypedChoiceField(
         label=label, choices=choices, coerce=int, required=required, empty_value=None
     )

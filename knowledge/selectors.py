@@ -313,6 +313,7 @@ def graph_problems() -> list[dict[str, Any]]:
                     "message": "The same category name sits under several parents: "
                     + "; ".join(sorted(labels[pk] for pk in ids)),
                     "category_ids": sorted(ids),
+                    "categories": sorted(((pk, labels[pk]) for pk in ids), key=lambda item: item[1]),
                 }
             )
     for brand in Brand.objects.filter(is_active=True, brandcategory__isnull=True).order_by("name")[:50]:
@@ -397,10 +398,7 @@ class ImpactPreview:
     examples: list[dict[str, Any]] = field(default_factory=list)
     pending_changes: int = 0
     published_version: int = 0
-
-    @property
-    def affected(self) -> int:
-        return self.label_changed + self.category_removed + self.new_conflicts + self.resolved_conflicts
+    affected: int = 0  # distinct predictions with at least one effect
 
 
 def impact_preview(*, days: int = 7, limit: int = 5000, max_examples: int = 25) -> ImpactPreview:
@@ -452,6 +450,7 @@ def impact_preview(*, days: int = 7, limit: int = 5000, max_examples: int = 25) 
         elif was and not now:
             preview.resolved_conflicts += 1
             effects.append("conflict resolved: " + "; ".join(was))
+        preview.affected += bool(effects)
         if effects and len(preview.examples) < max_examples:
             preview.examples.append({"prediction_id": pred_id, "listing_id": listing_id, "effects": effects})
     return preview
