@@ -25,6 +25,8 @@ def worker_extra_env(tmp_path) -> dict[str, str]:
         "PROMOTION_MARGIN": "100",
         "PROMOTION_CATEGORY_MARGIN": "100",
         "TRAINING_HEARTBEAT_TIMEOUT": "600",
+        # each classify message classifies exactly the listing it names (no opportunistic top-up)
+        "INFERENCE_COALESCE": "false",
     }
 
 
@@ -41,6 +43,9 @@ def _approve_corrections(listings, auditor, version):
             truth[row["id"]] = f"{row['master_category']} > {row['sub_category']} > {row['article_type']}"
     for listing in listings:
         category = category_by_path_label(truth[listing.external_id])
+        listing.status = listing.Status.REVIEWED
+        listing.final_category = category
+        listing.save(update_fields=["status", "final_category"])
         prediction = Prediction.objects.create(
             listing=listing, model_version=version, **factories._prediction_fields(category, 0.4, None)
         )
@@ -110,7 +115,7 @@ def test_corrections_to_promoted_version_to_prediction_and_rollback(
     v1.refresh_from_db()
     assert v1.status == ModelVersion.Status.PROMOTED
 
-    fresh = make_catalogue_listings(2, split="test", source="fresh")
+    fresh = make_catalogue_listings(1, split="test", source="fresh")
     classify_listings.delay([fresh[0].pk])
     wait_until(lambda: Prediction.objects.filter(listing=fresh[0]).exists(), timeout=240, what="a prediction")
     assert Prediction.objects.get(listing=fresh[0]).model_version_id == v1.pk
@@ -118,6 +123,7 @@ def test_corrections_to_promoted_version_to_prediction_and_rollback(
     client.post(reverse("model-rollback"), {"confirm": "yes"})
     v0.refresh_from_db()
     assert v0.status == ModelVersion.Status.PROMOTED
+    fresh = make_catalogue_listings(2, split="test", source="fresh")  # the second is new
     classify_listings.delay([fresh[1].pk])
     wait_until(lambda: Prediction.objects.filter(listing=fresh[1]).exists(), timeout=240, what="a prediction")
     assert Prediction.objects.get(listing=fresh[1]).model_version_id == v0.pk
