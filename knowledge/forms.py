@@ -63,9 +63,14 @@ class CategoryCreateForm(forms.Form):
 
 
 class AttributeForm(forms.Form):
-    name = forms.CharField(max_length=1000)
+    name = forms.CharField(
+        max_length=1000, widget=forms.TextInput(attrs={"placeholder": "attribute, e.g. audience"})
+    )
     allowed_values = forms.CharField(
-        required=False, label="Allowed values (comma separated)", max_length=5000
+        required=False,
+        label="Allowed values (comma separated)",
+        max_length=5000,
+        widget=forms.TextInput(attrs={"placeholder": "allowed values: Men, Women"}),
     )
     rule = forms.ChoiceField(
         choices=[

@@ -99,3 +99,17 @@ def test_ops_finds_a_brand_adds_an_alias_moves_a_category_previews_and_publishes
     snapshot = cache.snapshot_current()
     assert snapshot.version == 2 and snapshot.find_brand("彪马").name == "Puma"
     assert snapshot.has_category("Apparel > Shirts")
+
+
+def test_ops_drags_a_category_onto_another_to_move_it(
+    live_server, browser_page, login, ops_user, knowledge_graph
+):
+    page = browser_page
+    login(page, ops_user)
+    page.goto(live_server.url + "/knowledge/")
+    page.click("li.kg-node:has(> details > summary > a:text-is('Topwear')) > details > summary")
+    jeans_parent = page.locator("li.kg-node:has(> details > summary > a:text-is('Bottomwear'))").first
+    page.locator("li.kg-node:has(> a:text-is('Shirts'))").first.drag_to(jeans_parent.locator("summary").first)
+    page.wait_for_selector("#category-panel .notice:has-text('Moved to Apparel > Bottomwear > Shirts')")
+    assert Category.objects.get(pk=knowledge_graph["shirts"].pk).path_label == "Apparel > Bottomwear > Shirts"
+    shoot(page, "knowledge-06-dragged")
