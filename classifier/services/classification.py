@@ -162,7 +162,9 @@ def _write_one(listing_id: int, pred: Any, *, loaded: Any, threshold: float, rep
             compute_path=pred.path,
             latency_ms=float(pred.latency_ms),
             complexity=float(pred.complexity or 0.0),
-            knowledge_version=int(getattr(loaded.engine, "snapshot_version", 0) or 0),
+            knowledge_version=int(
+                getattr(pred, "snapshot_version", 0) or getattr(loaded.engine, "snapshot_version", 0) or 0
+            ),
             knowledge_findings=_jsonable(pred.knowledge_findings or []),
             entities=_jsonable(pred.entities or []),
             needs_review=bool(pred.needs_review),
@@ -250,7 +252,8 @@ def _mark_failed(listing_id: int, reason: str, report: BatchReport) -> None:
         if listing is None:
             report.missing.append(listing_id)
             return
-        if listing.status in ROUTABLE:
+        already = listing.status == Listing.Status.FAILED and listing.failure_reason == reason[:2000]
+        if listing.status in ROUTABLE and not already:  # a redelivery changes nothing
             listing.status = Listing.Status.FAILED
             listing.failure_reason = reason[:2000]
             listing.save(update_fields=["status", "failure_reason", "updated_at"])
@@ -284,23 +287,26 @@ def listings_classify(*, listing_ids: list[int], extra_ids: list[int] | None = N
     started = time.perf_counter()
     wanted = list(dict.fromkeys(int(i) for i in [*listing_ids, *(extra_ids or [])]))
     report = BatchReport(requested=len(wanted))
+    existing = set(Listing.objects.filter(pk__in=wanted).values_list("pk", flat=True))
+    for listing_id in wanted:
+        if listing_id not in existing:
+            log.warning("listing %s does not exist; skipped", listing_id)
+            report.missing.append(listing_id)
+    if not existing:
+        return report  # nothing to do: do not even load the model
+
     loaded = engine_for_batch()
     version = loaded.version
     report.model_version = version.name
     threshold = loaded.review_threshold
 
     done = set(
-        Prediction.objects.filter(listing_id__in=wanted, model_version=version).values_list(
+        Prediction.objects.filter(listing_id__in=existing, model_version=version).values_list(
             "listing_id", flat=True
         )
     )
-    listings = {listing.pk: listing for listing in Listing.objects.filter(pk__in=wanted).exclude(pk__in=done)}
-    for listing_id in wanted:
-        if listing_id in done:
-            report.skipped.append(listing_id)
-        elif listing_id not in listings:
-            log.warning("listing %s does not exist; skipped", listing_id)
-            report.missing.append(listing_id)
+    report.skipped.extend(i for i in wanted if i in done)
+    listings = {listing.pk: listing for listing in Listing.objects.filter(pk__in=existing - done)}
 
     inputs: list[tuple[int, Any]] = []
     for listing_id, listing in listings.items():

@@ -35,14 +35,18 @@ CLAIM_KEY = "classify:claim:{id}"
 
 
 def _claim_extras(ids: list[int], *, batch_size: int) -> list[int]:
-    from classifier.inference import model_version_serving
+    from classifier.inference import EngineUnavailable, model_version_serving
     from classifier.selectors.listings import listings_pending_ids
 
     room = batch_size - len(ids)
     if room <= 0 or not getattr(settings, "INFERENCE_COALESCE", True):
         return []
     extras: list[int] = []
-    candidates = listings_pending_ids(version=model_version_serving(), limit=room * 3, exclude=set(ids))
+    try:
+        version = model_version_serving()
+    except EngineUnavailable:
+        return []  # listings_classify reports it
+    candidates = listings_pending_ids(version=version, limit=room * 3, exclude=set(ids))
     ttl = settings.CLAIM_TTL_SECONDS
     for candidate in candidates:
         try:

@@ -10,7 +10,8 @@ committed, so the worker process sees them, and the worker's rows are visible to
         celery_worker_process.start()           # a fresh worker, same broker and database
 
 Broker: redis db 14 (flushed at start). Entity cache: redis db 13 (flushed at start), shared
-by the test process and the worker so both see the same knowledge version. Media: a
+by the test process and the worker so both see the same knowledge version. A second test
+session running at the same time gets the next free pair (12/11, 10/9, ...): see `redis_urls`. Media: a
 temporary MEDIA_ROOT shared by both processes. The test process sends tasks to the same
 broker (the Celery app's configuration is switched for the test and restored after).
 """
@@ -31,8 +32,10 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/14")
-CACHE_URL = os.environ.get("TEST_WORKER_CACHE_URL", "redis://127.0.0.1:6379/13")
+REDIS_BASE = os.environ.get("TEST_REDIS_BASE_URL", "redis://127.0.0.1:6379")
+# (broker db, cache db) pairs; a test session takes the first pair no other session holds, so
+# engineers running integration tests at the same time do not consume each other's tasks.
+REDIS_DB_PAIRS = ((14, 13), (12, 11), (10, 9), (8, 7), (6, 5))
 MODEL_DIR = REPO / "fusionreview" / "demo" / "model"
 
 
@@ -144,7 +147,8 @@ class WorkerProcess:
             os.killpg(pgid, signal.SIGKILL)
             self.proc.wait(timeout=timeout)
             return
-        os.killpg(pgid, signal.SIGTERM)
+        # SIGTERM to the main process only: a warm shutdown lets the pool child finish its task.
+        os.kill(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -155,17 +159,19 @@ class WorkerProcess:
             os.killpg(pgid, signal.SIGKILL)
 
 
-def worker_env(*, db_name: str, media_root: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+def worker_env(
+    *, db_name: str, media_root: Path, broker_url: str, cache_url: str, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "tests.settings",
             "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{db_name}",
-            "CELERY_BROKER_URL": BROKER_URL,
-            "CELERY_RESULT_BACKEND": BROKER_URL,
+            "CELERY_BROKER_URL": broker_url,
+            "CELERY_RESULT_BACKEND": broker_url,
             "CELERY_TASK_ALWAYS_EAGER": "false",
             "CELERY_VISIBILITY_TIMEOUT": "15",
-            "REDIS_URL": CACHE_URL,
+            "REDIS_URL": cache_url,
             "MEDIA_ROOT": str(media_root),
             "FUSIONREVIEW_DEMO": "true",
             "HF_HUB_OFFLINE": "1",
@@ -179,6 +185,27 @@ def worker_env(*, db_name: str, media_root: Path, extra: dict[str, str] | None =
     return env
 
 
+@pytest.fixture(scope="session")
+def redis_urls() -> Iterator[tuple[str, str]]:
+    """(broker URL, cache URL) private to this test session (held with a lock file)."""
+    import fcntl
+    import tempfile
+
+    for broker_db, cache_db in REDIS_DB_PAIRS:
+        handle = open(Path(tempfile.gettempdir()) / f"fusionreview-test-redis-{broker_db}.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        try:
+            yield f"{REDIS_BASE}/{broker_db}", f"{REDIS_BASE}/{cache_db}"
+        finally:
+            handle.close()
+        return
+    pytest.skip("every Redis db pair for integration tests is held by another test session")
+
+
 @pytest.fixture
 def worker_media_root(tmp_path: Path, settings) -> Path:
     media = tmp_path / "media"
@@ -188,46 +215,47 @@ def worker_media_root(tmp_path: Path, settings) -> Path:
 
 
 @pytest.fixture
-def worker_cache(settings) -> Iterator[None]:
+def worker_cache(settings, redis_urls) -> Iterator[str]:
     """Point the test process's cache at the worker's private Redis db."""
-    _flush_redis(CACHE_URL)
+    cache_url = redis_urls[1]
+    _flush_redis(cache_url)
     settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": cache_url}
     }
-    yield
+    yield cache_url
 
 
 @pytest.fixture
-def celery_broker(settings) -> Iterator[str]:
+def celery_broker(settings, redis_urls) -> Iterator[str]:
     """Send tasks from the test process to the private broker, for real (not eagerly)."""
     from fusionreview.celery import app
 
-    _flush_redis(BROKER_URL)
+    broker_url = redis_urls[0]
+    _flush_redis(broker_url)
     saved = {
         key: app.conf[key]
         for key in ("broker_url", "result_backend", "task_always_eager", "broker_transport_options")
     }
-    settings.CELERY_BROKER_URL = BROKER_URL
+    settings.CELERY_BROKER_URL = broker_url
     settings.CELERY_TASK_ALWAYS_EAGER = False
     app.conf.update(
-        broker_url=BROKER_URL,
-        result_backend=BROKER_URL,
+        broker_url=broker_url,
+        result_backend=broker_url,
         task_always_eager=False,
         broker_transport_options={"visibility_timeout": 15},
     )
     _reset_connections(app)
-    yield BROKER_URL
+    yield broker_url
     app.conf.update(saved)
     _reset_connections(app)
 
 
 def _reset_connections(app) -> None:
-    # Connections and producers opened with the old broker URL must not be reused.
-    with contextlib.suppress(Exception):
-        app.pool.force_close_all()
+    # Drop the app's handles on pools made for the old broker URL (as Celery does after a fork);
+    # kombu keeps pools per URL, so closing them would break the next user of that URL.
     app._pool = None
-    with contextlib.suppress(Exception):
-        app.amqp._producer_pool = None
+    with contextlib.suppress(AttributeError, KeyError):
+        app.__dict__["amqp"]._producer_pool = None
     app.__dict__.pop("backend", None)
     with contextlib.suppress(Exception):
         app._local.__dict__.clear()
@@ -248,7 +276,13 @@ def celery_worker_process(
 
     db_name = connection.settings_dict["NAME"]
     worker = WorkerProcess(
-        env=worker_env(db_name=db_name, media_root=worker_media_root, extra=worker_extra_env),
+        env=worker_env(
+            db_name=db_name,
+            media_root=worker_media_root,
+            broker_url=celery_broker,
+            cache_url=worker_cache,
+            extra=worker_extra_env,
+        ),
         log_dir=tmp_path,
     )
     worker.start()
@@ -265,3 +299,39 @@ def demo_model_dir() -> Path:
     if not (MODEL_DIR / "model.safetensors").exists():
         pytest.skip(f"no trained demo model at {MODEL_DIR} yet (model.safetensors missing)")
     return MODEL_DIR
+
+
+@pytest.fixture
+def seeded_knowledge(transactional_db, worker_cache, data_dir):
+    """The knowledge graph mined from the catalogue's train+val rows, published (v1) to DB and cache."""
+    from classifier.fusion.knowledge import snapshot_from_catalogue
+    from knowledge.services import graph_import_snapshot, knowledge_publish
+
+    snapshot = snapshot_from_catalogue(str(data_dir / "catalogue.csv"), splits=("train", "val"))
+    graph_import_snapshot(snapshot=snapshot)
+    return knowledge_publish(reason="test seed")
+
+
+@pytest.fixture
+def make_catalogue_listings(data_dir, worker_media_root):
+    """Ingest the first n rows of a catalogue split (no classification queued); returns the listings."""
+    import csv
+
+    from classifier.services.listings import listing_ingest
+
+    def make(n: int, *, split: str = "test", source: str = "catalogue") -> list:
+        with open(data_dir / "catalogue.csv", encoding="utf-8") as handle:
+            rows = [row for row in csv.DictReader(handle) if row["split"] == split][:n]
+        listings = []
+        for row in rows:
+            listing, _ = listing_ingest(
+                source=source,
+                external_id=row["id"],
+                title=row["title"],
+                image_file=(data_dir / row["image"]).read_bytes(),
+                dispatch=False,
+            )
+            listings.append(listing)
+        return listings
+
+    return make
