@@ -215,11 +215,20 @@ def _frozen_set(engine: Any) -> tuple[str, list]:
     )
 
 
-def _recent_items() -> list:
+def _recent_items(version: ModelVersion) -> list:
+    """Recently reviewed listings, minus the ones the candidate was trained on (no scoring on training data)."""
     from classifier.fusion.finetune import LabelledItem
 
     since = timezone.now() - dt.timedelta(days=int(_setting("GATE_RECENT_DAYS", 14)))
     items = sel.recent_reviewed_items(since=since, limit=int(_setting("GATE_RECENT_LIMIT", 200)))
+    if version.data_window_end is not None:
+        trained = {
+            e.listing_id
+            for e in sel.training_examples_in_window(
+                start=version.data_window_start, end=version.data_window_end
+            )
+        }
+        items = [i for i in items if i.listing_id not in trained]
     return [LabelledItem(i.image_path, i.title, i.category_id, i.brand, key=str(i.listing_id)) for i in items]
 
 
@@ -250,7 +259,7 @@ def model_version_evaluate(*, version: ModelVersion, actor: Any = None, progress
     base_engine = _engine_load(baseline) if baseline is not None else None
     frozen_name, frozen_items = _frozen_set(base_engine or cand_engine)
     frozen_name = f"frozen:{frozen_name}"
-    recent = _recent_items()
+    recent = _recent_items(version)
     cand = {"frozen": _metrics_for(version, cand_engine, frozen_name, frozen_items, progress)}
     cand["recent"] = _metrics_for(version, cand_engine, "recent", recent, progress) if recent else None
     base = None
