@@ -4,4 +4,5 @@ from classifier.views import listings
 
 urlpatterns = [
     path("listings/", listings.listing_list, name="listing-list"),
+    path("listings/<int:pk>/", listings.listing_detail, name="listing-detail"),
 ]

@@ -1,16 +1,75 @@
-"""Listing pages."""
+"""Listing pages: the filterable list (HTMX-refreshed table) and one listing with its prediction."""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import permission_required
-from django.http import HttpRequest, HttpResponse
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from classifier.models import Listing
+from classifier.selectors.listings import (
+    listing_current_prediction,
+    listing_open_review_task,
+    listing_status_counts,
+)
+from classifier.selectors.listings import (
+    listing_detail as listing_detail_select,
+)
+from classifier.selectors.listings import (
+    listing_list as listing_list_select,
+)
 from fusionreview.roles import Perm
 
+PAGE_SIZE = 50
 
+
+@login_required
 @permission_required(Perm.VIEW_LISTINGS, raise_exception=True)
 def listing_list(request: HttpRequest) -> HttpResponse:
-    listings = Listing.objects.select_related("final_category")[:100]
-    return render(request, "classifier/listing_list.html", {"listings": listings})
+    status = request.GET.get("status", "")
+    if status not in Listing.Status.values:
+        status = ""
+    search = request.GET.get("q", "").strip()[:200]
+    qs = listing_list_select(status=status, search=search)
+    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "status": status,
+        "q": search,
+        "statuses": Listing.Status.choices,
+    }
+    if request.htmx and request.htmx.target == "listing-results":
+        return render(request, "classifier/partials/listing_table.html", context)
+    counts = listing_status_counts()
+    context["status_counts"] = [
+        (value, label, counts.get(value, 0)) for value, label in Listing.Status.choices
+    ]
+    return render(request, "classifier/listing_list.html", context)
+
+
+@login_required
+@permission_required(Perm.VIEW_LISTINGS, raise_exception=True)
+def listing_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    listing = listing_detail_select(listing_id=pk)
+    if listing is None:
+        raise Http404("No such listing")
+    prediction = listing_current_prediction(listing=listing)
+    levels = []
+    if prediction:
+        levels = [
+            ("Master", prediction.master_category, prediction.master_confidence),
+            ("Sub", prediction.sub_category, prediction.sub_confidence),
+            ("Article type", prediction.article_type, prediction.article_confidence),
+        ]
+    context = {
+        "listing": listing,
+        "prediction": prediction,
+        "levels": levels,
+        "task": listing_open_review_task(listing=listing),
+        "tasks": list(listing.review_tasks.all()),
+        "top_k": (prediction.top_k or {}).get("article", [])[:5] if prediction else [],
+    }
+    if request.htmx and request.htmx.target == "listing-state":
+        return render(request, "classifier/partials/listing_state.html", context)
+    return render(request, "classifier/listing_detail.html", context)
