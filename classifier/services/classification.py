@@ -130,7 +130,31 @@ def review_priority(*, confidence: float, conflict: bool, listing_created_at: An
     return round((1.0 - confidence) + (0.5 if conflict else 0.0) + age_term, 6)
 
 
-def _write_one(listing_id: int, pred: Any, *, loaded: Any, threshold: float, report: BatchReport) -> None:
+class _Lookups:
+    """Category and brand rows by the names the model gave, looked up once per batch."""
+
+    def __init__(self) -> None:
+        self._categories: dict[str, Any] = {}
+        self._brands: dict[str, Any] = {}
+
+    def category(self, label: str | None) -> Any:
+        if not label:
+            return None
+        if label not in self._categories:
+            self._categories[label] = category_by_path_label(label)
+        return self._categories[label]
+
+    def brand(self, name: str | None) -> Any:
+        if not name:
+            return None
+        if name not in self._brands:
+            self._brands[name] = brand_by_name(name)
+        return self._brands[name]
+
+
+def _write_one(
+    listing_id: int, pred: Any, *, loaded: Any, threshold: float, report: BatchReport, lookups: _Lookups
+) -> None:
     version = loaded.version
     with transaction.atomic():
         # The row lock serialises two workers that both got this listing; the second sees the
@@ -146,7 +170,7 @@ def _write_one(listing_id: int, pred: Any, *, loaded: Any, threshold: float, rep
         prediction = Prediction(
             listing=listing,
             model_version=version,
-            category=category_by_path_label(pred.category_id) if pred.category_id else None,
+            category=lookups.category(pred.category_id),
             category_label=pred.category_id or "",
             master_category=pred.master_category or "",
             sub_category=pred.sub_category or "",
@@ -156,7 +180,7 @@ def _write_one(listing_id: int, pred: Any, *, loaded: Any, threshold: float, rep
             article_confidence=float(levels[2]),
             confidence=float(pred.confidence),
             top_k=_jsonable(pred.top_k),
-            brand=brand_by_name(pred.brand) if pred.brand else None,
+            brand=lookups.brand(pred.brand),
             brand_label=(pred.brand or "")[:200],
             brand_confidence=float(pred.brand_confidence or 0.0),
             compute_path=pred.path,
@@ -345,7 +369,8 @@ def listings_classify(*, listing_ids: list[int], extra_ids: list[int] | None = N
     report.inference_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
+    lookups = _Lookups()
     for listing_id, pred in predictions:
-        _write_one(listing_id, pred, loaded=loaded, threshold=threshold, report=report)
+        _write_one(listing_id, pred, loaded=loaded, threshold=threshold, report=report, lookups=lookups)
     report.write_s = time.perf_counter() - t1
     return report

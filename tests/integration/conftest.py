@@ -63,9 +63,15 @@ class WorkerProcess:
     """A `celery worker` subprocess in its own process group; `.stop(kill=True)` SIGKILLs it."""
 
     def __init__(
-        self, *, env: dict[str, str], log_dir: Path, queues: str = "inference,default,training"
+        self,
+        *,
+        env: dict[str, str],
+        log_dir: Path,
+        queues: str = "inference,default,training",
+        concurrency: int = 1,
     ) -> None:
         self.env = env
+        self.concurrency = concurrency
         self.log_dir = log_dir
         self.queues = queues
         self.proc: subprocess.Popen | None = None
@@ -102,7 +108,7 @@ class WorkerProcess:
             "-Q",
             self.queues,
             "-c",
-            "1",
+            str(self.concurrency),
             "-P",
             "prefork",
             "-n",
