@@ -56,6 +56,7 @@ class FusionConfig:
     gate_confidence: float = 0.75
     gate_complexity_max: float = 0.6
     keyword_weight: float = 0.5
+    entity_boost: float = 4.0  # logit bonus for a leaf the title names (gazetteer product type); half for a parent
     fewshot_prior: float = 4.0  # pseudo-count of the text prototype when blending few-shot examples
     target_precision: float = 0.99
 

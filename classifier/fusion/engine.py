@@ -88,6 +88,8 @@ class _State:
     level_ids: list[list[str]]  # per level (0, 1): ids
     level_mats: list[torch.Tensor]  # per level: [k, n_level]
     noise: set[str] = field(default_factory=set)
+    under: dict[str, list[int]] = field(default_factory=dict)  # category id -> indices of the leaves below it
+    by_name: dict[str, list[int]] = field(default_factory=dict)  # leaf name (lower) -> leaf indices
 
 
 @dataclass
@@ -182,8 +184,30 @@ class InferenceEngine:
             level_ids.append(ids)
             mats.append(m)
         noise = {w for t in snapshot.noise_terms for w in KeywordModel.keys(t)}
+        under: dict[str, list[int]] = {}
+        by_name: dict[str, list[int]] = {}
+        for j, ch in enumerate(chains):
+            for c in ch:
+                under.setdefault(c, []).append(j)
+            by_name.setdefault(snapshot.category(leaves[j]).name.lower(), []).append(j)
         return _State(snapshot, EntityExtractor(snapshot), leaves, protos.to(self.device), img_protos.to(self.device),
-                      chains, level_ids, mats, noise)
+                      chains, level_ids, mats, noise, under, by_name)
+
+    def _entity_boost(self, st: _State, ents) -> torch.Tensor:
+        """Logit bonus for the leaves the title names (decision-level use of the gazetteer).
+
+        This is what makes a category added to the snapshot usable at once when a title names it.
+        """
+        b = torch.zeros(len(st.leaves))
+        for e in ents:
+            if e.type != "product_type" or e.value not in st.under:
+                continue
+            idx = st.under[e.value]
+            is_leaf = len(idx) == 1 and st.leaves[idx[0]] == e.value
+            idx = set(idx) | set(st.by_name.get(st.snapshot.category(e.value).name.lower(), []))
+            for j in idx:
+                b[j] = max(float(b[j]), self.cfg.entity_boost * (1.0 if is_leaf else 0.5))
+        return b
 
     def set_snapshot(self, snapshot: KnowledgeSnapshot) -> None:
         """Swap the knowledge snapshot atomically (new categories become predictable zero-shot)."""
@@ -244,6 +268,7 @@ class InferenceEngine:
         cost += (time.perf_counter() - t0) * 1000 / n
 
         raws: list[_Raw | None] = [None] * n
+        boost = torch.stack([self._entity_boost(st, e) for e in ents]) if cfg.use_text else torch.zeros(n, 1)
         hs = None
         img_logits = None
         if cfg.use_image:
@@ -255,7 +280,9 @@ class InferenceEngine:
         full_idx = list(range(n))
         if cfg.use_image and self.use_gate and force_path in (None, "light"):
             kw = torch.tensor([self.keywords.scores(t, st.leaves, st.noise) for t in titles])
-            light = img_logits / t_img + cfg.keyword_weight * kw
+            if not cfg.use_text:  # an image-only model never reads the title
+                kw = torch.zeros_like(kw)
+            light = (img_logits + boost) / t_img + cfg.keyword_weight * kw
             p_img = torch.softmax(img_logits / t_img, -1)
             p_light = torch.softmax(light, -1)
             full_idx = []
@@ -278,7 +305,7 @@ class InferenceEngine:
                 feats = self.model.forward_features(
                     pix[sel] if cfg.use_image else None, text,
                     hidden_states=tuple(h[sel] for h in hs) if hs is not None else None)
-                logits = self.model.forward_head(feats, st.prototypes).logits.float().cpu()
+                logits = self.model.forward_head(feats, st.prototypes).logits.float().cpu() + boost[full_idx]
             att = feats.attention.float().cpu().numpy() if feats.attention is not None else None
             cost[full_idx] += (time.perf_counter() - t2) * 1000 / len(full_idx)
             hires = []
@@ -296,7 +323,7 @@ class InferenceEngine:
                 text_h = self.encoder.encode([titles[i] for i in hk], st.extractor, [ents[i] for i in hk])
                 with self._amp():
                     out_h = self.model(hp, text_h, st.prototypes)
-                lh = out_h.logits.float().cpu()
+                lh = out_h.logits.float().cpu() + boost[hk]
                 for r, (k, i) in enumerate(hires):
                     lg = 0.5 * (logits[k] + lh[r])
                     j = int(lg.argmax())
