@@ -761,102 +761,173 @@ def graph_import_snapshot(
     return created
 
 
+def _sync_rows(model, *, current: dict[tuple, int], wanted: Iterable[tuple], fields: tuple[str, ...]) -> int:
+    """Make `model`'s rows equal `wanted` (tuples of `fields`): delete the extra, create the missing.
+
+    `current` maps each existing row's tuple to its id. A diff, not delete-all-and-recreate:
+    at 100,000 brands almost nothing changes between a snapshot and the tables.
+    """
+    wanted_set = set(wanted)
+    extra = [pk for key, pk in current.items() if key not in wanted_set]
+    for start in range(0, len(extra), 5000):
+        model.objects.filter(pk__in=extra[start : start + 5000]).delete()
+    missing = [key for key in wanted_set if key not in current]
+    model.objects.bulk_create(
+        [model(**dict(zip(fields, key, strict=True))) for key in missing], batch_size=5000
+    )
+    return len(extra) + len(missing)
+
+
+def _restore_categories(
+    snapshot: KnowledgeSnapshot, cat_ids: dict[str, int]
+) -> tuple[dict[str, int], set[int]]:
+    """Category rows for every snapshot node, level by level, reusing ids; returns (label -> id, kept ids)."""
+    rows = {
+        pk: [name, parent_id, description, active, version]
+        for pk, name, parent_id, description, active, version in Category.objects.values_list(
+            "id", "name", "parent_id", "description", "is_active", "version"
+        )
+    }
+    slot = {(r[1], r[0].lower()): pk for pk, r in rows.items()}  # (parent id, lower name) -> id
+    by_label: dict[str, int] = {}
+    kept: set[int] = set()
+    levels: dict[int, list] = {}
+    for node in snapshot.categories:
+        levels.setdefault(len(snapshot.path_of(node.id)), []).append(node)
+    for depth in sorted(levels):
+        changed: dict[int, list] = {}
+        new: list[Category] = []
+        new_labels: list[str] = []
+        for node in levels[depth]:
+            parent_pk = by_label[node.parent_id] if node.parent_id else None
+            key = (parent_pk, node.name.lower())
+            pk = cat_ids.get(node.id)
+            if pk not in rows or pk in kept:
+                pk = slot.get(key)
+                if pk in kept:
+                    pk = None
+            holder = slot.get(key)
+            if holder is not None and holder != pk:
+                if holder in kept:
+                    raise KnowledgeError(f"The snapshot names {node.id!r} twice; it cannot be restored.")
+                # Something created since took the name: rename it out of the way (dropped below).
+                renamed = f"{rows[holder][0]} (removed {holder})"[:NAME_MAX]
+                Category.objects.filter(pk=holder).update(name=renamed)
+                rows[holder][0] = renamed
+                del slot[key]
+            if pk is None:
+                new.append(Category(name=node.name, parent_id=parent_pk, description=node.description))
+                new_labels.append(node.id)
+                continue
+            row = rows[pk]
+            if [row[0], row[1], row[2], row[3]] != [node.name, parent_pk, node.description, True]:
+                slot.pop((row[1], row[0].lower()), None)
+                changed[pk] = [node.name, parent_pk, node.description, True, row[4] + 1]
+                rows[pk] = changed[pk]
+            slot[key] = pk
+            by_label[node.id] = pk
+            kept.add(pk)
+        # One row at a time for the (few) changed ones: a bulk UPDATE could trip the unique
+        # (parent, name) rule mid-statement when two nodes swap places.
+        for pk, (name, parent_pk, description, active, version) in changed.items():
+            Category.objects.filter(pk=pk).update(
+                name=name, parent_id=parent_pk, description=description, is_active=active, version=version
+            )
+        for obj, label in zip(Category.objects.bulk_create(new, batch_size=5000), new_labels, strict=True):
+            by_label[label] = obj.pk
+            kept.add(obj.pk)
+            slot[(obj.parent_id, obj.name.lower())] = obj.pk
+            rows[obj.pk] = [obj.name, obj.parent_id, obj.description, True, obj.version]
+    return by_label, kept
+
+
 @transaction.atomic
 def graph_restore_snapshot(*, snapshot: KnowledgeSnapshot, row_ids: dict | None = None) -> dict[str, int]:
     """Make the tables say exactly what `snapshot` says (used by discard and version restore).
 
-    Category rows keep their ids where `row_ids` knows them, so moves and renames are undone in
-    place and listings keep pointing at them; nodes absent from the snapshot are deleted when
-    nothing uses them and deactivated otherwise. Aliases, relations, rules and noise terms are
-    replaced wholesale. Rows that merges re-pointed (listings, predictions) are not re-pointed back.
+    Category and brand rows keep their ids where `row_ids` knows them, so moves and renames are
+    undone in place and listings keep pointing at them; nodes absent from the snapshot are deleted
+    when nothing uses them and deactivated otherwise; absent brands are deactivated. Aliases,
+    relations, rules and noise terms are diffed against the snapshot. Rows that merges re-pointed
+    (listings, predictions) are not re-pointed back.
     """
-    row_ids = row_ids or {}
-    cat_ids: dict[str, int] = row_ids.get("categories", {})
-    brand_ids: dict[str, int] = row_ids.get("brands", {})
-    by_label: dict[str, Category] = {}
-    kept: set[int] = set()
-    # Park every existing node under a temporary name-free state is impossible with the unique
-    # (parent, name) rule, so resolve parents first (depth order) and reuse rows by id, then by path.
-    for node in sorted(snapshot.categories, key=lambda n: len(snapshot.path_of(n.id))):
-        parent = by_label.get(node.parent_id) if node.parent_id else None
-        category = None
-        pk = cat_ids.get(node.id)
-        if pk is not None:
-            category = Category.objects.filter(pk=pk).first()
-        if category is None:
-            category = Category.objects.filter(parent=parent, name__iexact=node.name).first()
-        if category is None:
-            category = Category(name=node.name, parent=parent)
-        clash = Category.objects.filter(parent=parent, name__iexact=node.name).exclude(pk=category.pk).first()
-        if clash is not None and clash.pk not in kept:
-            # Something created since took the name: rename it out of the way; it is dropped below.
-            Category.objects.filter(pk=clash.pk).update(name=f"{clash.name} (removed {clash.pk})"[:NAME_MAX])
-        category.name = node.name
-        category.parent = parent
-        category.description = node.description
-        category.is_active = True
-        category.save()
-        by_label[node.id] = category
-        kept.add(category.pk)
-    # Drop what the snapshot does not have: leaves first.
     from django.db.models import ProtectedError
 
-    stale = list(Category.objects.exclude(pk__in=kept).values_list("id", flat=True))
-    depth = {pk: len(lab.split(" > ")) for pk, lab in category_path_labels().items()}
+    row_ids = row_ids or {}
+    by_label, kept = _restore_categories(snapshot, row_ids.get("categories", {}))
+    # Drop what the snapshot does not have: all at once when nothing protects them, else leaves first.
+    stale = [pk for pk in Category.objects.values_list("id", flat=True) if pk not in kept]
     removed = deactivated = 0
-    for pk in sorted(stale, key=lambda p: -depth.get(p, 0)):
+    if stale:
         try:
             with transaction.atomic():
-                Category.objects.filter(pk=pk).delete()
-                removed += 1
+                Category.objects.filter(pk__in=stale).delete()
+                removed = len(stale)
         except (ProtectedError, IntegrityError):
-            Category.objects.filter(pk=pk).update(is_active=False)
-            deactivated += 1
-    CategoryAlias.objects.all().delete()
-    CategoryAlias.objects.bulk_create(
-        [
-            CategoryAlias(category=by_label[n.id], alias=a)
-            for n in snapshot.categories
-            for a in dict.fromkeys(n.aliases)
-        ]
+            depth = {pk: len(lab.split(" > ")) for pk, lab in category_path_labels().items()}
+            for pk in sorted(stale, key=lambda p: -depth.get(p, 0)):
+                try:
+                    with transaction.atomic():
+                        Category.objects.filter(pk=pk).delete()
+                        removed += 1
+                except (ProtectedError, IntegrityError):
+                    Category.objects.filter(pk=pk).update(is_active=False)
+                    deactivated += 1
+    _sync_rows(
+        CategoryAlias,
+        current={(c, a): pk for pk, c, a in CategoryAlias.objects.values_list("id", "category_id", "alias")},
+        wanted=[(by_label[n.id], a) for n in snapshot.categories for a in dict.fromkeys(n.aliases)],
+        fields=("category_id", "alias"),
     )
     # Brands: by id, else by name; absent ones deactivated (listings may still name them).
-    brand_rows: dict[str, Brand] = {}
+    brand_ids: dict[str, int] = row_ids.get("brands", {})
+    brands = {pk: [name, active] for pk, name, active in Brand.objects.values_list("id", "name", "is_active")}
+    by_name = {row[0].lower(): pk for pk, row in brands.items()}
+    brand_pk: dict[str, int] = {}
+    new_brands: list[tuple[str, Brand]] = []
     for entry in snapshot.brands:
-        brand = None
         pk = brand_ids.get(entry.id) or (int(entry.id) if entry.id.isdigit() else None)
-        if pk is not None:
-            brand = Brand.objects.filter(pk=pk).first()
-        if brand is None:
-            brand = Brand.objects.filter(name__iexact=entry.name).first() or Brand(name=entry.name)
-        brand.name = entry.name
-        brand.is_active = True
-        brand.save()
-        brand_rows[entry.id] = brand
-    keep_brands = {b.pk for b in brand_rows.values()}
-    Brand.objects.exclude(pk__in=keep_brands).update(is_active=False)
-    BrandAlias.objects.all().delete()
-    BrandAlias.objects.bulk_create(
-        [
-            BrandAlias(brand=brand_rows[e.id], alias=a)
-            for e in snapshot.brands
-            for a in dict.fromkeys(e.aliases)
-        ]
+        if pk not in brands:
+            pk = by_name.get(entry.name.lower())
+        if pk is None:
+            new_brands.append((entry.id, Brand(name=entry.name)))
+            continue
+        if brands[pk] != [entry.name, True]:
+            Brand.objects.filter(pk=pk).update(name=entry.name, is_active=True, version=F("version") + 1)
+        brand_pk[entry.id] = pk
+    for entry_id, obj in zip(
+        [e for e, _ in new_brands], Brand.objects.bulk_create([b for _, b in new_brands]), strict=True
+    ):
+        brand_pk[entry_id] = obj.pk
+    keep_brands = set(brand_pk.values())
+    gone = [pk for pk, (_, active) in brands.items() if active and pk not in keep_brands]
+    for start in range(0, len(gone), 5000):
+        Brand.objects.filter(pk__in=gone[start : start + 5000]).update(is_active=False)
+    # Aliases are unique across brands: remove before adding, which _sync_rows does.
+    _sync_rows(
+        BrandAlias,
+        current={(b, a): pk for pk, b, a in BrandAlias.objects.values_list("id", "brand_id", "alias")},
+        wanted=[(brand_pk[e.id], a) for e in snapshot.brands for a in dict.fromkeys(e.aliases)],
+        fields=("brand_id", "alias"),
     )
-    BrandCategory.objects.all().delete()
-    BrandCategory.objects.bulk_create(
-        [
-            BrandCategory(brand=brand_rows[e.id], category=by_label[c])
+    _sync_rows(
+        BrandCategory,
+        current={
+            (b, c): pk for pk, b, c in BrandCategory.objects.values_list("id", "brand_id", "category_id")
+        },
+        wanted=[
+            (brand_pk[e.id], by_label[c])
             for e in snapshot.brands
             for c in dict.fromkeys(e.category_ids)
             if c in by_label
-        ]
+        ],
+        fields=("brand_id", "category_id"),
     )
     CategoryAttribute.objects.all().delete()
     CategoryAttribute.objects.bulk_create(
         [
             CategoryAttribute(
-                category=by_label[r.category_id],
+                category_id=by_label[r.category_id],
                 name=r.attribute,
                 allowed_values=list(r.allowed_values),
                 required=r.required,
@@ -868,12 +939,7 @@ def graph_restore_snapshot(*, snapshot: KnowledgeSnapshot, row_ids: dict | None 
     )
     NoiseTerm.objects.all().delete()
     NoiseTerm.objects.bulk_create([NoiseTerm(term=t) for t in dict.fromkeys(snapshot.noise_terms)])
-    return {
-        "categories": len(kept),
-        "removed": removed,
-        "deactivated": deactivated,
-        "brands": len(brand_rows),
-    }
+    return {"categories": len(kept), "removed": removed, "deactivated": deactivated, "brands": len(brand_pk)}
 
 
 # ---- publish, discard, restore ------------------------------------------------------------------

@@ -181,6 +181,21 @@ def part_scale(n_brands: int, n_categories: int) -> None:
         f"[scale] worker side: version check {t_ver * 1e3:.3f} ms (one Redis GET); "
         f"first fetch+parse {t_fetch:.2f}s; later calls (memoised) {t_memo * 1e3:.2f} ms"
     )
+    from knowledge.models import Brand as BrandModel
+    from knowledge.services import brand_create, knowledge_discard, knowledge_version_restore
+
+    brand_create(actor=None, name="Bench pending brand", reason="bench")
+    t0 = time.perf_counter()
+    knowledge_discard(actor=None, reason="bench")
+    t_discard = time.perf_counter() - t0
+    assert not BrandModel.objects.filter(name="Bench pending brand", is_active=True).exists()
+    t0 = time.perf_counter()
+    knowledge_version_restore(actor=None, number=version.number, reason="bench")
+    t_restore = time.perf_counter() - t0
+    print(
+        f"[scale] discard (tables back to the published snapshot): {t_discard:.1f}s; "
+        f"restore of v{version.number} as a new version (tables + publish): {t_restore:.1f}s"
+    )
 
 
 WORKER_TITLE = "Benchbrand Men Blue Tshirt"

@@ -175,3 +175,38 @@ def test_impact_preview_counts_label_changes_and_new_conflicts(ops_user, publish
     assert preview.label_changed == 3
     assert preview.new_conflicts >= 1
     assert any("Puma" in " ".join(ex["effects"]) for ex in preview.examples)
+
+
+def test_restore_undoes_renames_merges_of_aliases_and_relations_in_place(ops_user, published):
+    puma = factories.brand("Puma")
+    tshirts = Category.objects.get(name="Tshirts")
+    services.brand_update(
+        actor=ops_user,
+        brand=puma,
+        expected_version=puma.version,
+        name="Puma AG",
+        description="",
+        aliases=["彪马", "PUMA"],
+    )
+    services.brand_category_remove(actor=ops_user, brand=puma, category=tshirts)
+    services.category_update(
+        actor=ops_user,
+        category=tshirts,
+        expected_version=tshirts.version,
+        name="Tees",
+        description="",
+        aliases=["Tee"],
+    )
+    # A new node takes the old name's place: the restore moves it out of the way.
+    services.category_create(actor=ops_user, name="Tshirts", parent=tshirts.parent)
+    services.knowledge_discard(actor=ops_user, reason="undo")
+    puma.refresh_from_db()
+    tshirts.refresh_from_db()
+    assert puma.name == "Puma" and not puma.aliases.exists()
+    assert puma.categories.filter(pk=tshirts.pk).exists()
+    assert tshirts.name == "Tshirts" and not tshirts.aliases.exists()
+    assert Category.objects.filter(parent=tshirts.parent, name__iexact="tshirts").count() == 1
+    assert (
+        services.snapshot_build_with_ids(version=1)[0].to_dict()["categories"]
+        == (KnowledgeSnapshot.from_dict(published.snapshot).to_dict()["categories"])
+    )
