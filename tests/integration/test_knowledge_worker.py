@@ -85,6 +85,9 @@ def test_a_brand_and_category_added_in_the_editor_reach_a_running_worker(
     # ...and the new category is known to the model: predicted zero-shot, or (if another leaf won)
     # the brand-sells-category check names the new relation.
     findings = " ".join(f.get("message", "") for f in prediction.knowledge_findings)
+    print(
+        f"\nnew-knowledge prediction: {prediction.category_label!r} brand={prediction.brand_label!r} {findings}"
+    )
     assert prediction.category_id == ponchos.pk or "Ponchos" in findings, (
         prediction.category_label,
         prediction.knowledge_findings,
