@@ -90,6 +90,12 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     if a.plots:
         report["plots"] = plots(preds, rows, a.plots, a.split) + plots(vpreds, rows, a.plots, f"{a.split}_vague")
     print(json.dumps(report, indent=1))
+    if a.write_metrics:
+        from classifier.fusion.artifacts import read_json, write_json
+
+        m = read_json(a.model, "metrics.json", {})
+        m[a.split] = report
+        write_json(a.model, "metrics.json", m)
     return 0
 
 
@@ -118,5 +124,6 @@ def add_subcommands(sub) -> None:
     e.add_argument("--plots")
     e.add_argument("--include-unknown", action="store_true",
                    help="keep rows whose category is not in the model's snapshot (they count as errors)")
+    e.add_argument("--write-metrics", action="store_true", help="merge the figures into the model's metrics.json")
     e.add_argument("--threads", type=int, default=2)
     e.set_defaults(func=_cmd_evaluate)

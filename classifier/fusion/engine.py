@@ -232,9 +232,10 @@ class InferenceEngine:
             feats.image_emb if feats.image_emb is not None else feats.text_emb)
         fz = list(F.normalize(main.float(), dim=-1).cpu())
         iz = list(F.normalize(feats.image_emb.float(), dim=-1).cpu()) if feats.image_emb is not None else fz
-        old = self._examples.get(category_id, ([], []))
-        self._examples[category_id] = (old[0] + fz, old[1] + iz)
-        self.set_snapshot(st.snapshot)
+        with self._lock:
+            old = self._examples.get(category_id, ([], []))
+            self._examples[category_id] = (old[0] + fz, old[1] + iz)
+        self.set_snapshot(self._state.snapshot)
 
     # ---- prediction --------------------------------------------------------------------------------
     def predict_batch(self, items: list[ListingInput], *, review_threshold: float | None = None
@@ -363,10 +364,10 @@ class InferenceEngine:
         if any(f["severity"] == "conflict" for f in raw.findings):
             reasons.append("knowledge_conflict")
         brand, bconf = None, 0.0
-        for e in ents:
-            if e.type == "brand":
-                brand, bconf = e.value, (0.95 if e.start == 0 else 0.8)
-                break
+        for e in sorted((e for e in ents if e.type == "brand"), key=lambda e: e.start != 0):
+            # at the start of the title (where sellers put it) the brand is near certain
+            brand, bconf = e.value, (0.95 if e.start == 0 else 0.6)
+            break
         att = None if raw.attention is None else np.clip(raw.attention.astype(np.float32), 0.0, 1.0)
         return FusionPrediction(
             master_category=names[0], sub_category=names[1] if len(names) > 2 else names[0],

@@ -43,7 +43,8 @@ def verify(snapshot: KnowledgeSnapshot, leaf_id: str, entities: list[Entity], *,
     chain_names = {_norm_name(snapshot.category(c).name) for c in chain}
     seen_brands = set()
     for e in entities:
-        if e.type == "brand" and e.value not in seen_brands:
+        # a Latin brand counts only where sellers put it, at the start ("Puma Men ... Cat Remix" is not Cat)
+        if e.type == "brand" and e.value not in seen_brands and (e.start == 0 or not e.text.isascii()):
             seen_brands.add(e.value)
             b = snapshot.find_brand(e.value)
             if b is None or not b.category_ids:
