@@ -125,3 +125,37 @@ def test_attention_heatmap_keeps_the_photo_aspect():
         assert heat.size == (225, 300) and heat.mode == "RGB"
         assert heat.getpixel((0, 0)) != heat.getpixel((224, 299))  # low and high attention differ
     assert attention_png(None, width=10, height=10) is None
+
+
+def test_a_newly_promoted_model_version_is_loaded_without_a_restart(
+    celery_worker_process, seeded_knowledge, demo_model_dir, make_catalogue_listings, tmp_path
+):
+    import shutil
+
+    from django.db import transaction
+
+    from classifier.inference import file_sha256
+    from classifier.tasks.inference import classify_listings
+
+    (first,) = make_catalogue_listings(1)
+    classify_listings.delay([first.pk]).get(timeout=240)
+    bundled = ModelVersion.objects.get(status=ModelVersion.Status.PROMOTED)
+
+    copy = tmp_path / "model-v2"
+    shutil.copytree(demo_model_dir, copy)
+    with transaction.atomic():
+        ModelVersion.objects.filter(pk=bundled.pk).update(status=ModelVersion.Status.RETIRED)
+        newer = ModelVersion.objects.create(
+            name="model-v2",
+            artifact_dir=str(copy),
+            checksum=file_sha256(copy / "model.safetensors"),
+            status=ModelVersion.Status.PROMOTED,
+            parent=bundled,
+        )
+    pid = celery_worker_process.pid
+    second = make_catalogue_listings(2)[1]
+    result = classify_listings.delay([second.pk]).get(timeout=240)
+    assert result["model_version"] == "model-v2"
+    assert Prediction.objects.get(listing=second).model_version == newer
+    assert Prediction.objects.get(listing=first).model_version == bundled  # not re-classified
+    assert celery_worker_process.pid == pid
