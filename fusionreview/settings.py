@@ -181,6 +181,29 @@ INFERENCE_BATCH_SIZE = env_int("INFERENCE_BATCH_SIZE", 16, minimum=1)
 CLAIM_TTL_SECONDS = env_int("CLAIM_TTL_SECONDS", 600, minimum=10)
 REVIEW_SLA_HOURS = env_int("REVIEW_SLA_HOURS", 24, minimum=1)
 
+# --- fine-tuning, evaluation gate, drift monitor ---------------------------------------------
+FUSION_VERSIONS_DIR = Path(env_str("FUSION_VERSIONS_DIR", str(VAR_DIR / "models")))
+# Replay (earlier training data) and the frozen evaluation set; "" = the catalogue beside the repo, else the demo sample.
+FUSION_REPLAY_CATALOGUE = env_str("FUSION_REPLAY_CATALOGUE", "")
+FUSION_EVAL_CATALOGUE = env_str("FUSION_EVAL_CATALOGUE", "")
+FUSION_EVAL_SPLIT = env_str("FUSION_EVAL_SPLIT", "test")
+FUSION_EVAL_SIZE = env_int("FUSION_EVAL_SIZE", 300, minimum=20)
+FINETUNE_LR = env_float("FINETUNE_LR", 3e-4, minimum=0.0, maximum=1.0)
+FINETUNE_REPLAY_MAX = env_int("FINETUNE_REPLAY_MAX", 2000, minimum=0)
+FINETUNE_REPLAY_RATIO = env_float("FINETUNE_REPLAY_RATIO", 2.0, minimum=0.0, maximum=100.0)
+PROMOTION_MARGIN = env_float("PROMOTION_MARGIN", 0.5, minimum=0.0, maximum=100.0)
+PROMOTION_CATEGORY_MARGIN = env_float("PROMOTION_CATEGORY_MARGIN", 5.0, minimum=0.0, maximum=100.0)
+PROMOTION_LARGE_CATEGORY_MIN = env_int("PROMOTION_LARGE_CATEGORY_MIN", 30, minimum=1)
+GATE_RECENT_DAYS = env_int("GATE_RECENT_DAYS", 14, minimum=1)
+GATE_RECENT_LIMIT = env_int("GATE_RECENT_LIMIT", 200, minimum=1)
+GATE_RECENT_MIN_ITEMS = env_int("GATE_RECENT_MIN_ITEMS", 20, minimum=1)
+TRAINING_HEARTBEAT_TIMEOUT = env_int("TRAINING_HEARTBEAT_TIMEOUT", 300, minimum=30)
+DRIFT_THRESHOLD_POINTS = env_float("DRIFT_THRESHOLD_POINTS", 5.0, minimum=0.0, maximum=100.0)
+DRIFT_WINDOW_DAYS = env_int("DRIFT_WINDOW_DAYS", 7, minimum=1)
+DRIFT_MIN_CHECKS = env_int("DRIFT_MIN_CHECKS", 30, minimum=1)
+DRIFT_AUTO_FINETUNE = env_bool("DRIFT_AUTO_FINETUNE", False)
+DRIFT_AUTO_EPOCHS = env_int("DRIFT_AUTO_EPOCHS", 3, minimum=1)
+
 # --- API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -16,3 +16,5 @@ os.environ.setdefault("STATIC_MANIFEST", "false")
 from fusionreview.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# WhiteNoise warns on every request when STATIC_ROOT does not exist (nothing is collected in tests).
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405

@@ -81,6 +81,9 @@ def _image_bytes(src: Any) -> Any:
     return src  # a PIL image
 
 
+MIN_ITEMS_FOR_THRESHOLD = 1000
+
+
 def expected_calibration_error(conf: Sequence[float], correct: Sequence[bool], bins: int = 15) -> float:
     """ECE with equal-width confidence bins (0 = perfectly calibrated)."""
     n = len(conf)
@@ -553,7 +556,9 @@ def finetune(
         correct = np.array([p.category_id == c for p, c in zip(preds, truth, strict=True)])
         flagged = np.array(["knowledge_conflict" in p.review_reasons for p in preds])
         corr_mask = np.array([bool(is_corr[i]) for i in hold])
-        if len(items) >= 100:  # enough held-out items to choose the threshold for the target precision
+        # A 99%-precision threshold picked on a few hundred items swings wildly (one error moves it);
+        # keep the base model's, chosen on the full val split, unless the held-out set is as large.
+        if len(items) >= MIN_ITEMS_FOR_THRESHOLD:
             cal["review_threshold"] = choose_threshold(conf, correct, flagged, cfg.target_precision)
         cal["finetune_holdout"] = len(items)
         holdout.update(

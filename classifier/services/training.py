@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import shutil
 import time
 import traceback
@@ -34,22 +33,11 @@ log = logging.getLogger(__name__)
 # --- settings (read at call time so tests and deployments can override them) -----------------------
 
 
-def _setting(name: str, default: Any) -> Any:
-    value = getattr(settings, name, None)
-    if value is not None:
-        return value
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return type(default)(raw) if not isinstance(default, bool) else raw.lower() in ("1", "true", "yes")
-    except (TypeError, ValueError) as e:
-        raise ValidationError(f"setting {name}={raw!r} is not a valid {type(default).__name__}") from e
 
 
 def replay_catalogue_path() -> Path:
     """FUSION_REPLAY_CATALOGUE, else ../shared/data/fashion/catalogue.csv, else the bundled demo sample."""
-    configured = _setting("FUSION_REPLAY_CATALOGUE", "")
+    configured = settings.FUSION_REPLAY_CATALOGUE
     if configured:
         return Path(configured)
     shared = Path(settings.BASE_DIR).parent / "shared" / "data" / "fashion" / "catalogue.csv"
@@ -59,16 +47,16 @@ def replay_catalogue_path() -> Path:
 
 
 def eval_catalogue_path() -> Path:
-    configured = _setting("FUSION_EVAL_CATALOGUE", "")
+    configured = settings.FUSION_EVAL_CATALOGUE
     return Path(configured) if configured else replay_catalogue_path()
 
 
 def versions_dir() -> Path:
-    return Path(_setting("FUSION_VERSIONS_DIR", str(Path(settings.VAR_DIR) / "models")))
+    return Path(settings.FUSION_VERSIONS_DIR)
 
 
 def promotion_margin_points() -> float:
-    return float(_setting("PROMOTION_MARGIN", 0.5))
+    return float(settings.PROMOTION_MARGIN)
 
 
 MAX_EPOCHS = 20
@@ -208,8 +196,8 @@ def _frozen_set(engine: Any) -> tuple[str, list]:
     # Only leaves the production model was trained on: the same slice for every candidate of that lineage.
     return frozen_eval_set(
         path,
-        split=str(_setting("FUSION_EVAL_SPLIT", "test")),
-        size=int(_setting("FUSION_EVAL_SIZE", 300)),
+        split=str(settings.FUSION_EVAL_SPLIT),
+        size=int(settings.FUSION_EVAL_SIZE),
         seed=0,
         leaves=set(engine.train_leaves),
     )
@@ -219,8 +207,8 @@ def _recent_items(version: ModelVersion) -> list:
     """Recently reviewed listings, minus the ones the candidate was trained on (no scoring on training data)."""
     from classifier.fusion.finetune import LabelledItem
 
-    since = timezone.now() - dt.timedelta(days=int(_setting("GATE_RECENT_DAYS", 14)))
-    items = sel.recent_reviewed_items(since=since, limit=int(_setting("GATE_RECENT_LIMIT", 200)))
+    since = timezone.now() - dt.timedelta(days=int(settings.GATE_RECENT_DAYS))
+    items = sel.recent_reviewed_items(since=since, limit=int(settings.GATE_RECENT_LIMIT))
     if version.data_window_end is not None:
         trained = {
             e.listing_id
@@ -271,9 +259,9 @@ def model_version_evaluate(*, version: ModelVersion, actor: Any = None, progress
         cand,
         base,
         margin_points=margin,
-        category_margin_points=float(_setting("PROMOTION_CATEGORY_MARGIN", 5.0)),
-        large_category_min=int(_setting("PROMOTION_LARGE_CATEGORY_MIN", 30)),
-        recent_min_items=int(_setting("GATE_RECENT_MIN_ITEMS", 20)),
+        category_margin_points=float(settings.PROMOTION_CATEGORY_MARGIN),
+        large_category_min=int(settings.PROMOTION_LARGE_CATEGORY_MIN),
+        recent_min_items=int(settings.GATE_RECENT_MIN_ITEMS),
     )
     if not frozen_items:
         passed, reasons = False, [*reasons, f"no frozen evaluation set: {eval_catalogue_path()} is missing"]
@@ -477,9 +465,9 @@ def training_job_run(*, job_id: int) -> TrainingJob | None:
         examples = sel.training_examples_in_window(start=job.data_window_start, end=job.data_window_end)
         if not examples:
             raise ValidationError("no approved corrections in the data window (they were undone meanwhile)")
-        ratio = float(_setting("FINETUNE_REPLAY_RATIO", 2.0))
+        ratio = float(settings.FINETUNE_REPLAY_RATIO)
         replay = _replay_examples(
-            n=min(int(len(examples) * ratio), int(_setting("FINETUNE_REPLAY_MAX", 2000))), seed=job.pk
+            n=min(int(len(examples) * ratio), int(settings.FINETUNE_REPLAY_MAX)), seed=job.pk
         )
         TrainingJob.objects.filter(pk=job_id).update(example_count=len(examples), replay_count=len(replay))
         reporter.line(
@@ -497,7 +485,7 @@ def training_job_run(*, job_id: int) -> TrainingJob | None:
             epochs=job.epochs,
             progress_callback=reporter,
             snapshot=snapshot_current(),
-            lr=float(_setting("FINETUNE_LR", 3e-4)),
+            lr=float(settings.FINETUNE_LR),
             device=device_choose(),
         )
         version = model_version_register(
@@ -537,7 +525,7 @@ def training_job_run(*, job_id: int) -> TrainingJob | None:
 def training_jobs_fail_stale(*, now: dt.datetime | None = None) -> int:
     """Mark running jobs whose worker stopped sending heartbeats as failed (a killed worker)."""
     now = now or timezone.now()
-    timeout = int(_setting("TRAINING_HEARTBEAT_TIMEOUT", 300))
+    timeout = int(settings.TRAINING_HEARTBEAT_TIMEOUT)
     cutoff = now - dt.timedelta(seconds=timeout)
     stale = list(
         TrainingJob.objects.filter(status=TrainingJob.Status.RUNNING, heartbeat_at__lt=cutoff).values_list(
@@ -575,8 +563,8 @@ def drift_check(*, now: dt.datetime | None = None) -> DriftAlert | None:
     version = sel.model_version_promoted()
     if version is None:
         return None
-    window = dt.timedelta(days=int(_setting("DRIFT_WINDOW_DAYS", 7)))
-    min_checks = int(_setting("DRIFT_MIN_CHECKS", 30))
+    window = dt.timedelta(days=int(settings.DRIFT_WINDOW_DAYS))
+    min_checks = int(settings.DRIFT_MIN_CHECKS)
     checked, correct = sel.auto_accept_accuracy(version=version, since=now - window, until=None)
     if checked < min_checks:
         return None
@@ -591,7 +579,7 @@ def drift_check(*, now: dt.datetime | None = None) -> DriftAlert | None:
             return None
     current = correct / checked
     drop = 100.0 * (baseline - current)
-    if drop <= float(_setting("DRIFT_THRESHOLD_POINTS", 5.0)):
+    if drop <= float(settings.DRIFT_THRESHOLD_POINTS):
         return None
     if sel.drift_alerts_open().filter(model_version=version).exists():
         return None  # one open alert per version is enough
@@ -604,12 +592,12 @@ def drift_check(*, now: dt.datetime | None = None) -> DriftAlert | None:
         f"vs {100 * baseline:.1f}% ({source})",
     )
     audit_record(actor=None, verb="model.drift", obj=version, data={"drop_points": round(drop, 2)})
-    if bool(_setting("DRIFT_AUTO_FINETUNE", False)):
+    if bool(settings.DRIFT_AUTO_FINETUNE):
         try:
             job = training_job_start(
                 actor=None,
                 base_version=version,
-                epochs=int(_setting("DRIFT_AUTO_EPOCHS", 3)),
+                epochs=int(settings.DRIFT_AUTO_EPOCHS),
                 window_start=training_window_default_start(base_version=version),
                 trigger=TrainingJob.Trigger.DRIFT,
             )
