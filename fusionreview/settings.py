@@ -221,6 +221,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "ENUM_NAME_OVERRIDES": {
+        "ListingStatusEnum": "classifier.models.Listing.Status",
+        "ReviewTaskStatusEnum": "classifier.models.ReviewTask.Status",
+    },
 }
 
 # --- security (production: DEBUG=false behind TLS) -----------------------------------------
