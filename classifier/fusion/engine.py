@@ -115,6 +115,7 @@ class InferenceEngine:
         self.model_version = model_version
         self.encoder = encoder or TextEncoder(cfg.text_checkpoint, cfg.max_tokens, device)
         self.train_leaves: list[str] = list(labels["leaves"])
+        self._trained_set = set(self.train_leaves)
         self.keywords = KeywordModel.from_dict(labels.get("keywords", {}))
         self.use_verification = cfg.use_verification
         self.use_gate = True
@@ -194,11 +195,12 @@ class InferenceEngine:
                       chains, level_ids, mats, noise, under, by_name)
 
     def _entity_boost(self, st: _State, ents) -> torch.Tensor:
-        """Logit bonus for the leaves the title names (decision-level use of the gazetteer).
+        """Logit bonus for untrained leaves the title names (decision-level use of the gazetteer).
 
         This is what makes a category added to the snapshot usable at once when a title names it.
         """
         b = torch.zeros(len(st.leaves))
+        trained = self._trained_set
         for e in ents:
             if e.type != "product_type" or e.value not in st.under:
                 continue
@@ -206,7 +208,10 @@ class InferenceEngine:
             is_leaf = len(idx) == 1 and st.leaves[idx[0]] == e.value
             idx = set(idx) | set(st.by_name.get(st.snapshot.category(e.value).name.lower(), []))
             for j in idx:
-                b[j] = max(float(b[j]), self.cfg.entity_boost * (1.0 if is_leaf else 0.5))
+                # only categories without a trained prototype: the trained ones already read the title,
+                # and a bonus there makes the model trust a title over a contradicting photo
+                if st.leaves[j] not in trained:
+                    b[j] = max(float(b[j]), self.cfg.entity_boost * (1.0 if is_leaf else 0.5))
         return b
 
     def set_snapshot(self, snapshot: KnowledgeSnapshot) -> None:

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: spinning threads thrash on a shared CPU
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -196,6 +200,7 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default="image,text,no_fusion,no_attention,full")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--cache", default="var/cache/fusion")
+    ap.add_argument("--variant-dir", default="var/models/bench", help="where the variant models are saved")
     ap.add_argument("--out", default="var/bench/fusion.json")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, help="debug: only the first N rows of val/test/support")
@@ -234,7 +239,8 @@ def main(argv=None) -> int:
         cfg = FusionConfig(epochs=a.epochs, **VARIANTS[name])
         log(f"== variant {name}: {a.epochs} epochs ==")
         t = time.time()
-        eng, _, metrics = train_and_save(a.data, None, cfg, cache=Path(a.cache), prep=prep, log=log)
+        eng, _, metrics = train_and_save(a.data, Path(a.variant_dir) / name, cfg, cache=Path(a.cache), prep=prep,
+                                         log=log)
         rep = {
             "train_seconds": round(time.time() - t, 1),
             "val": metrics["val"],
