@@ -99,7 +99,33 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(a: argparse.Namespace) -> int:
+    _threads(a.threads)
+    from classifier.fusion.artifacts import read_json, write_json
+    from classifier.fusion.data import read_catalogue
+    from classifier.fusion.engine import InferenceEngine
+    from classifier.fusion.evaluation import run_rows, summarize
+    from classifier.fusion.pipeline import calibrate_rows
+
+    eng = InferenceEngine.load(a.model, device="cpu")
+    data = Path(a.data)
+    rows = [r for r in read_catalogue(data / "catalogue.csv") if r.split == "val"]
+    cal = calibrate_rows(eng, rows, data, eng.cfg)
+    write_json(a.model, "calibration.json", cal)
+    preds, _ = run_rows(eng, rows, data, desc="val")
+    m = read_json(a.model, "metrics.json", {})
+    m["val"] = summarize(preds, rows, eng.review_threshold)
+    write_json(a.model, "metrics.json", m)
+    print(json.dumps({"calibration": cal, "val": m["val"]}, indent=1))
+    return 0
+
+
 def add_subcommands(sub) -> None:
+    c = sub.add_parser("calibrate", help="refit temperatures and the review threshold on val (no retraining)")
+    c.add_argument("--model", required=True)
+    c.add_argument("--data", required=True)
+    c.add_argument("--threads", type=int, default=2)
+    c.set_defaults(func=_cmd_calibrate)
     t = sub.add_parser("train", help="train on train, calibrate on val, write a model directory")
     t.add_argument("--data", required=True, help="folder with catalogue.csv and images/")
     t.add_argument("--out", required=True)

@@ -21,13 +21,16 @@ def labels_dict(prep: Prepared) -> dict:
 
 def calibrate(engine: InferenceEngine, prep: Prepared, cfg: FusionConfig, log=print) -> dict:
     """Temperatures fitted on val (full path and image head), then the review threshold for the target precision."""
-    val = prep.splits["val"]
-    rows = val.rows
+    return calibrate_rows(engine, prep.splits["val"].rows, prep.data_dir, cfg, log)
+
+
+def calibrate_rows(engine: InferenceEngine, rows, data_dir, cfg: FusionConfig, log=print) -> dict:
+    """:func:`calibrate` on explicit ``val`` rows (images relative to ``data_dir``)."""
     st = engine._state
     pos = {c: i for i, c in enumerate(st.leaves)}
     y = torch.tensor([pos.get(r.leaf_id, -1) for r in rows])
     engine.calibration.update(temperature=1.0, image_temperature=1.0)
-    _, raws = run_rows(engine, rows, prep.data_dir, force_path="full", desc="calibrate val")
+    _, raws = run_rows(engine, rows, data_dir, force_path="full", desc="calibrate val")
     logits = torch.stack([r.logits for r in raws])
     t_full = fit_temperature(logits, y)
     t_img = 1.0
@@ -36,7 +39,7 @@ def calibrate(engine: InferenceEngine, prep: Prepared, cfg: FusionConfig, log=pr
     ece_before = ece_of_logits(raws, rows, st.leaves, 1.0, st.snapshot)
     ece_after = ece_of_logits(raws, rows, st.leaves, t_full, st.snapshot)
     engine.calibration.update(temperature=t_full, image_temperature=t_img)
-    preds, _ = run_rows(engine, rows, prep.data_dir, review_threshold=0.0, desc="threshold val")
+    preds, _ = run_rows(engine, rows, data_dir, review_threshold=0.0, desc="threshold val")
     conf = np.array([p.confidence for p in preds])
     correct = np.array([p.article_type == r.article_type for p, r in zip(preds, rows, strict=True)])
     flagged = np.array(["knowledge_conflict" in p.review_reasons for p in preds])
