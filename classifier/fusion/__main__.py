@@ -7,7 +7,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from classifier.fusion.cli import main  # noqa: E402
+from classifier.fusion.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

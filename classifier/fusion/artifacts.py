@@ -16,12 +16,23 @@ from classifier.fusion.config import FusionConfig
 from classifier.fusion.knowledge import KnowledgeSnapshot
 from classifier.fusion.modeling import FusionModel
 
-DEFAULT_CALIBRATION = {"temperature": 1.0, "image_temperature": 1.0, "review_threshold": 0.9,
-                       "target_precision": 0.99}
+DEFAULT_CALIBRATION = {
+    "temperature": 1.0,
+    "image_temperature": 1.0,
+    "review_threshold": 0.9,
+    "target_precision": 0.99,
+}
 
 
-def save_model(model_dir: str | Path, model: FusionModel, cfg: FusionConfig, labels: dict, calibration: dict,
-               metrics: dict, snapshot: KnowledgeSnapshot) -> Path:
+def save_model(
+    model_dir: str | Path,
+    model: FusionModel,
+    cfg: FusionConfig,
+    labels: dict,
+    calibration: dict,
+    metrics: dict,
+    snapshot: KnowledgeSnapshot,
+) -> Path:
     d = Path(model_dir)
     d.mkdir(parents=True, exist_ok=True)
     cfg.save(d / "config.json")

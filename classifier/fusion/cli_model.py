@@ -42,8 +42,19 @@ def _cmd_predict(a: argparse.Namespace) -> int:
     base = Path(a.catalogue).parent
     with open(a.out, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["id", "master_category", "sub_category", "article_type", "brand", "confidence",
-                    "needs_review", "path", "latency_ms"])
+        w.writerow(
+            [
+                "id",
+                "master_category",
+                "sub_category",
+                "article_type",
+                "brand",
+                "confidence",
+                "needs_review",
+                "path",
+                "latency_ms",
+            ]
+        )
         for i in tqdm(range(0, len(rows), a.batch_size), desc="predict"):
             chunk = rows[i : i + a.batch_size]
             items = []
@@ -62,8 +73,19 @@ def _cmd_predict(a: argparse.Namespace) -> int:
                     except InvalidImageError as e:
                         print(f"skipping {it.key}: {e}")
             for p in preds:
-                w.writerow([p.key, p.master_category, p.sub_category, p.article_type, p.brand or "",
-                            f"{p.confidence:.4f}", int(p.needs_review), p.path, f"{p.latency_ms:.2f}"])
+                w.writerow(
+                    [
+                        p.key,
+                        p.master_category,
+                        p.sub_category,
+                        p.article_type,
+                        p.brand or "",
+                        f"{p.confidence:.4f}",
+                        int(p.needs_review),
+                        p.path,
+                        f"{p.latency_ms:.2f}",
+                    ]
+                )
     print(f"{len(rows)} rows -> {a.out}")
     return 0
 
@@ -88,7 +110,9 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     vpreds, _ = run_rows(eng, rows, data, [vt[r.id] for r in rows], desc=f"{a.split} vague titles")
     report["vague_titles"] = summarize(vpreds, rows, eng.review_threshold)
     if a.plots:
-        report["plots"] = plots(preds, rows, a.plots, a.split) + plots(vpreds, rows, a.plots, f"{a.split}_vague")
+        report["plots"] = plots(preds, rows, a.plots, a.split) + plots(
+            vpreds, rows, a.plots, f"{a.split}_vague"
+        )
     print(json.dumps(report, indent=1))
     if a.write_metrics:
         from classifier.fusion.artifacts import read_json, write_json
@@ -148,8 +172,13 @@ def add_subcommands(sub) -> None:
     e.add_argument("--data", required=True)
     e.add_argument("--split", default="test")
     e.add_argument("--plots")
-    e.add_argument("--include-unknown", action="store_true",
-                   help="keep rows whose category is not in the model's snapshot (they count as errors)")
-    e.add_argument("--write-metrics", action="store_true", help="merge the figures into the model's metrics.json")
+    e.add_argument(
+        "--include-unknown",
+        action="store_true",
+        help="keep rows whose category is not in the model's snapshot (they count as errors)",
+    )
+    e.add_argument(
+        "--write-metrics", action="store_true", help="merge the figures into the model's metrics.json"
+    )
     e.add_argument("--threads", type=int, default=2)
     e.set_defaults(func=_cmd_evaluate)

@@ -22,7 +22,9 @@ class FusionConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [48, 96, 192, 384])
     depths: list[int] = field(default_factory=lambda: [1, 1, 1, 1])
     layer_type: str = "basic"
-    fused_stages: list[int] = field(default_factory=lambda: [2, 3, 4])  # hidden_states index: shallow/mid/deep
+    fused_stages: list[int] = field(
+        default_factory=lambda: [2, 3, 4]
+    )  # hidden_states index: shallow/mid/deep
     image_size: int = 128
     hires_image_size: int = 176
     # text
@@ -56,7 +58,9 @@ class FusionConfig:
     gate_confidence: float = 0.75
     gate_complexity_max: float = 0.6
     keyword_weight: float = 0.5
-    entity_boost: float = 4.0  # logit bonus for a leaf the title names (gazetteer product type); half for a parent
+    entity_boost: float = (
+        4.0  # logit bonus for a leaf the title names (gazetteer product type); half for a parent
+    )
     fewshot_prior: float = 4.0  # pseudo-count of the text prototype when blending few-shot examples
     target_precision: float = 0.99
 

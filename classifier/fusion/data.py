@@ -71,11 +71,18 @@ def read_catalogue(csv_path: str | Path, splits: tuple[str, ...] | None = None) 
         for r in csv.DictReader(f):
             if splits and r.get("split") not in splits:
                 continue
-            rows.append(Row(
-                r["id"], r.get("title", ""), r.get("master_category", ""), r.get("sub_category", ""),
-                r.get("article_type", ""), r.get("split", ""), r.get("image", f"images/{r['id']}.jpg"),
-                r.get("gender", ""),
-            ))
+            rows.append(
+                Row(
+                    r["id"],
+                    r.get("title", ""),
+                    r.get("master_category", ""),
+                    r.get("sub_category", ""),
+                    r.get("article_type", ""),
+                    r.get("split", ""),
+                    r.get("image", f"images/{r['id']}.jpg"),
+                    r.get("gender", ""),
+                )
+            )
     return rows
 
 
@@ -101,8 +108,10 @@ def vague_titles(rows: list[Row], vocabulary: list[Row]) -> dict[str, str]:
     for r in vocabulary:
         for f in (r.master_category, r.sub_category, r.article_type):
             words |= {_stem(w) for w in re.findall(r"[A-Za-z\-]+", f) if len(w) > 2}
-    return {r.id: " ".join(w for w in r.title.split() if _stem(re.sub(r"[^A-Za-z\-]", "", w)) not in words)
-            for r in rows}
+    return {
+        r.id: " ".join(w for w in r.title.split() if _stem(re.sub(r"[^A-Za-z\-]", "", w)) not in words)
+        for r in rows
+    }
 
 
 def vague_titles_via_tool(data_dir: Path, out_csv: Path) -> dict[str, str] | None:
@@ -116,7 +125,9 @@ def vague_titles_via_tool(data_dir: Path, out_csv: Path) -> dict[str, str] | Non
     return {r.id: r.title for r in read_catalogue(out_csv)}
 
 
-def load_image_arrays(rows: list[Row], base: Path, size: int, cache: Path | None = None, desc: str = "images"):
+def load_image_arrays(
+    rows: list[Row], base: Path, size: int, cache: Path | None = None, desc: str = "images"
+):
     """uint8 [n, 3, size, size] for the rows (cached as .npy keyed by ids and size)."""
     from tqdm import tqdm
 

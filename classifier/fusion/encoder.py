@@ -43,8 +43,12 @@ class TextEncoder:
     def encode(self, titles: list[str], extractor: EntityExtractor | None, entities=None) -> TextBatch:
         """Token states [batch, tokens, 384] + mask + entity types/priors (padded to ``max_tokens``)."""
         enc = self.tokenizer(
-            list(titles), padding="max_length", truncation=True, max_length=self.max_tokens,
-            return_offsets_mapping=True, return_tensors="pt",
+            list(titles),
+            padding="max_length",
+            truncation=True,
+            max_length=self.max_tokens,
+            return_offsets_mapping=True,
+            return_tensors="pt",
         )
         offsets = enc.pop("offset_mapping").tolist()
         enc = {k: v.to(self.device) for k, v in enc.items()}
@@ -54,12 +58,15 @@ class TextEncoder:
             if extractor is None:
                 ty, pr = [0] * len(offsets[i]), [1.0] * len(offsets[i])
             else:
-                ty, pr = extractor.token_features(t, [tuple(o) for o in offsets[i]],
-                                                  None if entities is None else entities[i])
+                ty, pr = extractor.token_features(
+                    t, [tuple(o) for o in offsets[i]], None if entities is None else entities[i]
+                )
             types.append(ty)
             priors.append(pr)
         return TextBatch(
-            hidden, enc["attention_mask"], torch.tensor(types, device=self.device),
+            hidden,
+            enc["attention_mask"],
+            torch.tensor(types, device=self.device),
             torch.tensor(priors, dtype=torch.float32, device=self.device),
         )
 
@@ -68,8 +75,9 @@ class TextEncoder:
         """Mean-pooled, L2-normalised sentence embeddings [n, 384] (category prototypes are built from these)."""
         out = []
         for i in range(0, len(texts), batch_size):
-            enc = self.tokenizer(texts[i : i + batch_size], padding=True, truncation=True, max_length=128,
-                                 return_tensors="pt").to(self.device)
+            enc = self.tokenizer(
+                texts[i : i + batch_size], padding=True, truncation=True, max_length=128, return_tensors="pt"
+            ).to(self.device)
             h = self.model(**enc).last_hidden_state
             m = enc["attention_mask"].unsqueeze(-1).float()
             out.append(torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1))

@@ -63,15 +63,25 @@ class FusionPrediction:
     def to_dict(self) -> dict:
         """JSON-safe dict (without the attention array)."""
         return {
-            "key": self.key, "master_category": self.master_category, "sub_category": self.sub_category,
-            "article_type": self.article_type, "category_id": self.category_id,
-            "level_confidences": [float(x) for x in self.level_confidences], "confidence": float(self.confidence),
+            "key": self.key,
+            "master_category": self.master_category,
+            "sub_category": self.sub_category,
+            "article_type": self.article_type,
+            "category_id": self.category_id,
+            "level_confidences": [float(x) for x in self.level_confidences],
+            "confidence": float(self.confidence),
             "top_k": {k: [[n, float(p)] for n, p in v] for k, v in self.top_k.items()},
-            "brand": self.brand, "brand_confidence": float(self.brand_confidence),
-            "needs_review": bool(self.needs_review), "review_reasons": list(self.review_reasons),
-            "knowledge_findings": list(self.knowledge_findings), "entities": list(self.entities),
-            "path": self.path, "latency_ms": float(self.latency_ms), "complexity": float(self.complexity),
-            "model_version": self.model_version, "snapshot_version": self.snapshot_version,
+            "brand": self.brand,
+            "brand_confidence": float(self.brand_confidence),
+            "needs_review": bool(self.needs_review),
+            "review_reasons": list(self.review_reasons),
+            "knowledge_findings": list(self.knowledge_findings),
+            "entities": list(self.entities),
+            "path": self.path,
+            "latency_ms": float(self.latency_ms),
+            "complexity": float(self.complexity),
+            "model_version": self.model_version,
+            "snapshot_version": self.snapshot_version,
         }
 
 
@@ -106,8 +116,17 @@ class _Raw:
 class InferenceEngine:
     """Loaded fusion model + knowledge snapshot; thread-safe snapshot swap; batched prediction."""
 
-    def __init__(self, model, cfg, labels: dict, calibration: dict, snapshot: KnowledgeSnapshot,
-                 encoder: TextEncoder | None = None, device: str = "cpu", model_version: str = "dev"):
+    def __init__(
+        self,
+        model,
+        cfg,
+        labels: dict,
+        calibration: dict,
+        snapshot: KnowledgeSnapshot,
+        encoder: TextEncoder | None = None,
+        device: str = "cpu",
+        model_version: str = "dev",
+    ):
         self.model, self.cfg, self.labels = model.to(device).eval(), cfg, labels
         self.device = device
         self.calibration = dict(DEFAULT_CALIBRATION, **calibration)
@@ -127,8 +146,9 @@ class InferenceEngine:
 
     # ---- construction ----------------------------------------------------------------------------
     @classmethod
-    def load(cls, model_dir: str | Path, *, device: str | None = None,
-             snapshot: KnowledgeSnapshot | None = None) -> InferenceEngine:
+    def load(
+        cls, model_dir: str | Path, *, device: str | None = None, snapshot: KnowledgeSnapshot | None = None
+    ) -> InferenceEngine:
         """Load a model directory (cuda if available, else cpu); ``snapshot`` defaults to the one trained with."""
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model_dir = Path(model_dir)
@@ -191,8 +211,19 @@ class InferenceEngine:
             for c in ch:
                 under.setdefault(c, []).append(j)
             by_name.setdefault(snapshot.category(leaves[j]).name.lower(), []).append(j)
-        return _State(snapshot, EntityExtractor(snapshot), leaves, protos.to(self.device), img_protos.to(self.device),
-                      chains, level_ids, mats, noise, under, by_name)
+        return _State(
+            snapshot,
+            EntityExtractor(snapshot),
+            leaves,
+            protos.to(self.device),
+            img_protos.to(self.device),
+            chains,
+            level_ids,
+            mats,
+            noise,
+            under,
+            by_name,
+        )
 
     def _entity_boost(self, st: _State, ents) -> torch.Tensor:
         """Logit bonus for untrained leaves the title names (decision-level use of the gazetteer).
@@ -229,12 +260,17 @@ class InferenceEngine:
         if not items:
             return
         imgs = [load_image(it.image) for it in items]
-        pix = torch.from_numpy(np.stack([image_to_array(im, self.cfg.image_size) for im in imgs])).to(self.device)
+        pix = torch.from_numpy(np.stack([image_to_array(im, self.cfg.image_size) for im in imgs])).to(
+            self.device
+        )
         text = self.encoder.encode([it.title for it in items], st.extractor) if self.cfg.use_text else None
         with self._amp():
             feats = self.model.forward_features(pix if self.cfg.use_image else None, text)
-        main = feats.fused if feats.fused is not None else (
-            feats.image_emb if feats.image_emb is not None else feats.text_emb)
+        main = (
+            feats.fused
+            if feats.fused is not None
+            else (feats.image_emb if feats.image_emb is not None else feats.text_emb)
+        )
         fz = list(F.normalize(main.float(), dim=-1).cpu())
         iz = list(F.normalize(feats.image_emb.float(), dim=-1).cpu()) if feats.image_emb is not None else fz
         with self._lock:
@@ -243,15 +279,21 @@ class InferenceEngine:
         self.set_snapshot(self._state.snapshot)
 
     # ---- prediction --------------------------------------------------------------------------------
-    def predict_batch(self, items: list[ListingInput], *, review_threshold: float | None = None
-                      ) -> list[FusionPrediction]:
+    def predict_batch(
+        self, items: list[ListingInput], *, review_threshold: float | None = None
+    ) -> list[FusionPrediction]:
         """Classify a batch. Raises :class:`InvalidImageError` (naming the item) for an undecodable image."""
         preds, _ = self._predict(items, review_threshold=review_threshold)
         return preds
 
     @torch.no_grad()
-    def _predict(self, items: list[ListingInput], *, review_threshold: float | None = None,
-                 force_path: str | None = None) -> tuple[list[FusionPrediction], list[_Raw]]:
+    def _predict(
+        self,
+        items: list[ListingInput],
+        *,
+        review_threshold: float | None = None,
+        force_path: str | None = None,
+    ) -> tuple[list[FusionPrediction], list[_Raw]]:
         if not items:
             return [], []
         st = self._state  # one snapshot for the whole batch
@@ -295,8 +337,11 @@ class InferenceEngine:
             for i in range(n):
                 j = int(p_light[i].argmax())
                 ok = (force_path == "light" or not cfg.use_text) or (
-                    cplx[i] <= cfg.gate_complexity_max and float(p_img[i].max()) >= cfg.gate_confidence
-                    and j == int(p_img[i].argmax()) and float(p_light[i, j]) >= thr)
+                    cplx[i] <= cfg.gate_complexity_max
+                    and float(p_img[i].max()) >= cfg.gate_confidence
+                    and j == int(p_img[i].argmax())
+                    and float(p_light[i, j]) >= thr
+                )
                 findings = verify(st.snapshot, st.leaves[j], ents[i]) if self.use_verification else []
                 if ok and (force_path == "light" or not any(f["severity"] == "conflict" for f in findings)):
                     raws[i] = _Raw(light[i], "light", findings, None, img_logits[i])
@@ -309,8 +354,10 @@ class InferenceEngine:
             sel = torch.tensor(full_idx, device=dev)
             with self._amp():
                 feats = self.model.forward_features(
-                    pix[sel] if cfg.use_image else None, text,
-                    hidden_states=tuple(h[sel] for h in hs) if hs is not None else None)
+                    pix[sel] if cfg.use_image else None,
+                    text,
+                    hidden_states=tuple(h[sel] for h in hs) if hs is not None else None,
+                )
                 logits = self.model.forward_head(feats, st.prototypes).logits.float().cpu() + boost[full_idx]
             att = feats.attention.float().cpu().numpy() if feats.attention is not None else None
             cost[full_idx] += (time.perf_counter() - t2) * 1000 / len(full_idx)
@@ -318,14 +365,21 @@ class InferenceEngine:
             for k, i in enumerate(full_idx):
                 j = int(logits[k].argmax())
                 findings = verify(st.snapshot, st.leaves[j], ents[i]) if self.use_verification else []
-                raws[i] = _Raw(logits[k], "full", findings, None if att is None else att[k],
-                               None if img_logits is None else img_logits[i])
+                raws[i] = _Raw(
+                    logits[k],
+                    "full",
+                    findings,
+                    None if att is None else att[k],
+                    None if img_logits is None else img_logits[i],
+                )
                 if any(f["severity"] == "conflict" for f in findings) and cfg.use_image:
                     hires.append((k, i))
             if hires:  # conflict: a second look at a higher resolution, averaged with the first
                 t3 = time.perf_counter()
                 hk = [i for _, i in hires]
-                hp = torch.from_numpy(np.stack([image_to_array(imgs[i], cfg.hires_image_size) for i in hk])).to(dev)
+                hp = torch.from_numpy(
+                    np.stack([image_to_array(imgs[i], cfg.hires_image_size) for i in hk])
+                ).to(dev)
                 text_h = self.encoder.encode([titles[i] for i in hk], st.extractor, [ents[i] for i in hk])
                 with self._amp():
                     out_h = self.model(hp, text_h, st.prototypes)
@@ -333,8 +387,13 @@ class InferenceEngine:
                 for r, (k, i) in enumerate(hires):
                     lg = 0.5 * (logits[k] + lh[r])
                     j = int(lg.argmax())
-                    raws[i] = _Raw(lg, "full+hires", verify(st.snapshot, st.leaves[j], ents[i]),
-                                   raws[i].attention, raws[i].image_logits)
+                    raws[i] = _Raw(
+                        lg,
+                        "full+hires",
+                        verify(st.snapshot, st.leaves[j], ents[i]),
+                        raws[i].attention,
+                        raws[i].image_logits,
+                    )
                 cost[hk] += (time.perf_counter() - t3) * 1000 / len(hk)
         elif full_idx:  # image-only model: no text path
             for i in full_idx:
@@ -347,8 +406,17 @@ class InferenceEngine:
             preds.append(self._finish(st, items[i], probs, r, ents[i], float(cplx[i]), float(cost[i]), thr))
         return preds, raws
 
-    def _finish(self, st: _State, item: ListingInput, probs: torch.Tensor, raw: _Raw, ents, cplx: float,
-                latency: float, thr: float) -> FusionPrediction:
+    def _finish(
+        self,
+        st: _State,
+        item: ListingInput,
+        probs: torch.Tensor,
+        raw: _Raw,
+        ents,
+        cplx: float,
+        latency: float,
+        thr: float,
+    ) -> FusionPrediction:
         j = int(probs.argmax())
         chain = st.chains[j]
         names = [st.snapshot.category(c).name for c in chain]
@@ -358,10 +426,13 @@ class InferenceEngine:
             pl = probs @ st.level_mats[lvl]
             lv.append(float(pl[st.level_ids[lvl].index(chain[min(lvl, len(chain) - 1)])]))
             order = torch.argsort(pl, descending=True)[:5]
-            top_k[key] = [(st.snapshot.category(st.level_ids[lvl][int(o)]).name, round(float(pl[o]), 6))
-                          for o in order]
+            top_k[key] = [
+                (st.snapshot.category(st.level_ids[lvl][int(o)]).name, round(float(pl[o]), 6)) for o in order
+            ]
         order = torch.argsort(probs, descending=True)[:5]
-        top_k["article"] = [(st.snapshot.category(st.leaves[int(o)]).name, round(float(probs[o]), 6)) for o in order]
+        top_k["article"] = [
+            (st.snapshot.category(st.leaves[int(o)]).name, round(float(probs[o]), 6)) for o in order
+        ]
         conf = float(probs[j])
         reasons = []
         if conf < thr:
@@ -375,10 +446,24 @@ class InferenceEngine:
             break
         att = None if raw.attention is None else np.clip(raw.attention.astype(np.float32), 0.0, 1.0)
         return FusionPrediction(
-            master_category=names[0], sub_category=names[1] if len(names) > 2 else names[0],
-            article_type=names[-1], category_id=st.leaves[j], level_confidences=(lv[0], lv[1], conf),
-            confidence=conf, top_k=top_k, brand=brand, brand_confidence=bconf, needs_review=bool(reasons),
-            review_reasons=reasons, knowledge_findings=raw.findings, entities=[e.to_dict() for e in ents],
-            path=raw.path, latency_ms=latency, complexity=cplx, attention_map=att, key=item.key,
-            model_version=self.model_version, snapshot_version=st.snapshot.version,
+            master_category=names[0],
+            sub_category=names[1] if len(names) > 2 else names[0],
+            article_type=names[-1],
+            category_id=st.leaves[j],
+            level_confidences=(lv[0], lv[1], conf),
+            confidence=conf,
+            top_k=top_k,
+            brand=brand,
+            brand_confidence=bconf,
+            needs_review=bool(reasons),
+            review_reasons=reasons,
+            knowledge_findings=raw.findings,
+            entities=[e.to_dict() for e in ents],
+            path=raw.path,
+            latency_ms=latency,
+            complexity=cplx,
+            attention_map=att,
+            key=item.key,
+            model_version=self.model_version,
+            snapshot_version=st.snapshot.version,
         )

@@ -4,6 +4,7 @@ auto-accept share and precision, latency) and the plots."""
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +15,26 @@ from classifier.fusion.data import Row
 from classifier.fusion.engine import InferenceEngine, ListingInput
 
 
-def run_rows(engine: InferenceEngine, rows: list[Row], base: Path, titles: list[str] | None = None, *,
-             batch_size: int = 64, force_path: str | None = None, review_threshold: float | None = None,
-             desc: str = "predict"):
+def run_rows(
+    engine: InferenceEngine,
+    rows: list[Row],
+    base: Path,
+    titles: list[str] | None = None,
+    *,
+    batch_size: int = 64,
+    force_path: str | None = None,
+    review_threshold: float | None = None,
+    desc: str = "predict",
+):
     preds, raws = [], []
     for i in tqdm(range(0, len(rows), batch_size), desc=desc, leave=False):
         chunk = rows[i : i + batch_size]
-        items = [ListingInput((base / r.image).read_bytes(), titles[i + k] if titles is not None else r.title,
-                              key=r.id) for k, r in enumerate(chunk)]
+        items = [
+            ListingInput(
+                (base / r.image).read_bytes(), titles[i + k] if titles is not None else r.title, key=r.id
+            )
+            for k, r in enumerate(chunk)
+        ]
         p, r = engine._predict(items, force_path=force_path, review_threshold=review_threshold)
         preds += p
         raws += r
@@ -42,7 +55,7 @@ def macro_f1(truth: list[str], pred: list[str]) -> float:
 def ece(conf: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
     edges = np.linspace(0, 1, bins + 1)
     e = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in pairwise(edges):
         m = (conf > lo) & (conf <= hi)
         if m.any():
             e += m.mean() * abs(conf[m].mean() - correct[m].mean())
@@ -61,8 +74,11 @@ def summarize(preds, rows: list[Row], threshold: float | None = None) -> dict:
     accepted = np.array([not p.needs_review for p in preds])
     paths = Counter(p.path for p in preds)
     out = {
-        "n": n, "accuracy": {k: round(float(v), 4) for k, v in acc.items()},
-        "article_macro_f1": round(macro_f1([r.article_type for r in rows], [p.article_type for p in preds]), 4),
+        "n": n,
+        "accuracy": {k: round(float(v), 4) for k, v in acc.items()},
+        "article_macro_f1": round(
+            macro_f1([r.article_type for r in rows], [p.article_type for p in preds]), 4
+        ),
         "ece": round(ece(conf, correct), 4),
         "auto_accepted_share": round(float(accepted.mean()), 4),
         "auto_accepted_precision": round(float(correct[accepted].mean()), 4) if accepted.any() else None,
@@ -133,7 +149,7 @@ def plots(preds, rows: list[Row], out_dir: str | Path, tag: str = "test") -> lis
     plt.close(fig)
     edges = np.linspace(0, 1, 11)
     xs, ys, ns = [], [], []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in pairwise(edges):
         mk = (conf > lo) & (conf <= hi)
         if mk.any():
             xs.append(conf[mk].mean())

@@ -122,7 +122,9 @@ class StageFusion(nn.Module):
 
     def __init__(self, channels: int, cfg: FusionConfig):
         super().__init__()
-        self.attn = TextGuidedAttention(channels, cfg.dim, cfg.num_entity_types) if cfg.use_text_attention else None
+        self.attn = (
+            TextGuidedAttention(channels, cfg.dim, cfg.num_entity_types) if cfg.use_text_attention else None
+        )
         self.pool = None if cfg.use_text_attention else TokenPooling(cfg.dim, cfg.num_entity_types)
         self.img = nn.Linear(channels, cfg.dim)
         self.gate = nn.Linear(2 * cfg.dim, cfg.dim)
@@ -176,8 +178,11 @@ def build_backbone(cfg: FusionConfig) -> ResNetModel:
     if cfg.vision_checkpoint:
         return ResNetModel.from_pretrained(cfg.vision_checkpoint)
     rc = ResNetConfig(
-        num_channels=3, embedding_size=cfg.embedding_size, hidden_sizes=list(cfg.hidden_sizes),
-        depths=list(cfg.depths), layer_type=cfg.layer_type,
+        num_channels=3,
+        embedding_size=cfg.embedding_size,
+        hidden_sizes=list(cfg.hidden_sizes),
+        depths=list(cfg.depths),
+        layer_type=cfg.layer_type,
     )
     return ResNetModel(rc)
 
@@ -272,13 +277,17 @@ class FusionModel(nn.Module):
 
     def forward_head(self, feats: FusionFeatures, prototypes: torch.Tensor | None = None) -> FusionOutput:
         p = self.head.prototypes() if prototypes is None else prototypes
-        main = feats.fused if feats.fused is not None else (
-            feats.image_emb if feats.image_emb is not None else feats.text_emb)
+        main = (
+            feats.fused
+            if feats.fused is not None
+            else (feats.image_emb if feats.image_emb is not None else feats.text_emb)
+        )
         img = self.head(feats.image_emb, p) if feats.image_emb is not None else None
         return FusionOutput(self.head(main, p), img, feats)
 
-    def forward(self, pixels: torch.Tensor | None, text: TextBatch | None,
-                prototypes: torch.Tensor | None = None) -> FusionOutput:
+    def forward(
+        self, pixels: torch.Tensor | None, text: TextBatch | None, prototypes: torch.Tensor | None = None
+    ) -> FusionOutput:
         return self.forward_head(self.forward_features(pixels, text), prototypes)
 
 

@@ -46,28 +46,53 @@ def calibrate_rows(engine: InferenceEngine, rows, data_dir, cfg: FusionConfig, l
     thr = choose_threshold(conf, correct, flagged, cfg.target_precision)
     engine.review_threshold = thr
     engine.calibration["review_threshold"] = thr
-    cal = {"temperature": t_full, "image_temperature": t_img, "review_threshold": thr,
-           "target_precision": cfg.target_precision, "val_ece_before": round(ece_before, 4),
-           "val_ece_after": round(ece_after, 4)}
-    log(f"calibration: T={t_full:.3f} T_img={t_img:.3f} threshold={thr:.4f} "
-        f"val ECE {ece_before:.4f} -> {ece_after:.4f}")
+    cal = {
+        "temperature": t_full,
+        "image_temperature": t_img,
+        "review_threshold": thr,
+        "target_precision": cfg.target_precision,
+        "val_ece_before": round(ece_before, 4),
+        "val_ece_after": round(ece_after, 4),
+    }
+    log(
+        f"calibration: T={t_full:.3f} T_img={t_img:.3f} threshold={thr:.4f} "
+        f"val ECE {ece_before:.4f} -> {ece_after:.4f}"
+    )
     return cal
 
 
-def train_and_save(data_dir: str | Path, out_dir: str | Path | None, cfg: FusionConfig, *, cache: Path | None,
-                   prep: Prepared | None = None, log=print, max_minutes: float | None = None
-                   ) -> tuple[InferenceEngine, Prepared, dict]:
+def train_and_save(
+    data_dir: str | Path,
+    out_dir: str | Path | None,
+    cfg: FusionConfig,
+    *,
+    cache: Path | None,
+    prep: Prepared | None = None,
+    log=print,
+    max_minutes: float | None = None,
+) -> tuple[InferenceEngine, Prepared, dict]:
     prep = prep or Prepared(data_dir, cfg, cache)
     t0 = time.time()
     model = train_model(prep, cfg, log=log, max_minutes=max_minutes)
     train_s = time.time() - t0
     labels = labels_dict(prep)
-    engine = InferenceEngine(model, cfg, labels, {}, prep.snapshot, prep.encoder, "cpu",
-                             model_version=Path(out_dir).name if out_dir else "bench")
+    engine = InferenceEngine(
+        model,
+        cfg,
+        labels,
+        {},
+        prep.snapshot,
+        prep.encoder,
+        "cpu",
+        model_version=Path(out_dir).name if out_dir else "bench",
+    )
     cal = calibrate(engine, prep, cfg, log)
     preds, _ = run_rows(engine, prep.splits["val"].rows, prep.data_dir, desc="val")
-    metrics = {"val": summarize(preds, prep.splits["val"].rows, engine.review_threshold),
-               "train_seconds": round(train_s, 1), "epochs": cfg.epochs}
+    metrics = {
+        "val": summarize(preds, prep.splits["val"].rows, engine.review_threshold),
+        "train_seconds": round(train_s, 1),
+        "epochs": cfg.epochs,
+    }
     log(f"val: {metrics['val']}")
     if out_dir is not None:
         save_model(out_dir, model, cfg, labels, cal, metrics, prep.snapshot)

@@ -16,46 +16,193 @@ from dataclasses import dataclass
 from classifier.fusion.knowledge import KnowledgeSnapshot
 
 ENTITY_TYPES: tuple[str, ...] = (
-    "other", "brand", "product_type", "material", "colour", "audience", "capacity", "function", "noise",
+    "other",
+    "brand",
+    "product_type",
+    "material",
+    "colour",
+    "audience",
+    "capacity",
+    "function",
+    "noise",
 )
 TYPE_ID = {t: i for i, t in enumerate(ENTITY_TYPES)}
 
 # prior weight of a token by the entity it belongs to; marketing noise is down-weighted to 0.1
 DEFAULT_TYPE_WEIGHTS: dict[str, float] = {
-    "other": 1.0, "brand": 1.0, "product_type": 1.5, "material": 0.8, "colour": 0.6, "audience": 0.7,
-    "capacity": 0.8, "function": 0.8, "noise": 0.1,
+    "other": 1.0,
+    "brand": 1.0,
+    "product_type": 1.5,
+    "material": 0.8,
+    "colour": 0.6,
+    "audience": 0.7,
+    "capacity": 0.8,
+    "function": 0.8,
+    "noise": 0.1,
 }
 
 COLOURS = (
-    "black", "white", "blue", "navy blue", "navy", "red", "green", "grey", "gray", "brown", "pink", "purple",
-    "yellow", "orange", "beige", "cream", "maroon", "olive", "gold", "silver", "khaki", "teal", "turquoise",
-    "magenta", "peach", "charcoal", "off white", "multi", "multicolour", "multicolor", "tan", "copper",
-    "lavender", "mustard", "rust", "burgundy", "steel", "bronze", "coffee brown", "sea green", "lime green",
-    "黑色", "白色", "红色", "蓝色", "绿色", "灰色", "棕色", "粉色", "紫色", "黄色", "橙色", "米色", "金色", "银色",
+    "black",
+    "white",
+    "blue",
+    "navy blue",
+    "navy",
+    "red",
+    "green",
+    "grey",
+    "gray",
+    "brown",
+    "pink",
+    "purple",
+    "yellow",
+    "orange",
+    "beige",
+    "cream",
+    "maroon",
+    "olive",
+    "gold",
+    "silver",
+    "khaki",
+    "teal",
+    "turquoise",
+    "magenta",
+    "peach",
+    "charcoal",
+    "off white",
+    "multi",
+    "multicolour",
+    "multicolor",
+    "tan",
+    "copper",
+    "lavender",
+    "mustard",
+    "rust",
+    "burgundy",
+    "steel",
+    "bronze",
+    "coffee brown",
+    "sea green",
+    "lime green",
+    "黑色",
+    "白色",
+    "红色",
+    "蓝色",
+    "绿色",
+    "灰色",
+    "棕色",
+    "粉色",
+    "紫色",
+    "黄色",
+    "橙色",
+    "米色",
+    "金色",
+    "银色",
 )
 MATERIALS = (
-    "cotton", "leather", "denim", "silk", "wool", "woollen", "polyester", "linen", "canvas", "suede", "nylon",
-    "stainless steel", "plastic", "rubber", "velvet", "satin", "chiffon", "georgette", "lycra", "fleece",
-    "knit", "knitted", "jute", "crepe", "metal", "ceramic", "glass", "mesh", "pu",
-    "纯棉", "棉", "真皮", "皮革", "不锈钢", "真丝", "羊毛", "亚麻", "塑料", "陶瓷", "玻璃",
+    "cotton",
+    "leather",
+    "denim",
+    "silk",
+    "wool",
+    "woollen",
+    "polyester",
+    "linen",
+    "canvas",
+    "suede",
+    "nylon",
+    "stainless steel",
+    "plastic",
+    "rubber",
+    "velvet",
+    "satin",
+    "chiffon",
+    "georgette",
+    "lycra",
+    "fleece",
+    "knit",
+    "knitted",
+    "jute",
+    "crepe",
+    "metal",
+    "ceramic",
+    "glass",
+    "mesh",
+    "pu",
+    "纯棉",
+    "棉",
+    "真皮",
+    "皮革",
+    "不锈钢",
+    "真丝",
+    "羊毛",
+    "亚麻",
+    "塑料",
+    "陶瓷",
+    "玻璃",
 )
 AUDIENCES = (
-    "men", "women", "boys", "girls", "unisex", "kids", "baby", "ladies", "mens", "womens",
-    "男士", "女士", "男", "女", "儿童", "男童", "女童", "婴儿",
+    "men",
+    "women",
+    "boys",
+    "girls",
+    "unisex",
+    "kids",
+    "baby",
+    "ladies",
+    "mens",
+    "womens",
+    "男士",
+    "女士",
+    "男",
+    "女",
+    "儿童",
+    "男童",
+    "女童",
+    "婴儿",
 )
 FUNCTIONS = (
-    "waterproof", "water resistant", "running", "sports", "sport", "casual", "formal", "smart", "training",
-    "multifunction", "multifunctional", "multi function", "anti slip", "breathable", "sweat proof",
-    "quick dry", "lightweight", "wireless", "rechargeable", "analog", "digital", "chronograph", "printed",
-    "智能", "多功能", "家用", "防水", "运动", "无线", "便携", "透气", "速干",
+    "waterproof",
+    "water resistant",
+    "running",
+    "sports",
+    "sport",
+    "casual",
+    "formal",
+    "smart",
+    "training",
+    "multifunction",
+    "multifunctional",
+    "multi function",
+    "anti slip",
+    "breathable",
+    "sweat proof",
+    "quick dry",
+    "lightweight",
+    "wireless",
+    "rechargeable",
+    "analog",
+    "digital",
+    "chronograph",
+    "printed",
+    "智能",
+    "多功能",
+    "家用",
+    "防水",
+    "运动",
+    "无线",
+    "便携",
+    "透气",
+    "速干",
 )
 CAPACITY_RE = re.compile(
     r"(?<![A-Za-z0-9.])\d+(?:\.\d+)?\s?(?:ml|l|ltr|litre|liter|litres|g|gm|kg|mm|cm|m|inch|inches|in|gb|tb|mah|w|oz"
     r"|升|毫升|克|千克|公斤|寸|英寸|瓦)(?![A-Za-z])",
     re.IGNORECASE,
 )
-SIZE_RE = re.compile(r"(?<![A-Za-z])(?:size\s?\w+|xxs|xs|xxl|xxxl|xl|\d{1,2}\s?-\s?\d{1,2}\s?(?:years|yrs|months))(?![A-Za-z])",
-                     re.IGNORECASE)
+SIZE_RE = re.compile(
+    r"(?<![A-Za-z])(?:size\s?\w+|xxs|xs|xxl|xxxl|xl|\d{1,2}\s?-\s?\d{1,2}\s?(?:years|yrs|months))(?![A-Za-z])",
+    re.IGNORECASE,
+)
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
@@ -91,8 +238,14 @@ class Entity:
     value: str = ""  # canonical value: brand name, category id, ...
 
     def to_dict(self) -> dict:
-        return {"text": self.text, "type": self.type, "start": self.start, "end": self.end,
-                "weight": round(float(self.weight), 4), "value": self.value}
+        return {
+            "text": self.text,
+            "type": self.type,
+            "start": self.start,
+            "end": self.end,
+            "weight": round(float(self.weight), 4),
+            "value": self.value,
+        }
 
 
 class EntityExtractor:
@@ -104,8 +257,16 @@ class EntityExtractor:
         type_weights: prior weight per entity type (noise gets a small one).
     """
 
-    PRIORITY = {"brand": 0, "product_type": 1, "noise": 2, "capacity": 3, "material": 4, "function": 5,
-                "colour": 6, "audience": 7}
+    PRIORITY = {
+        "brand": 0,
+        "product_type": 1,
+        "noise": 2,
+        "capacity": 3,
+        "material": 4,
+        "function": 5,
+        "colour": 6,
+        "audience": 7,
+    }
 
     def __init__(self, snapshot: KnowledgeSnapshot, type_weights: dict[str, float] | None = None):
         self.type_weights = dict(DEFAULT_TYPE_WEIGHTS, **(type_weights or {}))
@@ -139,8 +300,12 @@ class EntityExtractor:
                 add(n, "product_type", c.id)
         for t in snapshot.entity_terms:
             add(t.text, t.type, t.text, t.weight)
-        for etype, words in (("material", MATERIALS), ("colour", COLOURS), ("audience", AUDIENCES),
-                             ("function", FUNCTIONS)):
+        for etype, words in (
+            ("material", MATERIALS),
+            ("colour", COLOURS),
+            ("audience", AUDIENCES),
+            ("function", FUNCTIONS),
+        ):
             for w in words:
                 add(w, etype, w)
 
@@ -163,7 +328,9 @@ class EntityExtractor:
                 start = title.find(term, start + 1)
         for rx, etype in ((CAPACITY_RE, "capacity"), (SIZE_RE, "capacity")):
             for m in rx.finditer(title):
-                cands.append(Entity(m.group(0), etype, m.start(), m.end(), self.type_weights[etype], m.group(0)))
+                cands.append(
+                    Entity(m.group(0), etype, m.start(), m.end(), self.type_weights[etype], m.group(0))
+                )
         # longest first, then by type priority; keep non-overlapping spans
         cands.sort(key=lambda e: (-(e.end - e.start), self.PRIORITY.get(e.type, 9), e.start))
         taken: list[Entity] = []
@@ -214,7 +381,9 @@ class KeywordModel:
         return ks
 
     @classmethod
-    def fit(cls, titles: list[str], labels: list[str], *, min_count: int = 3, top: int = 3, alpha: float = 0.5):
+    def fit(
+        cls, titles: list[str], labels: list[str], *, min_count: int = 3, top: int = 3, alpha: float = 0.5
+    ):
         n_c = Counter(labels)
         n = len(labels)
         n_wc: dict[str, Counter] = defaultdict(Counter)

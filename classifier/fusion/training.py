@@ -32,8 +32,14 @@ class SplitData:
     vague_titles: list[str]
 
 
-def encode_cached(encoder: TextEncoder, extractor: EntityExtractor, titles: list[str], cache: Path | None,
-                  tag: str, batch_size: int = 256) -> TextBatch:
+def encode_cached(
+    encoder: TextEncoder,
+    extractor: EntityExtractor,
+    titles: list[str],
+    cache: Path | None,
+    tag: str,
+    batch_size: int = 256,
+) -> TextBatch:
     """MiniLM token outputs of ``titles`` (cached in safetensors, keyed by the titles)."""
     key = None
     if cache is not None:
@@ -49,8 +55,15 @@ def encode_cached(encoder: TextEncoder, extractor: EntityExtractor, titles: list
         parts.append(TextBatch(b.hidden.half().cpu(), b.mask.cpu(), b.types.cpu(), b.prior.cpu()))
     tb = TextBatch(*(torch.cat([getattr(p, f) for p in parts]) for f in ("hidden", "mask", "types", "prior")))
     if key is not None:
-        save_file({"hidden": tb.hidden.contiguous(), "mask": tb.mask.contiguous(), "types": tb.types.contiguous(),
-                   "prior": tb.prior.contiguous()}, str(key))
+        save_file(
+            {
+                "hidden": tb.hidden.contiguous(),
+                "mask": tb.mask.contiguous(),
+                "types": tb.types.contiguous(),
+                "prior": tb.prior.contiguous(),
+            },
+            str(key),
+        )
     return tb
 
 
@@ -90,7 +103,9 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return ((x - m) * c + m * b).clamp(0, 1)
 
 
-def level_matrices(leaves: list[str], snapshot: KnowledgeSnapshot) -> tuple[list[list[str]], list[torch.Tensor]]:
+def level_matrices(
+    leaves: list[str], snapshot: KnowledgeSnapshot
+) -> tuple[list[list[str]], list[torch.Tensor]]:
     """For levels 0 (master) and 1 (sub): the names and a [leaves, n_level] 0/1 membership matrix."""
     names, mats = [], []
     for lvl in range(2):
@@ -107,8 +122,14 @@ def level_matrices(leaves: list[str], snapshot: KnowledgeSnapshot) -> tuple[list
 class Prepared:
     """Everything training and evaluation need, built once from the data folder."""
 
-    def __init__(self, data_dir: str | Path, cfg: FusionConfig, cache: Path | None = None,
-                 splits=("train", "val", "test", "support"), encoder: TextEncoder | None = None):
+    def __init__(
+        self,
+        data_dir: str | Path,
+        cfg: FusionConfig,
+        cache: Path | None = None,
+        splits=("train", "val", "test", "support"),
+        encoder: TextEncoder | None = None,
+    ):
         self.data_dir = Path(data_dir)
         cat = self.data_dir / "catalogue.csv"
         all_rows = read_catalogue(cat)
@@ -135,18 +156,29 @@ class Prepared:
             imgs = load_image_arrays(rows, self.data_dir, cfg.image_size, cache, desc=sp)
             vt = [vague[r.id] for r in rows]
             self.splits[sp] = SplitData(
-                rows, imgs,
+                rows,
+                imgs,
                 encode_cached(self.encoder, self.extractor, [r.title for r in rows], cache, f"{sp}_full"),
                 encode_cached(self.encoder, self.extractor, vt, cache, f"{sp}_vague"),
-                torch.tensor([self.leaf_index.get(r.leaf_id, -1) for r in rows]), vt,
+                torch.tensor([self.leaf_index.get(r.leaf_id, -1) for r in rows]),
+                vt,
             )
-        self.keywords = KeywordModel.fit([r.title for r in self.splits["train"].rows],
-                                         [r.leaf_id for r in self.splits["train"].rows])
-        self.category_text = self.encoder.sentence_embeddings([category_text(self.snapshot, c) for c in self.leaves])
+        self.keywords = KeywordModel.fit(
+            [r.title for r in self.splits["train"].rows], [r.leaf_id for r in self.splits["train"].rows]
+        )
+        self.category_text = self.encoder.sentence_embeddings(
+            [category_text(self.snapshot, c) for c in self.leaves]
+        )
 
 
-def compute_loss(model: FusionModel, out, y: torch.Tensor, choice: torch.Tensor, mats: list[torch.Tensor],
-                 cfg: FusionConfig) -> torch.Tensor:
+def compute_loss(
+    model: FusionModel,
+    out,
+    y: torch.Tensor,
+    choice: torch.Tensor,
+    mats: list[torch.Tensor],
+    cfg: FusionConfig,
+) -> torch.Tensor:
     """CE on leaves + hierarchy NLL (parents = sums of leaves) + image-head CE + text-head CE + InfoNCE.
 
     Args:
@@ -160,8 +192,9 @@ def compute_loss(model: FusionModel, out, y: torch.Tensor, choice: torch.Tensor,
         loss = loss + cfg.hierarchy_weight * 0.5 * F.nll_loss(lp, m[y].argmax(-1))
     f = out.features
     if out.image_logits is not None and f.fused is not None:
-        loss = loss + cfg.image_head_weight * F.cross_entropy(out.image_logits, y,
-                                                              label_smoothing=cfg.label_smoothing)
+        loss = loss + cfg.image_head_weight * F.cross_entropy(
+            out.image_logits, y, label_smoothing=cfg.label_smoothing
+        )
     if f.text_emb is not None and f.fused is not None:
         has = choice == 0
         if has.sum() >= 2:
@@ -171,7 +204,9 @@ def compute_loss(model: FusionModel, out, y: torch.Tensor, choice: torch.Tensor,
     return loss + cfg.prototype_delta_l2 * model.head.delta.pow(2).sum(-1).mean()
 
 
-def train_model(prep: Prepared, cfg: FusionConfig, *, log=print, max_minutes: float | None = None) -> FusionModel:
+def train_model(
+    prep: Prepared, cfg: FusionConfig, *, log=print, max_minutes: float | None = None
+) -> FusionModel:
     """Train on ``train``; returns the model (eval mode)."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -184,7 +219,8 @@ def train_model(prep: Prepared, cfg: FusionConfig, *, log=print, max_minutes: fl
     steps = cfg.epochs * math.ceil(n / cfg.batch_size)
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
+    )
     mix = torch.tensor(cfg.title_mix, dtype=torch.float)
     t0 = time.time()
     step = 0
@@ -215,9 +251,15 @@ def train_model(prep: Prepared, cfg: FusionConfig, *, log=print, max_minutes: fl
             cnt += len(idx)
             correct += int((out.logits.argmax(-1) == y).sum())
             bar.set_postfix(loss=f"{tot / cnt:.3f}", acc=f"{correct / cnt:.3f}")
-        log(f"epoch {ep + 1}/{cfg.epochs}: loss {tot / max(cnt, 1):.4f} train acc {correct / max(cnt, 1):.4f} "
-            f"({time.time() - t0:.0f}s)")
-        if max_minutes and (time.time() - t0) / 60 > max_minutes * (ep + 2) / (ep + 1) and ep + 1 < cfg.epochs:
+        log(
+            f"epoch {ep + 1}/{cfg.epochs}: loss {tot / max(cnt, 1):.4f} train acc {correct / max(cnt, 1):.4f} "
+            f"({time.time() - t0:.0f}s)"
+        )
+        if (
+            max_minutes
+            and (time.time() - t0) / 60 > max_minutes * (ep + 2) / (ep + 1)
+            and ep + 1 < cfg.epochs
+        ):
             log(f"stopping early: time budget {max_minutes} min")
             break
     return model.eval()
@@ -240,8 +282,9 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(log_t.exp().clamp(0.05, 20))
 
 
-def choose_threshold(conf: np.ndarray, correct: np.ndarray, flagged: np.ndarray, target: float,
-                     min_accepted: int = 20) -> float:
+def choose_threshold(
+    conf: np.ndarray, correct: np.ndarray, flagged: np.ndarray, target: float, min_accepted: int = 20
+) -> float:
     """Lowest confidence threshold whose auto-accepted set (conf >= t, not flagged) has precision >= target."""
     ok = ~flagged
     c, k = conf[ok], correct[ok]

@@ -23,8 +23,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: spinning threads thrash on a shared CPU
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -222,8 +222,10 @@ def main(argv=None) -> int:
     if a.limit:
         for sp in ("val", "test"):
             d = prep.splits[sp]
-            keep = list(range(min(a.limit, len(d.rows)))) + [i for i, r in enumerate(d.rows)
-                                                           if r.leaf_id in EMERGING][:30]
+            keep = (
+                list(range(min(a.limit, len(d.rows))))
+                + [i for i, r in enumerate(d.rows) if r.leaf_id in EMERGING][:30]
+            )
             d.rows = [d.rows[i] for i in keep]
             d.vague_titles = [d.vague_titles[i] for i in keep]
     if a.model:
@@ -239,8 +241,9 @@ def main(argv=None) -> int:
         cfg = FusionConfig(epochs=a.epochs, **VARIANTS[name])
         log(f"== variant {name}: {a.epochs} epochs ==")
         t = time.time()
-        eng, _, metrics = train_and_save(a.data, Path(a.variant_dir) / name, cfg, cache=Path(a.cache), prep=prep,
-                                         log=log)
+        eng, _, metrics = train_and_save(
+            a.data, Path(a.variant_dir) / name, cfg, cache=Path(a.cache), prep=prep, log=log
+        )
         rep = {
             "train_seconds": round(time.time() - t, 1),
             "val": metrics["val"],

@@ -28,8 +28,18 @@ def data_dir() -> Path | None:
 
 
 def tiny_config(**kw) -> FusionConfig:
-    base = dict(embedding_size=8, hidden_sizes=[8, 16, 16, 32], depths=[1, 1, 1, 1], image_size=32,
-                hires_image_size=48, dim=32, embed_dim=16, max_tokens=16, dropout=0.0, gate_complexity_max=1.0)
+    base = dict(
+        embedding_size=8,
+        hidden_sizes=[8, 16, 16, 32],
+        depths=[1, 1, 1, 1],
+        image_size=32,
+        hires_image_size=48,
+        dim=32,
+        embed_dim=16,
+        max_tokens=16,
+        dropout=0.0,
+        gate_complexity_max=1.0,
+    )
     base.update(kw)
     return FusionConfig(**base)
 
@@ -44,9 +54,13 @@ def tiny_snapshot(version: int = 1) -> KnowledgeSnapshot:
                 cats.append(CategoryNode(cid, parts[d], " > ".join(parts[:d]) or None))
     brands = (
         BrandEntry("titan", "Titan", (), ("Accessories > Watches > Watches",)),
-        BrandEntry("puma", "Puma", ("PUMA",), ("Apparel > Topwear > Tshirts", "Footwear > Shoes > Casual Shoes")),
+        BrandEntry(
+            "puma", "Puma", ("PUMA",), ("Apparel > Topwear > Tshirts", "Footwear > Shoes > Casual Shoes")
+        ),
     )
-    return KnowledgeSnapshot(version, tuple(cats), brands, noise_terms=("hot sale", "limited offer", "爆款", "限时抢购"))
+    return KnowledgeSnapshot(
+        version, tuple(cats), brands, noise_terms=("hot sale", "limited offer", "爆款", "限时抢购")
+    )
 
 
 def catalogue_rows(per_leaf: int = 3) -> list[dict]:

@@ -24,7 +24,10 @@ def test_path_of_and_leaves_follow_the_tree():
     snap = tiny_snapshot()
     assert snap.path_of("Apparel > Topwear > Tshirts") == ("Apparel", "Topwear", "Tshirts")
     assert {c.id for c in snap.leaves()} == {
-        "Apparel > Topwear > Tshirts", "Footwear > Shoes > Casual Shoes", "Accessories > Watches > Watches"}
+        "Apparel > Topwear > Tshirts",
+        "Footwear > Shoes > Casual Shoes",
+        "Accessories > Watches > Watches",
+    }
 
 
 def test_catalogue_miner_merges_brand_spellings_and_records_what_they_sell(tmp_path):

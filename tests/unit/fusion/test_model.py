@@ -46,12 +46,21 @@ def _model(encoder, cfg):
 
 def _engine(encoder, cfg, model=None):
     model = model or _model(encoder, cfg)
-    return InferenceEngine(model.eval(), cfg, {"leaves": list(LEAVES)}, {"review_threshold": 0.5},
-                           tiny_snapshot(), encoder)
+    return InferenceEngine(
+        model.eval(), cfg, {"leaves": list(LEAVES)}, {"review_threshold": 0.5}, tiny_snapshot(), encoder
+    )
 
 
-@pytest.mark.parametrize("variant", [{}, {"use_stage_fusion": False}, {"use_text_attention": False},
-                                     {"use_text": False}, {"use_image": False}])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"use_stage_fusion": False},
+        {"use_text_attention": False},
+        {"use_text": False},
+        {"use_image": False},
+    ],
+)
 def test_forward_gives_finite_logits_of_the_right_shape(encoder, variant):
     cfg = tiny_config(**variant)
     pix, text, _ = _batch(encoder, cfg, ROWS)
@@ -86,8 +95,14 @@ def test_save_and_load_give_identical_outputs(encoder, tmp_path):
     model = _model(encoder, cfg).eval()
     pix, text, _ = _batch(encoder, cfg, ROWS)
     save_model(tmp_path, model, cfg, {"leaves": list(LEAVES)}, {"temperature": 1.3}, {}, tiny_snapshot())
-    assert {p.name for p in tmp_path.iterdir()} >= {"config.json", "model.safetensors", "labels.json",
-                                                    "calibration.json", "metrics.json", "snapshot.json"}
+    assert {p.name for p in tmp_path.iterdir()} >= {
+        "config.json",
+        "model.safetensors",
+        "labels.json",
+        "calibration.json",
+        "metrics.json",
+        "snapshot.json",
+    }
     again, cfg2, _ = load_model(tmp_path)
     with torch.no_grad():
         assert torch.equal(model(pix, text).logits, again(pix, text).logits)
@@ -108,11 +123,13 @@ def test_engine_predictions_are_complete_and_json_safe(encoder):
         json.dumps(p.to_dict())
         assert p.key == r["id"] and p.path in {"light", "full", "full+hires"} and p.latency_ms > 0
         assert p.category_id in LEAVES and p.article_type == p.category_id.split(" > ")[-1]
-        assert 0 <= p.confidence <= 1 and p.level_confidences[0] >= p.level_confidences[1] >= p.confidence - 1e-6
+        assert (
+            0 <= p.confidence <= 1 and p.level_confidences[0] >= p.level_confidences[1] >= p.confidence - 1e-6
+        )
         assert set(p.top_k) == {"master", "sub", "article"}
         if p.path != "light":
             assert p.attention_map.ndim == 2 and p.attention_map.dtype == np.float32
-            assert 0 <= p.attention_map.min() and p.attention_map.max() <= 1
+            assert p.attention_map.min() >= 0 and p.attention_map.max() <= 1
         if r["title"].lower().startswith("titan"):
             assert p.brand == "Titan"
 
@@ -120,7 +137,9 @@ def test_engine_predictions_are_complete_and_json_safe(encoder):
 def test_undecodable_image_raises_a_clear_error(encoder):
     eng = _engine(encoder, tiny_config())
     with pytest.raises(InvalidImageError, match="bad-1"):
-        eng.predict_batch([ListingInput(ROWS[0]["bytes"], "ok"), ListingInput(b"not an image", "x", key="bad-1")])
+        eng.predict_batch(
+            [ListingInput(ROWS[0]["bytes"], "ok"), ListingInput(b"not an image", "x", key="bad-1")]
+        )
     assert issubclass(InvalidImageError, ValueError)
 
 
@@ -140,10 +159,17 @@ def test_category_added_to_snapshot_is_predictable_without_retraining(encoder):
     eng = _engine(encoder, cfg)
     snap = eng.snapshot
     new_id = "Accessories > Headwear > Caps"
-    eng.set_snapshot(snap.with_changes(categories=(*snap.categories,
-                                                   CategoryNode("Accessories > Headwear", "Headwear", "Accessories"),
-                                                   CategoryNode(new_id, "Caps", "Accessories > Headwear",
-                                                                ("cap", "baseball cap"), "a cap with a visor"))))
+    eng.set_snapshot(
+        snap.with_changes(
+            categories=(
+                *snap.categories,
+                CategoryNode("Accessories > Headwear", "Headwear", "Accessories"),
+                CategoryNode(
+                    new_id, "Caps", "Accessories > Headwear", ("cap", "baseball cap"), "a cap with a visor"
+                ),
+            )
+        )
+    )
     assert eng.snapshot_version == snap.version + 1
     items = [ListingInput(r["bytes"], r["title"]) for r in ROWS]
     before = eng.predict_batch(items)

@@ -8,8 +8,11 @@ def _extractor():
     snap = tiny_snapshot()
     snap = snap.with_changes(
         brands=(*snap.brands, BrandEntry("xiaomi", "Xiaomi", ("小米", "米家", "Mijia"))),
-        categories=(*snap.categories, CategoryNode("Home", "Home", None),
-                    CategoryNode("Home > Air Fryers", "Air Fryers", "Home", ("空气炸锅",))),
+        categories=(
+            *snap.categories,
+            CategoryNode("Home", "Home", None),
+            CategoryNode("Home > Air Fryers", "Air Fryers", "Home", ("空气炸锅",)),
+        ),
     )
     return EntityExtractor(snap)
 
