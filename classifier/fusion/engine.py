@@ -232,17 +232,28 @@ class InferenceEngine:
         """
         b = torch.zeros(len(st.leaves))
         trained = self._trained_set
+        named_trained = False
+        named: set[int] = set()
         for e in ents:
             if e.type != "product_type" or e.value not in st.under:
                 continue
             idx = st.under[e.value]
             is_leaf = len(idx) == 1 and st.leaves[idx[0]] == e.value
             idx = set(idx) | set(st.by_name.get(st.snapshot.category(e.value).name.lower(), []))
+            named |= idx
             for j in idx:
                 # only categories without a trained prototype: the trained ones already read the title,
                 # and a bonus there makes the model trust a title over a contradicting photo
                 if st.leaves[j] not in trained:
                     b[j] = max(float(b[j]), self.cfg.entity_boost * (1.0 if is_leaf else 0.5))
+                elif is_leaf:
+                    named_trained = True
+        if named_trained:
+            # the title names a trained leaf: a new (zero-/few-shot) category it does not name must not
+            # take the item ("Kurtas" listings stay Kurtas when Kurtis are added)
+            for j, c in enumerate(st.leaves):
+                if c not in trained and j not in named:
+                    b[j] = -3.0 * self.cfg.entity_boost
         return b
 
     def set_snapshot(self, snapshot: KnowledgeSnapshot) -> None:
