@@ -188,11 +188,16 @@ class ReviewTask(models.Model):
             # Partial indexes over the waiting rows only: "claim next" is an index scan + LIMIT 1
             # whatever the size of the done backlog (see classifier/services/review.py).
             models.Index(
-                F("priority").desc(), "created_at", condition=Q(status="pending"), name="review_pending_prio_idx"
+                F("priority").desc(),
+                "created_at",
+                condition=Q(status="pending"),
+                name="review_pending_prio_idx",
             ),
             models.Index(fields=["created_at"], condition=Q(status="pending"), name="review_pending_age_idx"),
             models.Index(
-                "category", F("priority").desc(), "created_at",
+                "category",
+                F("priority").desc(),
+                "created_at",
                 condition=Q(status="pending"),
                 name="review_pending_cat_idx",
             ),
@@ -300,7 +305,9 @@ class TrainingJob(models.Model):
     result_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="produced_by_jobs"
     )
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -337,7 +344,9 @@ class ModelEvaluation(models.Model):
     )
     eval_set = models.CharField(max_length=200, help_text="Which frozen evaluation set was used")
     passed = models.BooleanField()
-    reasons = models.JSONField(default=list, blank=True, help_text="Why promotion is refused (empty if passed)")
+    reasons = models.JSONField(
+        default=list, blank=True, help_text="Why promotion is refused (empty if passed)"
+    )
     candidate_metrics = models.JSONField(default=dict, blank=True)  # {"frozen": {...}, "recent": {...}}
     baseline_metrics = models.JSONField(default=dict, blank=True)
     margin_points = models.FloatField()
@@ -363,7 +372,9 @@ class DriftAlert(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
-    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
 
     class Meta:
         ordering = ["-created_at"]

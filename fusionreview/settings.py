@@ -168,8 +168,16 @@ CELERY_BEAT_SCHEDULE: dict = {
         "options": {"queue": "default"},
     },
     # Fine-tuning: fail jobs whose worker died (stale heartbeat); watch auto-accept accuracy for drift.
-    "training-jobs-sweep": {"task": "classifier.tasks.training_jobs_sweep", "schedule": 60.0, "options": {"queue": "default"}},
-    "drift-check": {"task": "classifier.tasks.drift_check", "schedule": 3600.0, "options": {"queue": "default"}},
+    "training-jobs-sweep": {
+        "task": "classifier.tasks.training_jobs_sweep",
+        "schedule": 60.0,
+        "options": {"queue": "default"},
+    },
+    "drift-check": {
+        "task": "classifier.tasks.drift_check",
+        "schedule": 3600.0,
+        "options": {"queue": "default"},
+    },
 }
 
 # --- the model -----------------------------------------------------------------------------

@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 # --- settings (read at call time so tests and deployments can override them) -----------------------
 
 
-
-
 def replay_catalogue_path() -> Path:
     """FUSION_REPLAY_CATALOGUE, else ../shared/data/fashion/catalogue.csv, else the bundled demo sample."""
     configured = settings.FUSION_REPLAY_CATALOGUE
