@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# All benchmarks, one after another; each prints its figures. They are not tests: nothing
+# passes or fails on time. Needs PostgreSQL and Redis (like tests/run.sh) and the catalogue
+# in ../shared/data/fashion. `--quick` runs every benchmark on a small size (minutes, not hours).
+#
+#   bash tests/bench/run.sh            # the sizes the issues name (about 1.5 h on 2 CPU cores)
+#   bash tests/bench/run.sh --quick    # smoke-sized figures
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
+PY=.venv/bin/python
+DATA=${FUSION_DATA_DIR:-../shared/data/fashion}
+
+if [ "${1:-}" = "--quick" ]; then
+  fusion=(--variants "" --limit 300)
+  pipeline=(--n 200)
+  review=(--tasks 100000 --refill)
+  knowledge=(--brands 10000 --categories 1000 --rounds 3)
+  finetune=(--corrections 100 --epochs 1)
+else
+  fusion=(--variants image,text,no_fusion,no_attention,full --epochs 2)
+  pipeline=(--n 2000)
+  review=(--tasks 1000000 --refill)
+  knowledge=()
+  finetune=(--category "Footwear > Shoes > Flats")
+fi
+
+echo "### fusion model: accuracy per level, ablations, vague titles, calibration, emerging types, throughput"
+$PY tests/bench/bench_fusion.py --data "$DATA" --model fusionreview/demo/model "${fusion[@]}"
+echo "### pipeline: API -> worker -> routed, listings/s and per-stage latency"
+$PY tests/bench/bench_pipeline.py "${pipeline[@]}"
+echo "### review queue: claim-next and queue page under 20 concurrent auditors"
+$PY tests/bench/bench_review_queue.py "${review[@]}"
+echo "### knowledge graph: snapshot build/memory at scale, publish-to-first-use"
+$PY tests/bench/bench_knowledge_snapshot.py "${knowledge[@]}"
+echo "### fine-tuning: frozen-set accuracy kept, corrected category improved, time per job"
+$PY tests/bench/bench_finetune.py --data "$DATA" "${finetune[@]}"
