@@ -31,7 +31,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(REPO / "fusionreview" / "demo" / "model"))
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "fashion"))
-    p.add_argument("--category", default="Apparel > Topwear > Shirts")
+    p.add_argument("--category", default="Footwear > Shoes > Flats")
     p.add_argument("--corrections", type=int, default=500)
     p.add_argument("--replay-ratio", type=float, default=2.0)
     p.add_argument("--epochs", type=int, default=3)
@@ -43,7 +43,12 @@ def main() -> int:
 
     from classifier.fusion.data import read_catalogue
     from classifier.fusion.engine import InferenceEngine, ListingInput
-    from classifier.fusion.finetune import LabelledItem, evaluate, finetune, frozen_eval_set
+    from classifier.fusion.finetune import (
+        LabelledItem,
+        evaluate,
+        finetune,
+        frozen_eval_set,
+    )
 
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
     data = Path(a.data)
@@ -115,6 +120,13 @@ def main() -> int:
         f"{'within' if d_frozen >= -0.5 else 'OUTSIDE'} the 0.5-point margin)"
     )
     print(f"  ECE             {before_frozen['ece']:.4f} -> {after_frozen['ece']:.4f}")
+    moved = {
+        leaf: (before_frozen["per_category"][leaf][1], after_frozen["per_category"].get(leaf, [0, 0])[1], n)
+        for leaf, (n, _) in before_frozen["per_category"].items()
+        if after_frozen["per_category"].get(leaf, [0, 0])[1] != before_frozen["per_category"][leaf][1]
+    }
+    for leaf, (b, a_, n) in sorted(moved.items()):
+        print(f"    {leaf}: {b}/{n} -> {a_}/{n} correct")
     print(
         f"  review rate     {100 * before_frozen['review_rate']:.1f}% -> {100 * after_frozen['review_rate']:.1f}%"
     )
