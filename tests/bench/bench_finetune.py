@@ -2,7 +2,7 @@
 
 Run as a script (not collected by pytest):
 
-    .venv/bin/python tests/bench/bench_finetune.py [--category "Apparel > Topwear > Shirts"] [--epochs 3]
+    .venv/bin/python tests/bench/bench_finetune.py [--category "Footwear > Flip Flops > Flip Flops"] [--epochs 3]
 
 Corrections are simulated from the catalogue's `train` rows of one category, lowest base confidence first
 (the rows an auditor would have corrected), repeated if the category has fewer than 500. A replay sample of
@@ -31,7 +31,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(REPO / "fusionreview" / "demo" / "model"))
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "fashion"))
-    p.add_argument("--category", default="Footwear > Shoes > Flats")
+    p.add_argument("--category", default="Footwear > Flip Flops > Flip Flops")
     p.add_argument("--corrections", type=int, default=500)
     p.add_argument("--replay-ratio", type=float, default=2.0)
     p.add_argument("--epochs", type=int, default=3)

@@ -22,7 +22,7 @@ else
   pipeline=(--n 2000)
   review=(--tasks 1000000 --refill)
   knowledge=()
-  finetune=(--category "Footwear > Shoes > Flats")
+  finetune=(--category "Footwear > Flip Flops > Flip Flops")
 fi
 
 echo "### fusion model: accuracy per level, ablations, vague titles, calibration, emerging types, throughput"
