@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 from PIL import Image
 
 from classifier.models import Listing, Prediction, ReviewTask
 from classifier.services.audit import audit_record
+from classifier.services.review import review_task_open
 from knowledge.selectors import brand_by_name, category_by_path_label
 
 log = logging.getLogger(__name__)
@@ -121,13 +120,6 @@ def _findings_in_words(pred: Any, *, threshold: float) -> str:
     if pred.confidence < threshold:
         lines.append(f"confidence {pred.confidence:.2f} is below the review threshold {threshold:.2f}")
     return "\n".join(line for line in lines if line)
-
-
-def review_priority(*, confidence: float, conflict: bool, listing_created_at: Any) -> float:
-    """Higher first: uncertainty (0..1), plus 0.5 for a knowledge conflict, plus up to 0.5 for age."""
-    age_hours = max(0.0, (timezone.now() - listing_created_at).total_seconds() / 3600)
-    age_term = 0.5 * min(1.0, age_hours / settings.REVIEW_SLA_HOURS)
-    return round((1.0 - confidence) + (0.5 if conflict else 0.0) + age_term, 6)
 
 
 class _Lookups:
@@ -230,18 +222,11 @@ def _write_one(
             report.accepted.append(listing_id)
             return
         reason = ReviewTask.Reason.KNOWLEDGE_CONFLICT if conflict else ReviewTask.Reason.LOW_CONFIDENCE
-        task = ReviewTask.objects.filter(listing=listing).exclude(status=ReviewTask.Status.DONE).first()
-        if task is None:
-            task = ReviewTask.objects.create(
-                listing=listing,
-                prediction=prediction,
-                reason=reason,
-                reason_detail=_findings_in_words(pred, threshold=threshold),
-                priority=review_priority(
-                    confidence=prediction.confidence, conflict=conflict, listing_created_at=listing.created_at
-                ),
-                category=prediction.category,
-            )
+        task = review_task_open(
+            prediction=prediction,
+            reasons=[reason],
+            reason_detail=_findings_in_words(pred, threshold=threshold),
+        )
         listing.status = Listing.Status.IN_REVIEW
         listing.failure_reason = ""
         listing.save(update_fields=["status", "failure_reason", "updated_at"])
