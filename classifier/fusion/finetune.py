@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ProgressCallback = Callable[[dict[str, Any]], Any]
 Example = tuple[Any, str, str, str]  # (image path or bytes, title, category_id, brand)
 
@@ -85,20 +87,12 @@ MIN_ITEMS_FOR_THRESHOLD = 1000
 
 
 def expected_calibration_error(conf: Sequence[float], correct: Sequence[bool], bins: int = 15) -> float:
-    """ECE with equal-width confidence bins (0 = perfectly calibrated)."""
-    n = len(conf)
-    if n == 0:
+    """ECE with equal-width confidence bins (0 = perfectly calibrated); the same measure `evaluate` reports."""
+    from classifier.fusion.evaluation import ece
+
+    if len(conf) == 0:
         return 0.0
-    total = 0.0
-    for b in range(bins):
-        lo, hi = b / bins, (b + 1) / bins
-        idx = [i for i, c in enumerate(conf) if (lo < c <= hi) or (b == 0 and c == 0.0)]
-        if not idx:
-            continue
-        acc = sum(1 for i in idx if correct[i]) / len(idx)
-        avg = sum(conf[i] for i in idx) / len(idx)
-        total += len(idx) / n * abs(acc - avg)
-    return total
+    return ece(np.asarray(conf, dtype=float), np.asarray(correct, dtype=float), bins)
 
 
 def evaluate(
