@@ -6,9 +6,11 @@ name, so a deployment can grant a permission to a user directly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
+from django.contrib.auth.decorators import login_required, permission_required
 from django.contrib.auth.models import Group, Permission
 from django.http import HttpRequest
 from rest_framework.permissions import BasePermission
@@ -70,6 +72,15 @@ def role_context(request: HttpRequest) -> dict[str, Any]:
             "ingest": user.has_perm(Perm.INGEST),
         }
     }
+
+
+def perm_required(perm: Perm) -> Callable[[Callable], Callable]:
+    """View decorator: anonymous visitors go to the login page, logged-in users without `perm` get 403."""
+
+    def decorator(view: Callable) -> Callable:
+        return login_required(permission_required(perm.value, raise_exception=True)(view))
+
+    return decorator
 
 
 def has_perm(perm: Perm) -> type[BasePermission]:

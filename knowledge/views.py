@@ -7,11 +7,9 @@ page for a normal request, the partial that changes for an htmx one.
 
 from __future__ import annotations
 
-from functools import wraps
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -20,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
 from classifier.fusion.knowledge import KnowledgeSnapshot
-from fusionreview.roles import Perm
+from fusionreview.roles import Perm, perm_required
 from knowledge import forms, selectors, services
 from knowledge.models import (
     Brand,
@@ -36,23 +34,6 @@ from knowledge.sources.brands_csv import brands_csv_export, brands_csv_import
 from knowledge.sources.catalogue import SourceError
 from knowledge.sources.google_taxonomy import google_taxonomy_import
 from knowledge.sources.json_graph import graph_export_json, graph_json_parse
-
-
-def perm_required(perm: Perm):
-    """Anonymous users go to the login page; logged-in users without `perm` get 403."""
-
-    def decorator(view):
-        @login_required
-        @wraps(view)
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if not request.user.has_perm(perm):
-                raise PermissionDenied(f"You need the '{perm.value}' permission.")
-            return view(request, *args, **kwargs)
-
-        return wrapper
-
-    return decorator
-
 
 viewer = perm_required(Perm.VIEW_KNOWLEDGE)
 editor = perm_required(Perm.EDIT_KNOWLEDGE)

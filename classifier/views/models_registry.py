@@ -11,7 +11,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
@@ -22,12 +21,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from classifier.models import DriftAlert, ModelVersion, TrainingJob
 from classifier.selectors import training as sel
 from classifier.services import training as svc
-from fusionreview.roles import Perm
+from fusionreview.roles import Perm, perm_required
 
-
-def manage_models(view):
-    """Anonymous visitors go to the login page; logged-in users without the permission get 403."""
-    return login_required(permission_required(Perm.MANAGE_MODELS, raise_exception=True)(view))
+manage_models = perm_required(Perm.MANAGE_MODELS)
 
 
 def _error(request: HttpRequest, e: ValidationError) -> None:

@@ -8,14 +8,11 @@ and the browser URL follows it (HX-Push-Url), so the next item loads without a f
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
-from functools import wraps
 from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -28,23 +25,13 @@ from django_htmx.http import push_url
 from classifier.models import ReviewDecision, ReviewTask
 from classifier.selectors import review as sel
 from classifier.services import review as svc
-from fusionreview.roles import Perm
+from fusionreview.roles import Perm, perm_required
 
 Reason = ReviewTask.Reason
 Cause = ReviewDecision.Cause
 
 
-def reviewer_required(view):
-    """Logged-in users with Perm.REVIEW; anonymous users go to the login page, others get 403."""
-
-    @login_required
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.has_perm(Perm.REVIEW):
-            raise PermissionDenied("You need the reviewer role to work the review queues.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
+reviewer_required = perm_required(Perm.REVIEW)
 
 
 def _int_or_none(value: Any) -> int | None:
