@@ -1,0 +1,45 @@
+"""The one routing rule: reasons, their order, and what never routes."""
+
+from classifier.fusion.routing import AUTO_ACCEPTED, Finding, RouteReason, Severity, route
+
+
+def test_confident_prediction_without_conflicts_is_auto_accepted():
+    decision = route(confidence=0.995, threshold=0.9, findings=[])
+    assert not decision.needs_review
+    assert decision.primary == AUTO_ACCEPTED
+
+
+def test_below_threshold_routes_for_low_confidence():
+    decision = route(confidence=0.5, threshold=0.9)
+    assert decision.reasons == (RouteReason.LOW_CONFIDENCE,)
+
+
+def test_hints_never_route_even_when_many():
+    hints = [
+        {"code": "brand_category_unseen", "message": "Puma sells Caps? seen 0 times", "severity": "hint"}
+    ] * 3
+    assert not route(confidence=0.99, threshold=0.9, findings=hints).needs_review
+
+
+def test_legacy_warning_severity_reads_as_a_hint():
+    assert Severity.parse("warning") is Severity.HINT
+    assert Severity.parse("conflict") is Severity.CONFLICT
+
+
+def test_reasons_are_ordered_most_specific_first():
+    findings = [
+        Finding("brand_category", "Puma sells only Footwear", Severity.CONFLICT),
+        {"code": "unknown_category", "message": "retired", "severity": "conflict"},
+    ]
+    decision = route(confidence=0.2, threshold=0.9, findings=findings)
+    assert decision.reasons == (
+        RouteReason.UNKNOWN_CATEGORY,
+        RouteReason.KNOWLEDGE_CONFLICT,
+        RouteReason.LOW_CONFIDENCE,
+    )
+    assert decision.primary == "unknown_category"
+
+
+def test_finding_round_trips_through_its_dict():
+    f = Finding("attribute", "Bra is listed for Women, not Men", Severity.CONFLICT)
+    assert Finding.from_dict(f.to_dict()) == f
