@@ -19,7 +19,9 @@ from classifier.selectors.listings import (
 from classifier.selectors.listings import (
     listing_list as listing_list_select,
 )
+from classifier.selectors.review_ui import category_display_labels, listings_predicted
 from fusionreview.roles import Perm
+from knowledge.selectors import category_path_labels
 
 PAGE_SIZE = 50
 
@@ -33,6 +35,7 @@ def listing_list(request: HttpRequest) -> HttpResponse:
     search = request.GET.get("q", "").strip()[:200]
     qs = listing_list_select(status=status, search=search)
     page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    _label_rows(page.object_list)
     context = {
         "page": page,
         "status": status,
@@ -46,6 +49,19 @@ def listing_list(request: HttpRequest) -> HttpResponse:
         (value, label, counts.get(value, 0)) for value, label in Listing.Status.choices
     ]
     return render(request, "classifier/listing_list.html", context)
+
+
+def _label_rows(listings) -> None:
+    """Each row's category as people should read it: the final label (with its path where the leaf name is
+    ambiguous), or for rows still in review what the model predicted, marked as such."""
+    rows = list(listings)
+    display = category_display_labels()
+    predicted = listings_predicted(listing_ids=[row.pk for row in rows if not row.final_category_id])
+    paths = category_path_labels() if any(row.final_category_id for row in rows) else {}
+    for row in rows:
+        row.category_path = paths.get(row.final_category_id, "")
+        row.category_display = display.get(row.final_category_id, "") if row.final_category_id else ""
+        row.predicted = predicted.get(row.pk)
 
 
 @login_required

@@ -24,6 +24,7 @@ from django_htmx.http import push_url
 
 from classifier.models import ReviewDecision, ReviewTask
 from classifier.selectors import review as sel
+from classifier.selectors import review_ui
 from classifier.services import review as svc
 from fusionreview.roles import Perm, perm_required
 
@@ -89,7 +90,9 @@ def _item_context(
             mine=task.status == ReviewTask.Status.CLAIMED and task.claimed_by_id == request.user.pk,
             prediction=prediction,
             segments=sel.title_segments(task.listing.title, prediction.entities),
-            top_k=sel.top_k_rows(prediction.top_k),
+            top_k=review_ui.top_k_rows_unambiguous(sel.top_k_rows(prediction.top_k), prediction),
+            attention_words=review_ui.attention_words(prediction.entities),
+            picker=review_ui.category_picker(q="", prediction=prediction, auditor=request.user),
             findings=sel.findings_in_words(prediction.knowledge_findings),
             similar=sel.review_similar_reviewed(task=task),
             events=sel.review_task_events(task_id=task.pk),
@@ -246,9 +249,14 @@ def release(request: HttpRequest, task_id: int) -> HttpResponse:
 @reviewer_required
 @require_GET
 def category_search(request: HttpRequest) -> HttpResponse:
+    """The picker's list: suggested (the task's top-5) and recent first; full paths."""
     q = request.GET.get("q", "")[:100]
-    results = sel.category_leaf_search(q=q)
-    return render(request, "classifier/partials/review_category_results.html", {"results": results, "q": q})
+    task_id = _int_or_none(request.GET.get("task"))
+    task = sel.review_task_get(task_id=task_id) if task_id else None
+    picker = review_ui.category_picker(
+        q=q, prediction=task.prediction if task else None, auditor=request.user
+    )
+    return render(request, "classifier/partials/review_category_results.html", {"picker": picker})
 
 
 @reviewer_required

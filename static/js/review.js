@@ -8,6 +8,8 @@
   function typing(el) {
     if (!el) return false;
     var tag = el.tagName;
+    // A slider or a checkbox holds focus but takes no letters: shortcuts keep working there.
+    if (tag === "INPUT" && /^(range|checkbox|radio|button|submit)$/.test(el.type)) return false;
     return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || el.isContentEditable;
   }
 
@@ -38,6 +40,26 @@
     help.hidden = force === undefined ? !help.hidden : !force;
   }
 
+  // Heatmap opacity: one value for every item (kept in localStorage), so it survives the htmx swaps.
+  var OPACITY_KEY = "fr.heatOpacity";
+  function savedOpacity() {
+    var v = parseInt(window.localStorage ? localStorage.getItem(OPACITY_KEY) : "", 10);
+    return isNaN(v) ? 55 : Math.max(0, Math.min(100, v));
+  }
+  function applyOpacity(v) {
+    var heat = $("#rv-heat"), slider = $("#rv-heat-opacity");
+    if (v === undefined) v = savedOpacity();
+    v = Math.max(0, Math.min(100, v));
+    if (heat) heat.style.opacity = String(v / 100);
+    if (slider && String(slider.value) !== String(v)) slider.value = v;
+    try { localStorage.setItem(OPACITY_KEY, String(v)); } catch (e) { /* private mode: not kept */ }
+  }
+  function nudgeOpacity(delta) {
+    if (!$("#rv-heat")) return false;
+    applyOpacity(savedOpacity() + delta);
+    return true;
+  }
+
   function toggleHeat() {
     var box = $("#rv-heat-toggle");
     if (!box) return;
@@ -57,6 +79,8 @@
       o.setAttribute("aria-selected", i === idx ? "true" : "false");
     });
     opts[idx].scrollIntoView({ block: "nearest" });
+    var search = $("#cat-search");
+    if (search) search.setAttribute("aria-activedescendant", opts[idx].id || "");
   }
 
   function pick(opt) {
@@ -75,6 +99,10 @@
     var opt = ev.target.closest && ev.target.closest(".rv-cat-opt");
     if (opt) { pick(opt); return; }
     if (ev.target.closest && ev.target.closest("[data-help-toggle]")) toggleHelp();
+  });
+
+  document.addEventListener("input", function (ev) {
+    if (ev.target && ev.target.id === "rv-heat-opacity") applyOpacity(parseInt(ev.target.value, 10));
   });
 
   document.addEventListener("change", function (ev) {
@@ -119,6 +147,8 @@
       case "u": case "U": handled = submit("form-undo"); break;
       case "n": case "N": handled = submit("form-next") || submit("start-form"); break;
       case "h": case "H": toggleHeat(); break;
+      case "[": handled = nudgeOpacity(-15); break;
+      case "]": handled = nudgeOpacity(15); break;
       case "?": toggleHelp(); break;
       default: handled = false;
     }
@@ -133,5 +163,7 @@
     }
     var search = $("#cat-search");
     if (search) search.setAttribute("aria-expanded", options().length ? "true" : "false");
+    applyOpacity();
   });
+  document.addEventListener("DOMContentLoaded", function () { applyOpacity(); });
 })();
