@@ -85,17 +85,22 @@ def model_version_bundled_register() -> ModelVersion:
         )
     checksum = file_sha256(weights)
     existing = ModelVersion.objects.filter(artifact_dir=str(model_dir), checksum=checksum).first()
+    created = False
     if existing is None:
         name = _bundled_name(model_dir, checksum)
         try:
             with transaction.atomic():
-                existing, _ = ModelVersion.objects.get_or_create(
+                existing, created = ModelVersion.objects.get_or_create(
                     name=name,
                     defaults={
                         "artifact_dir": str(model_dir),
                         "checksum": checksum,
                         "status": ModelVersion.Status.CANDIDATE,
                         "metrics": _read_json(model_dir / "metrics.json"),
+                        # the threshold chosen on val, stored with the model: the registry shows it
+                        "review_threshold": _read_json(model_dir / "calibration.json").get(
+                            "review_threshold"
+                        ),
                     },
                 )
         except IntegrityError:  # another worker registered it at the same moment
@@ -116,6 +121,10 @@ def model_version_bundled_register() -> ModelVersion:
         except IntegrityError:  # someone promoted another version meanwhile: theirs wins
             pass
         existing.refresh_from_db()
+    if created:  # evaluated on the frozen set like every registered version (on the training queue)
+        from classifier.services.training import model_version_evaluate_soon
+
+        model_version_evaluate_soon(version=existing)
     return existing
 
 

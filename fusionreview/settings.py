@@ -199,6 +199,11 @@ FUSION_EVAL_SIZE = env_int("FUSION_EVAL_SIZE", 300, minimum=20)
 FINETUNE_LR = env_float("FINETUNE_LR", 3e-4, minimum=0.0, maximum=1.0)
 FINETUNE_REPLAY_MAX = env_int("FINETUNE_REPLAY_MAX", 2000, minimum=0)
 FINETUNE_REPLAY_RATIO = env_float("FINETUNE_REPLAY_RATIO", 2.0, minimum=0.0, maximum=100.0)
+# Fewer approved corrections than this and a fine-tuning job is refused (and the gate refuses its
+# candidate): a handful of examples moves the model by noise, not by what people taught it.
+FINETUNE_MIN_CORRECTIONS = env_int("FINETUNE_MIN_CORRECTIONS", 20, minimum=1)
+# Evaluate every model version on the frozen set as soon as it is registered (the bundled one too).
+EVALUATE_ON_REGISTER = env_bool("EVALUATE_ON_REGISTER", True)
 PROMOTION_MARGIN = env_float("PROMOTION_MARGIN", 0.5, minimum=0.0, maximum=100.0)
 PROMOTION_CATEGORY_MARGIN = env_float("PROMOTION_CATEGORY_MARGIN", 5.0, minimum=0.0, maximum=100.0)
 PROMOTION_LARGE_CATEGORY_MIN = env_int("PROMOTION_LARGE_CATEGORY_MIN", 30, minimum=1)

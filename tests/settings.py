@@ -12,6 +12,8 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "true")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("STATIC_MANIFEST", "false")
+# Registering a version queues its frozen-set evaluation (a model run): only the tests about it turn it on.
+os.environ.setdefault("EVALUATE_ON_REGISTER", "false")
 
 from fusionreview.settings import *  # noqa: F403
 

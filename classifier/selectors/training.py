@@ -185,3 +185,31 @@ def auto_accept_accuracy(
         if action == ReviewDecision.Action.APPROVE or category_id == predicted[listing_id]:
             correct += 1
     return checked, correct
+
+
+# --- a version's page: figures on the frozen set ---------------------------------------------------
+
+
+def model_version_frozen(*, version: ModelVersion) -> dict:
+    """{"set", "metrics", "items"} from the version's last frozen-set evaluation ({} if none)."""
+    return (version.metrics or {}).get("frozen_eval") or {}
+
+
+def model_versions_history(*, set_name: str) -> list[dict]:
+    """Every version evaluated on the frozen set `set_name`, oldest first: name, accuracy per level, status.
+
+    Figures on another set are left out: accuracies are only comparable on the same items.
+    """
+    rows = []
+    for version in ModelVersion.objects.order_by("created_at", "pk").only("name", "metrics", "status"):
+        frozen = model_version_frozen(version=version)
+        if frozen.get("set") == set_name and (frozen.get("metrics") or {}).get("accuracy"):
+            rows.append(
+                {
+                    "pk": version.pk,
+                    "name": version.name,
+                    "accuracy": frozen["metrics"]["accuracy"],
+                    "promoted": version.status == ModelVersion.Status.PROMOTED,
+                }
+            )
+    return rows

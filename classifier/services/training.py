@@ -90,8 +90,13 @@ def model_version_register(
     trained_by: Any = None,
     data_window_start: dt.datetime | None = None,
     data_window_end: dt.datetime | None = None,
+    evaluate: bool = True,
 ) -> ModelVersion:
-    """Record a model directory as a candidate version (checksum, metrics and threshold from its files)."""
+    """Record a model directory as a candidate version (checksum, metrics and threshold from its files).
+
+    With `evaluate` (the default) the gate run is queued at once; a training job passes False because it
+    runs the gate itself right after registering.
+    """
     from classifier.inference import file_sha256
 
     def read(fname: str) -> dict:
@@ -114,7 +119,34 @@ def model_version_register(
         trained_by=trained_by if getattr(trained_by, "is_authenticated", False) else None,
     )
     audit_record(actor=trained_by, verb="model.register", obj=version, data={"dir": str(artifact_dir)})
+    if evaluate:
+        model_version_evaluate_soon(version=version)
     return version
+
+
+def model_version_evaluate_soon(*, version: ModelVersion, actor: Any = None) -> bool:
+    """Queue the gate run for a newly registered version on the training queue (after commit).
+
+    Every version gets its frozen-set figures when it is registered, the bundled one included, so the
+    registry never shows "not evaluated". Off with EVALUATE_ON_REGISTER=false. Returns whether queued.
+    """
+    if not settings.EVALUATE_ON_REGISTER:
+        return False
+    from classifier.tasks.training import evaluate_model_version
+
+    actor_id = actor.pk if getattr(actor, "is_authenticated", False) else None
+    transaction.on_commit(lambda: evaluate_model_version.delay(version.pk, actor_id))
+    return True
+
+
+def artifact_review_threshold(artifact_dir: str | Path) -> float | None:
+    """The review threshold chosen on `val` and stored with the model (calibration.json), if any."""
+    try:
+        value = json.loads((Path(artifact_dir) / "calibration.json").read_text(encoding="utf-8"))
+        threshold = value.get("review_threshold") if isinstance(value, dict) else None
+        return None if threshold is None else float(threshold)
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def model_version_promote(*, version: ModelVersion, actor: Any, rollback: bool = False) -> ModelVersion:
@@ -218,29 +250,107 @@ def _recent_items(version: ModelVersion) -> list:
     return [LabelledItem(i.image_path, i.title, i.category_id, i.brand, key=str(i.listing_id)) for i in items]
 
 
+class _Recording:
+    """Wraps an engine for `evaluate` and keeps each answer (key, predicted leaf, confidence, routed to
+    review), so the version page can draw a confusion matrix and a risk-coverage curve from the very
+    predictions the gate's figures come from."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.answers: dict[str, tuple[str, float, bool]] = {}
+
+    def predict_batch(self, inputs: list) -> list:
+        preds = self.engine.predict_batch(inputs)
+        for item, pred in zip(inputs, preds, strict=True):
+            self.answers[item.key] = (pred.category_id, float(pred.confidence), bool(pred.needs_review))
+        return preds
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+
+def _per_item(items: list, answers: dict[str, tuple[str, float, bool]]) -> list[list]:
+    """[[true leaf, predicted leaf, confidence, routed to review], ...] in the set's order."""
+    out = []
+    for item in items:
+        if item.key in answers:
+            pred, conf, review = answers[item.key]
+            out.append([item.category_id, pred, round(conf, 5), review])
+    return out
+
+
 def _metrics_for(version: ModelVersion, engine: Any, set_name: str, items: list, progress) -> dict:
     """Frozen-set metrics are cached on the version (the set never changes); others are recomputed."""
     from classifier.fusion.finetune import evaluate
 
     cached = (version.metrics or {}).get("frozen_eval") or {}
-    if set_name.startswith("frozen:") and cached.get("set") == set_name:
+    if set_name.startswith("frozen:") and cached.get("set") == set_name and cached.get("items"):
         return cached["metrics"]
-    metrics = evaluate(engine, items, progress_callback=progress)
+    recording = _Recording(engine)
+    metrics = evaluate(recording, items, progress_callback=progress)
     if set_name.startswith("frozen:"):
+        frozen = {"set": set_name, "metrics": metrics, "items": _per_item(items, recording.answers)}
         ModelVersion.objects.filter(pk=version.pk).update(
-            metrics={**(version.metrics or {}), "frozen_eval": {"set": set_name, "metrics": metrics}}
+            metrics={**(version.metrics or {}), "frozen_eval": frozen}
         )
         version.refresh_from_db(fields=["metrics"])
     return metrics
+
+
+def finetune_min_corrections() -> int:
+    return int(settings.FINETUNE_MIN_CORRECTIONS)
+
+
+def _corrections_behind(version: ModelVersion) -> int | None:
+    """How many approved corrections a fine-tuned version learnt from (None: not a fine-tune)."""
+    job = version.produced_by_jobs.order_by("-created_at").first()
+    if job is not None:
+        return int(job.example_count)
+    finetune = ((version.metrics or {}).get("training") or {}).get("finetune") or {}
+    corrections = finetune.get("corrections")
+    return int(corrections) if isinstance(corrections, int | float) else None
+
+
+def _reference_evaluate(*, version: ModelVersion, actor: Any, progress) -> ModelEvaluation:
+    """The version in production is the reference candidates are compared with: its frozen-set figures are
+    computed (once per set) and recorded, with itself as the baseline, never "against nothing"."""
+    engine = _engine_load(version)
+    frozen_name, frozen_items = _frozen_set(engine)
+    frozen_name = f"frozen:{frozen_name}"
+    metrics = _metrics_for(version, engine, frozen_name, frozen_items, progress) if frozen_items else None
+    reasons = [] if frozen_items else [f"no frozen evaluation set: {eval_catalogue_path()} is missing"]
+    notes = ["in production: this version is the reference every candidate is compared with"]
+    evaluation = ModelEvaluation.objects.create(
+        candidate=version,
+        baseline=version,
+        eval_set=frozen_name[:200],
+        passed=not reasons,
+        reasons=reasons,
+        candidate_metrics={"frozen": metrics, "recent": None, "notes": notes},
+        baseline_metrics={"frozen": metrics, "recent": None},
+        margin_points=promotion_margin_points(),
+    )
+    audit_record(
+        actor=actor,
+        verb="model.evaluate",
+        obj=version,
+        data={"passed": evaluation.passed, "reasons": reasons, "baseline": version.name, "reference": True},
+    )
+    return evaluation
 
 
 def model_version_evaluate(*, version: ModelVersion, actor: Any = None, progress=None) -> ModelEvaluation:
     """Run the gate: candidate vs the version in production on the frozen set and recent reviews."""
     from classifier.fusion.finetune import gate_compare
 
+    if version.review_threshold is None:  # registered without one (an older bundled row): from its files
+        threshold = artifact_review_threshold(version.artifact_dir)
+        if threshold is not None:
+            ModelVersion.objects.filter(pk=version.pk).update(review_threshold=threshold)
+            version.review_threshold = threshold
     baseline = sel.model_version_promoted()
     if baseline is not None and baseline.pk == version.pk:
-        baseline = None
+        return _reference_evaluate(version=version, actor=actor, progress=progress)
     cand_engine = _engine_load(version)
     base_engine = _engine_load(baseline) if baseline is not None else None
     frozen_name, frozen_items = _frozen_set(base_engine or cand_engine)
@@ -263,6 +373,15 @@ def model_version_evaluate(*, version: ModelVersion, actor: Any = None, progress
     )
     if not frozen_items:
         passed, reasons = False, [*reasons, f"no frozen evaluation set: {eval_catalogue_path()} is missing"]
+    if baseline is None:
+        notes.append("nothing was in production to compare with: the figures above are this version's alone")
+    corrections, minimum = _corrections_behind(version), finetune_min_corrections()
+    if corrections is not None and corrections < minimum:
+        passed = False
+        reasons.append(
+            f"fine-tuned on only {corrections} approved corrections; at least {minimum} are needed "
+            "(FINETUNE_MIN_CORRECTIONS): so few examples move the model by noise"
+        )
     evaluation = ModelEvaluation.objects.create(
         candidate=version,
         baseline=baseline,
@@ -320,9 +439,15 @@ def training_job_start(
             f"training job #{active.pk} is {active.status} (one job at a time): wait for it or cancel it"
         )
     count = sel.training_example_count(start=window_start, end=window_end)
+    since = f"since {window_start:%Y-%m-%d %H:%M}" if window_start else "yet"
     if count == 0:
-        since = f"since {window_start:%Y-%m-%d %H:%M}" if window_start else "yet"
         raise ValidationError(f"no approved corrections {since}: nothing new to learn from")
+    minimum = finetune_min_corrections()
+    if count < minimum:
+        raise ValidationError(
+            f"only {count} approved correction{'s' if count != 1 else ''} {since}; fine-tuning needs at least "
+            f"{minimum} (FINETUNE_MIN_CORRECTIONS): review more items first"
+        )
     try:
         with transaction.atomic():
             job = TrainingJob.objects.create(
@@ -461,8 +586,11 @@ def training_job_run(*, job_id: int) -> TrainingJob | None:
 
         artifact_verify(version=job.base_version)
         examples = sel.training_examples_in_window(start=job.data_window_start, end=job.data_window_end)
-        if not examples:
-            raise ValidationError("no approved corrections in the data window (they were undone meanwhile)")
+        if len(examples) < finetune_min_corrections():
+            raise ValidationError(
+                f"only {len(examples)} approved corrections left in the data window (some were undone "
+                f"meanwhile); fine-tuning needs at least {finetune_min_corrections()} (FINETUNE_MIN_CORRECTIONS)"
+            )
         ratio = float(settings.FINETUNE_REPLAY_RATIO)
         replay = _replay_examples(
             n=min(int(len(examples) * ratio), int(settings.FINETUNE_REPLAY_MAX)), seed=job.pk
@@ -493,6 +621,7 @@ def training_job_run(*, job_id: int) -> TrainingJob | None:
             trained_by=job.requested_by,
             data_window_start=job.data_window_start,
             data_window_end=job.data_window_end,
+            evaluate=False,
         )
         TrainingJob.objects.filter(pk=job_id).update(result_version=version, phase="evaluating")
         reporter.line(f"registered candidate {version.name}; running the evaluation gate")

@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -49,6 +50,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
     versions = list(sel.model_versions_all())
     for v in versions:
         v.frozen = _frozen(v)
+        v.leaf_pct = round(100 * (v.frozen.get("accuracy") or {}).get("article", 0.0), 1)
     return render(
         request,
         "classifier/model_list.html",
@@ -61,6 +63,29 @@ def model_list(request: HttpRequest) -> HttpResponse:
             "alerts": sel.drift_alerts_open(),
         },
     )
+
+
+def _levels(frozen: dict[str, Any], production: dict[str, Any]) -> list[dict[str, Any]]:
+    """Accuracy per level on the frozen set, beside production's where there is one (percent)."""
+    acc, prod = frozen.get("accuracy") or {}, production.get("accuracy") or {}
+    rows = []
+    for key, label in (
+        ("master", "Master category"),
+        ("sub", "Sub-category"),
+        ("article", "Leaf (article type)"),
+    ):
+        if key in acc:
+            mine = round(100 * acc[key], 1)
+            theirs = round(100 * prod[key], 1) if key in prod else None
+            rows.append(
+                {
+                    "label": label,
+                    "pct": mine,
+                    "prod": theirs,
+                    "delta": None if theirs is None else round(mine - theirs, 1),
+                }
+            )
+    return rows
 
 
 @require_GET
@@ -86,10 +111,51 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 and version.pk != promoted.pk
             ),
             "frozen": _frozen(version),
+            "has_items": bool(sel.model_version_frozen(version=version).get("items")),
+            "frozen_set": sel.model_version_frozen(version=version).get("set", ""),
+            "levels": _levels(
+                _frozen(version), _frozen(promoted) if promoted and promoted != version else {}
+            ),
+            "is_reference": bool(evaluation and evaluation.baseline_id == version.pk),
+            "evaluate_on_register": bool(settings.EVALUATE_ON_REGISTER),
             "training": (version.metrics or {}).get("training") or {},
             "jobs": version.produced_by_jobs.all(),
         },
     )
+
+
+PLOTS = ("confusion", "risk-coverage", "history")
+
+
+@require_GET
+@manage_models
+def model_plot(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
+    """A PNG drawn from the version's stored frozen-set figures (404 when it has none yet)."""
+    from classifier.views import model_plots
+
+    version = sel.model_version_get(version_id=pk)
+    if version is None or kind not in PLOTS:
+        raise Http404("no such model version or plot")
+    frozen = sel.model_version_frozen(version=version)
+    items = frozen.get("items") or []
+    if kind == "history":
+        rows = sel.model_versions_history(set_name=frozen.get("set", ""))
+        if not rows:
+            raise Http404("not evaluated on the frozen set yet")
+        png = model_plots.history_png(
+            rows, current=version.name, title="Accuracy per level, version by version"
+        )
+    elif not items:
+        raise Http404("no per-item figures yet: evaluate this version")
+    elif kind == "confusion":
+        png = model_plots.confusion_png(items, title=f"{version.name}: confusion on the frozen set (leaf)")
+    else:
+        png = model_plots.risk_coverage_png(
+            items, title=f"{version.name}: risk-coverage (frozen set)", threshold=version.review_threshold
+        )
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=60"
+    return response
 
 
 @require_POST
@@ -283,6 +349,7 @@ def training_new(request: HttpRequest) -> HttpResponse:
             "active_job": sel.training_job_active(),
             "default_start": default_start,
             "available": sel.training_example_count(start=default_start, end=timezone.now()),
+            "min_corrections": svc.finetune_min_corrections(),
         },
     )
 

@@ -66,6 +66,7 @@ def _passed(version, baseline):
 @pytest.fixture(autouse=True)
 def _static(settings):
     factories.plain_static_storage(settings)
+    settings.FINETUNE_MIN_CORRECTIONS = 1  # these tests are about jobs, not the minimum (tested below)
 
 
 @pytest.fixture
@@ -125,6 +126,24 @@ def test_second_job_is_refused_while_one_is_queued_and_the_page_says_which(
     assert f"training job #{job.pk} is queued (one job at a time)" in r.content.decode()
     assert TrainingJob.objects.count() == 1
     assert AuditEvent.objects.filter(verb="training.start").count() == 1
+
+
+def test_a_job_with_fewer_corrections_than_the_configured_minimum_is_refused(
+    admin_client, auditor, prod, settings
+):
+    settings.FINETUNE_MIN_CORRECTIONS = 5
+    for _ in range(3):
+        _correction(auditor)
+    r = admin_client.post(reverse("training-new"), {"base_version": prod.pk, "epochs": 2})
+    html = r.content.decode()
+    assert "only 3 approved corrections yet; fine-tuning needs at least 5 (FINETUNE_MIN_CORRECTIONS)" in html
+    assert not TrainingJob.objects.exists()
+    page = admin_client.get(reverse("training-new")).content.decode()
+    assert 'id="min-corrections">5<' in page  # the form says the minimum before anyone tries
+    for _ in range(2):
+        _correction(auditor)
+    job = svc.training_job_start(actor=None, base_version=prod, epochs=1)
+    assert job.example_count == 5
 
 
 def test_invalid_epochs_and_window_are_refused(admin_client, auditor, prod):
@@ -334,7 +353,7 @@ def test_registry_and_comparison_pages_render_lineage_and_svg_charts(admin_clien
         v.metrics = {"frozen_eval": {"set": "frozen:x", "metrics": frozen}}
         v.save()
     html = admin_client.get(reverse("model-list")).content.decode()
-    assert "v0" in html and "v1" in html and "90%" in html and prod.checksum[:10] in html
+    assert "v0" in html and "v1" in html and "90.0%" in html and prod.checksum[:10] in html
     html = admin_client.get(reverse("model-compare"), {"a": prod.pk, "b": cand.pk}).content.decode()
     assert html.count("<svg") == 4 and "Tshirts (n=60)" in html and "cdn" not in html.lower()
 

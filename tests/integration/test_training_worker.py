@@ -21,6 +21,7 @@ def worker_extra_env(tmp_path) -> dict[str, str]:
     return {
         "FUSION_VERSIONS_DIR": str(tmp_path / "versions"),
         "FUSION_EVAL_SIZE": "40",
+        "FINETUNE_MIN_CORRECTIONS": "10",
         "FINETUNE_REPLAY_MAX": "40",
         "PROMOTION_MARGIN": "100",
         "PROMOTION_CATEGORY_MARGIN": "100",
