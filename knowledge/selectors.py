@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from classifier.fusion.knowledge import (
@@ -454,3 +455,167 @@ def impact_preview(*, days: int = 7, limit: int = 5000, max_examples: int = 25) 
         if effects and len(preview.examples) < max_examples:
             preview.examples.append({"prediction_id": pred_id, "listing_id": listing_id, "effects": effects})
     return preview
+
+
+# ---- paged search (the editor's brand and category lists) ---------------------------------------
+
+# The largest code point: `lower(name) < prefix + _TOP` bounds every string starting with `prefix`.
+_TOP = "\U0010ffff"
+
+
+@dataclass
+class Page:
+    """One page of a search: the rows, the total number of matches and how they matched."""
+
+    rows: list[Any]
+    total: int
+    number: int
+    size: int
+    match: str = "all"  # "all" (no query), "prefix" (name/alias starts with it) or "contains"
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.size))
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.number < self.pages
+
+    @property
+    def previous_number(self) -> int:
+        return self.number - 1
+
+    @property
+    def next_number(self) -> int:
+        return self.number + 1
+
+    @property
+    def first_index(self) -> int:
+        return (self.number - 1) * self.size + 1 if self.total else 0
+
+    @property
+    def last_index(self) -> int:
+        return min(self.total, self.number * self.size)
+
+
+@dataclass
+class BrandRow:
+    id: int
+    name: str
+    is_active: bool
+    aliases: list[str] = field(default_factory=list)
+    categories: list[tuple[int, str]] = field(default_factory=list)  # (id, label) sorted by label
+
+    @property
+    def pk(self) -> int:
+        return self.id
+
+    @property
+    def n_categories(self) -> int:
+        return len(self.categories)
+
+
+def _page_bounds(number: int, size: int, total: int) -> int:
+    """The page number clamped to the pages that exist (a stale link to page 900 shows the last)."""
+    last = max(1, -(-total // size))
+    return max(1, min(number, last))
+
+
+def category_display_labels() -> dict[int, str]:
+    """Every category's label for lists: its name, or its full path when another node shares the name.
+
+    "Sandals" under Men and under Women are shown as "Footwear > Men > Sandals" and
+    "Footwear > Women > Sandals"; a name that occurs once stays short.
+    """
+    paths = category_path_labels()  # one query; a name is the last part of its path ('>' is refused in names)
+    names = {pk: label.rsplit(" > ", 1)[-1] for pk, label in paths.items()}
+    counts: dict[str, int] = defaultdict(int)
+    for name in names.values():
+        counts[name.lower()] += 1
+    return {pk: (paths[pk] if counts[name.lower()] > 1 else name) for pk, name in names.items()}
+
+
+def brand_page(*, query: str = "", number: int = 1, size: int = 50) -> Page:
+    """A page of brands ordered by name, optionally those whose name or an alias starts with `query`.
+
+    Index-friendly at any size: the prefix match is a range on lower(name) / lower(alias), which
+    the unique indexes on those expressions serve, and the count runs on the same ranges. Only
+    when nothing starts with the query does it fall back to a substring match (a scan), so a
+    typed fragment from the middle of a name still finds something. Five queries whatever the
+    table size: count, page, aliases, brand categories, category names.
+    """
+    q = query.strip().lower()
+    columns = ("id", "lname", "name", "is_active")
+    match = "all"
+    if not q:
+        ids_qs = Brand.objects.annotate(lname=Lower("name")).values_list(*columns)
+        total = Brand.objects.count()
+    else:
+        match = "prefix"
+        by_name = (
+            Brand.objects.annotate(lname=Lower("name"))
+            .filter(lname__gte=q, lname__lt=q + _TOP, lname__startswith=q)
+            .values_list(*columns)
+        )
+        by_alias = (
+            BrandAlias.objects.annotate(lalias=Lower("alias"))
+            .filter(lalias__gte=q, lalias__lt=q + _TOP, lalias__startswith=q)
+            .annotate(id_=F("brand_id"), lname=Lower("brand__name"))
+            .values_list("id_", "lname", "brand__name", "brand__is_active")
+        )
+        ids_qs = by_name.union(by_alias)
+        total = ids_qs.count()
+        if total == 0:
+            match = "contains"
+            alias_hits = BrandAlias.objects.filter(alias__icontains=q).values("brand_id")
+            ids_qs = (
+                Brand.objects.annotate(lname=Lower("name"))
+                .filter(Q(name__icontains=q) | Q(pk__in=alias_hits))
+                .values_list(*columns)
+            )
+            total = ids_qs.count()
+    number = _page_bounds(number, size, total)
+    start = (number - 1) * size
+    page_rows = list(ids_qs.order_by("lname", "id")[start : start + size]) if total else []
+    rows = [BrandRow(id=pk, name=name, is_active=active) for pk, _lname, name, active in page_rows]
+    by_id = {row.id: row for row in rows}
+    if by_id:
+        for brand_id, alias in (
+            BrandAlias.objects.filter(brand_id__in=by_id).order_by("alias").values_list("brand_id", "alias")
+        ):
+            by_id[brand_id].aliases.append(alias)
+        sold = list(BrandCategory.objects.filter(brand_id__in=by_id).values_list("brand_id", "category_id"))
+        if sold:
+            labels = category_display_labels()
+            for brand_id, cat_id in sold:
+                by_id[brand_id].categories.append((cat_id, labels.get(cat_id, "?")))
+            for row in rows:
+                row.categories.sort(key=lambda item: item[1].lower())
+    return Page(rows=rows, total=total, number=number, size=size, match=match)
+
+
+def category_page(*, query: str, number: int = 1, size: int = 50) -> Page:
+    """A page of categories whose name or an alias contains `query`, as (category, full path) rows.
+
+    The tree has thousands of nodes at most (not brands' tens of thousands), so a substring match
+    is fine here; results are ordered by path so twins under different parents sit together.
+    """
+    q = query.strip()
+    ids = list(
+        Category.objects.filter(Q(name__icontains=q) | Q(aliases__alias__icontains=q))
+        .values_list("id", flat=True)
+        .distinct()
+    )
+    labels = category_path_labels()
+    ordered = sorted(ids, key=lambda pk: labels[pk].lower())
+    total = len(ordered)
+    number = _page_bounds(number, size, total)
+    start = (number - 1) * size
+    chunk = ordered[start : start + size]
+    cats = Category.objects.in_bulk(chunk)
+    rows = [(cats[pk], labels[pk]) for pk in chunk]
+    return Page(rows=rows, total=total, number=number, size=size, match="contains")

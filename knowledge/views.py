@@ -76,8 +76,8 @@ def tree(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:200]
     ctx: dict[str, Any] = {"query": query, **_common(request)}
     if query:
-        ctx["results"] = selectors.category_search(query=query)
-        ctx["brand_results"] = list(selectors.brand_search(query=query, limit=20))
+        ctx["category_page"] = selectors.category_page(query=query, number=_page_number(request), size=50)
+        ctx["brand_page"] = selectors.brand_page(query=query, number=1, size=20)
     else:
         ctx["roots"] = selectors.category_tree()
     if request.htmx and request.htmx.target == "tree":
@@ -313,12 +313,25 @@ def attribute_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 # ---- brands -------------------------------------------------------------------------------------
 
+BRANDS_PER_PAGE = 50
+
+
+def _page_number(request: HttpRequest) -> int:
+    try:
+        return max(1, int(request.GET.get("page", 1)))
+    except (TypeError, ValueError):
+        return 1
+
 
 @viewer
 @require_GET
 def brand_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:200]
-    ctx = {"query": query, "brands": selectors.brand_search(query=query, limit=200), **_common(request)}
+    ctx = {
+        "query": query,
+        "page": selectors.brand_page(query=query, number=_page_number(request), size=BRANDS_PER_PAGE),
+        **_common(request),
+    }
     if request.htmx and request.htmx.target == "brand-results":
         return render(request, "knowledge/partials/brand_results.html", ctx)
     ctx["create_form"] = forms.BrandCreateForm() if ctx["can_edit"] else None
