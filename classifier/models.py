@@ -9,6 +9,15 @@ from django.db.models import F, Q
 from knowledge.models import Brand, Category
 
 
+class RouteReasonChoice(models.TextChoices):
+    """`classifier.fusion.routing.RouteReason` plus auto-accepted, for the stored `route_reason`."""
+
+    UNKNOWN_CATEGORY = "unknown_category", "Unknown category"
+    KNOWLEDGE_CONFLICT = "knowledge_conflict", "Knowledge conflict"
+    LOW_CONFIDENCE = "low_confidence", "Low confidence"
+    AUTO_ACCEPTED = "auto_accepted", "Auto-accepted"
+
+
 class Listing(models.Model):
     """A product photo and title as received from a marketplace source."""
 
@@ -127,6 +136,8 @@ class Prediction(models.Model):
     entities = models.JSONField(default=list, blank=True)
     needs_review = models.BooleanField()
     review_reasons = models.JSONField(default=list, blank=True)
+    # The primary reason `classifier.fusion.routing.route` gave; empty for rows older than it.
+    route_reason = models.CharField(max_length=30, choices=RouteReasonChoice.choices, blank=True, default="")
     attention_map = models.ImageField(upload_to="attention/%Y/%m/", blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
@@ -158,6 +169,12 @@ class ReviewTask(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     reason = models.CharField(max_length=30, choices=Reason.choices)
     reason_detail = models.TextField(blank=True)
+    # Why the router sent it (queue filter); a knowledge reason is re-checked on every publish.
+    route_reason = models.CharField(
+        max_length=30, choices=RouteReasonChoice.choices, blank=True, default="", db_index=True
+    )
+    # Set when a knowledge publish resolved the task (no conflict left): the version that did it.
+    resolved_by_knowledge_version = models.PositiveIntegerField(null=True, blank=True)
     priority = models.FloatField(default=0.0, help_text="Higher is served first")
     category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     claimed_by = models.ForeignKey(

@@ -109,10 +109,24 @@ class BrandAlias(models.Model):
 
 
 class BrandCategory(models.Model):
-    """Relation: the brand sells products of this category (any level of the tree)."""
+    """Relation: the brand sells products of this category (any level of the tree).
+
+    `support` is the evidence: how many approved listings back the relation (catalogue rows at
+    import, approved predictions and corrections since). The knowledge check treats a brand's
+    absence from a branch as evidence against a prediction only when its relations are well
+    supported; `source` says where the relation came from.
+    """
+
+    class Source(models.TextChoices):
+        IMPORT = "import", "Imported"
+        OPS = "ops", "Added by ops"
+        MINED = "mined", "Mined from the catalogue"
+        DECISIONS = "decisions", "Learnt from review decisions"
 
     brand = models.ForeignKey(Brand, on_delete=models.CASCADE)
     category = models.ForeignKey(Category, on_delete=models.CASCADE)
+    support = models.PositiveIntegerField(default=0)
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.OPS)
 
     class Meta:
         constraints = [models.UniqueConstraint("brand", "category", name="brand_category_unique")]
@@ -217,6 +231,7 @@ class Suggestion(models.Model):
     class Kind(models.TextChoices):
         BRAND_ALIAS = "brand_alias", "Missing brand alias"
         BRAND_CATEGORY = "brand_category", "Missing brand sells category"
+        BRAND_NEW = "brand_new", "Missing brand"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -226,7 +241,10 @@ class Suggestion(models.Model):
     # One row per gap, whatever its status: a rejected gap is not suggested again.
     key = models.CharField(max_length=400, unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    brand = models.ForeignKey(Brand, on_delete=models.CASCADE, related_name="suggestions")
+    # Empty for BRAND_NEW: the brand does not exist yet, `alias` holds the name people typed.
+    brand = models.ForeignKey(
+        Brand, null=True, blank=True, on_delete=models.CASCADE, related_name="suggestions"
+    )
     category = models.ForeignKey(
         Category, null=True, blank=True, on_delete=models.CASCADE, related_name="suggestions"
     )
@@ -246,3 +264,45 @@ class Suggestion(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class RerouteJob(models.Model):
+    """Re-verification of the open review tasks after a publish (one per knowledge version).
+
+    `planned_task_ids` is what the preview promised would be resolved; the job resolves the open
+    knowledge-routed tasks that no longer conflict under the version, reports progress as it goes,
+    and records the ones it resolved (`resolved_task_ids`), each audited and undoable.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    knowledge_version = models.OneToOneField(
+        KnowledgeVersion, on_delete=models.CASCADE, related_name="reroute_job"
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    planned_task_ids = models.JSONField(default=list, blank=True)
+    total = models.PositiveIntegerField(default=0)
+    checked = models.PositiveIntegerField(default=0)
+    resolved_task_ids = models.JSONField(default=list, blank=True)
+    still_conflicting = models.PositiveIntegerField(default=0)
+    skipped_decided = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"re-route after v{self.knowledge_version_id}: {self.status}"
+
+    @property
+    def progress_line(self) -> str:
+        line = f"{self.checked}/{self.total} open tasks checked, {len(self.resolved_task_ids)} resolved"
+        if self.status == self.Status.DONE:
+            line += f", {self.still_conflicting} still conflicting"
+        return line

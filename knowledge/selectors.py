@@ -131,11 +131,15 @@ def snapshot_build_with_ids(*, version: int) -> tuple[KnowledgeSnapshot, dict[st
     ):
         brand_aliases[brand_id].append(alias)
     brand_cats: dict[int, list[str]] = defaultdict(list)
-    for brand_id, cat_id in (
-        BrandCategory.objects.order_by("id").values_list("brand_id", "category_id").iterator(chunk_size=10000)
+    brand_support: dict[int, list[int]] = defaultdict(list)
+    for brand_id, cat_id, support in (
+        BrandCategory.objects.order_by("id")
+        .values_list("brand_id", "category_id", "support")
+        .iterator(chunk_size=10000)
     ):
         if cat_id in labels:
             brand_cats[brand_id].append(labels[cat_id])
+            brand_support[brand_id].append(int(support))
     brands = []
     brand_ids: dict[str, int] = {}
     for pk, name in (
@@ -150,6 +154,7 @@ def snapshot_build_with_ids(*, version: int) -> tuple[KnowledgeSnapshot, dict[st
                 name=name,
                 aliases=tuple(brand_aliases.get(pk, ())),
                 category_ids=tuple(brand_cats.get(pk, ())),
+                category_support=tuple(brand_support.get(pk, ())),
             )
         )
         brand_ids[str(pk)] = pk
@@ -197,7 +202,13 @@ def snapshot_as_dict(snapshot: KnowledgeSnapshot) -> dict[str, Any]:
             for c in snapshot.categories
         ],
         "brands": [
-            {"id": b.id, "name": b.name, "aliases": list(b.aliases), "category_ids": list(b.category_ids)}
+            {
+                "id": b.id,
+                "name": b.name,
+                "aliases": list(b.aliases),
+                "category_ids": list(b.category_ids),
+                "category_support": list(b.category_support),
+            }
             for b in snapshot.brands
         ],
         "attribute_rules": [
@@ -619,3 +630,222 @@ def category_page(*, query: str, number: int = 1, size: int = 50) -> Page:
     cats = Category.objects.in_bulk(chunk)
     rows = [(cats[pk], labels[pk]) for pk in chunk]
     return Page(rows=rows, total=total, number=number, size=size, match="contains")
+
+
+# ---- version diff -------------------------------------------------------------------------------
+
+
+@dataclass
+class DiffSection:
+    """What changed in one kind of entry between two snapshots (each list capped at `limit` rows)."""
+
+    added: list[dict[str, Any]] = field(default_factory=list)
+    removed: list[dict[str, Any]] = field(default_factory=list)
+    changed: list[dict[str, Any]] = field(default_factory=list)
+    n_added: int = 0
+    n_removed: int = 0
+    n_changed: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not (self.n_added or self.n_removed or self.n_changed)
+
+    def add(self, kind: str, row: dict[str, Any], limit: int) -> None:
+        setattr(self, f"n_{kind}", getattr(self, f"n_{kind}") + 1)
+        rows = getattr(self, kind)
+        if len(rows) < limit:
+            rows.append(row)
+
+
+@dataclass
+class SnapshotDiff:
+    categories: DiffSection
+    brands: DiffSection
+    rules: DiffSection
+    noise_terms: DiffSection
+
+    @property
+    def empty(self) -> bool:
+        return all(s.empty for s in (self.categories, self.brands, self.rules, self.noise_terms))
+
+
+def _set_change(old: Any, new: Any) -> tuple[list[str], list[str]]:
+    before, after = list(old or ()), list(new or ())
+    return [x for x in after if x not in before], [x for x in before if x not in after]
+
+
+def snapshot_diff(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    *,
+    old_row_ids: dict[str, Any] | None = None,
+    new_row_ids: dict[str, Any] | None = None,
+    limit: int = 500,
+) -> SnapshotDiff:
+    """The difference between two snapshot dicts, entry by entry (pure: no database).
+
+    Categories are keyed by their path; with the versions' row-id maps a node whose path changed
+    (renamed or moved) is one "changed" row instead of a removal plus an addition. Brands are keyed
+    by id; a change lists the name, aliases and categories added and removed.
+    """
+    old_row_ids, new_row_ids = old_row_ids or {}, new_row_ids or {}
+    cats = DiffSection()
+    old_cats = {c["id"]: c for c in old.get("categories", ())}
+    new_cats = {c["id"]: c for c in new.get("categories", ())}
+    old_cat_pk = old_row_ids.get("categories", {})
+    new_pk_label = {pk: label for label, pk in new_row_ids.get("categories", {}).items()}
+    moved_to: dict[str, str] = {}
+    for label in old_cats.keys() - new_cats.keys():
+        target = new_pk_label.get(old_cat_pk.get(label))
+        if target and target in new_cats and target not in old_cats:
+            moved_to[label] = target
+    for label in sorted(old_cats.keys() - new_cats.keys(), key=str.lower):
+        if label not in moved_to:
+            cats.add("removed", {"id": label, "aliases": old_cats[label].get("aliases", [])}, limit)
+    arrived = set(moved_to.values())
+    for label in sorted(new_cats.keys() - old_cats.keys(), key=str.lower):
+        if label not in arrived:
+            cats.add("added", {"id": label, "aliases": new_cats[label].get("aliases", [])}, limit)
+    pairs = [(label, label) for label in old_cats.keys() & new_cats.keys()] + list(moved_to.items())
+    for before_id, after_id in sorted(pairs, key=lambda p: p[1].lower()):
+        a, b = old_cats[before_id], new_cats[after_id]
+        aliases_added, aliases_removed = _set_change(a.get("aliases"), b.get("aliases"))
+        row: dict[str, Any] = {"id": after_id, "notes": []}
+        if before_id != after_id:
+            row["notes"].append(f"was {before_id}")
+        if aliases_added:
+            row["notes"].append("aliases added: " + ", ".join(aliases_added))
+        if aliases_removed:
+            row["notes"].append("aliases removed: " + ", ".join(aliases_removed))
+        if (a.get("description") or "") != (b.get("description") or ""):
+            row["notes"].append("description changed")
+        if row["notes"]:
+            cats.add("changed", row, limit)
+
+    brands = DiffSection()
+    old_brands = {b["id"]: b for b in old.get("brands", ())}
+    new_brands = {b["id"]: b for b in new.get("brands", ())}
+    for key in sorted(old_brands.keys() - new_brands.keys(), key=lambda k: old_brands[k]["name"].lower()):
+        brands.add("removed", {"id": key, "name": old_brands[key]["name"]}, limit)
+    for key in sorted(new_brands.keys() - old_brands.keys(), key=lambda k: new_brands[k]["name"].lower()):
+        b = new_brands[key]
+        brands.add(
+            "added",
+            {
+                "id": key,
+                "name": b["name"],
+                "aliases": b.get("aliases", []),
+                "categories": b.get("category_ids", []),
+            },
+            limit,
+        )
+    for key in sorted(old_brands.keys() & new_brands.keys(), key=lambda k: new_brands[k]["name"].lower()):
+        a, b = old_brands[key], new_brands[key]
+        notes: list[str] = []
+        if a["name"] != b["name"]:
+            notes.append(f"renamed from {a['name']}")
+        aliases_added, aliases_removed = _set_change(a.get("aliases"), b.get("aliases"))
+        cats_added, cats_removed = _set_change(a.get("category_ids"), b.get("category_ids"))
+        if aliases_added:
+            notes.append("aliases added: " + ", ".join(aliases_added))
+        if aliases_removed:
+            notes.append("aliases removed: " + ", ".join(aliases_removed))
+        if cats_added:
+            notes.append("now sells: " + "; ".join(cats_added))
+        if cats_removed:
+            notes.append("no longer sells: " + "; ".join(cats_removed))
+        if notes:
+            brands.add("changed", {"id": key, "name": b["name"], "notes": notes}, limit)
+
+    rules = DiffSection()
+
+    def rule_key(r: dict[str, Any]) -> tuple[str, str]:
+        return (r["category_id"], r["attribute"].lower())
+
+    def rule_text(r: dict[str, Any]) -> str:
+        kind = "required" if r.get("required") else "excluded" if r.get("excluded") else "allowed"
+        values = ", ".join(r.get("allowed_values") or ()) or "any value"
+        return f"{kind}: {values}"
+
+    old_rules = {rule_key(r): r for r in old.get("attribute_rules", ())}
+    new_rules = {rule_key(r): r for r in new.get("attribute_rules", ())}
+    for key in sorted(old_rules.keys() - new_rules.keys()):
+        r = old_rules[key]
+        rules.add("removed", {"id": f"{r['category_id']} · {r['attribute']}", "text": rule_text(r)}, limit)
+    for key in sorted(new_rules.keys() - old_rules.keys()):
+        r = new_rules[key]
+        rules.add("added", {"id": f"{r['category_id']} · {r['attribute']}", "text": rule_text(r)}, limit)
+    for key in sorted(old_rules.keys() & new_rules.keys()):
+        before, after = rule_text(old_rules[key]), rule_text(new_rules[key])
+        if before != after:
+            r = new_rules[key]
+            rules.add(
+                "changed",
+                {"id": f"{r['category_id']} · {r['attribute']}", "notes": [f"{before} → {after}"]},
+                limit,
+            )
+
+    noise = DiffSection()
+    old_noise, new_noise = set(old.get("noise_terms", ())), set(new.get("noise_terms", ()))
+    for term in sorted(new_noise - old_noise):
+        noise.add("added", {"id": term}, limit)
+    for term in sorted(old_noise - new_noise):
+        noise.add("removed", {"id": term}, limit)
+    return SnapshotDiff(categories=cats, brands=brands, rules=rules, noise_terms=noise)
+
+
+@dataclass
+class VersionComparison:
+    version: KnowledgeVersion
+    base: KnowledgeVersion | None
+    diff: SnapshotDiff
+    changes: list[ChangeLog]
+    counts: dict[str, int]
+
+
+def knowledge_version_compare(
+    *, number: int, against: int | None = None, limit: int = 500
+) -> VersionComparison | None:
+    """Version `number` compared with `against` (default: the version before it), with the edits between.
+
+    The edits are the change-log rows published in the versions after the base up to this one, so
+    the page says who changed what and why. None when `number` does not exist.
+    """
+    version = KnowledgeVersion.objects.select_related("created_by").filter(number=number).first()
+    if version is None:
+        return None
+    if against is None:
+        base = (
+            KnowledgeVersion.objects.select_related("created_by")
+            .filter(number__lt=number)
+            .order_by("-number")
+            .first()
+        )
+    else:
+        base = KnowledgeVersion.objects.select_related("created_by").filter(number=against).first()
+    empty: dict[str, Any] = {"categories": [], "brands": [], "attribute_rules": [], "noise_terms": []}
+    diff = snapshot_diff(
+        base.snapshot if base else empty,
+        version.snapshot,
+        old_row_ids=base.row_ids if base else None,
+        new_row_ids=version.row_ids,
+        limit=limit,
+    )
+    lo, hi = sorted((base.number if base else 0, number))
+    changes = list(
+        ChangeLog.objects.filter(knowledge_version__number__gt=lo, knowledge_version__number__lte=hi)
+        .select_related("actor", "knowledge_version")
+        .order_by("-created_at", "-id")[:limit]
+    )
+    snap = version.snapshot
+    counts = {
+        "categories": len(snap.get("categories", ())),
+        "brands": len(snap.get("brands", ())),
+        "rules": len(snap.get("attribute_rules", ())),
+        "noise_terms": len(snap.get("noise_terms", ())),
+    }
+    return VersionComparison(version=version, base=base, diff=diff, changes=changes, counts=counts)
+
+
+def knowledge_version_numbers(*, limit: int = 500) -> list[int]:
+    return list(KnowledgeVersion.objects.order_by("-number").values_list("number", flat=True)[:limit])

@@ -344,6 +344,13 @@ def category_merge(*, actor: Any, source: Category, target: Category, reason: st
     if target.pk in _descendant_ids(source):
         raise KnowledgeError(f"Cannot merge {source.path_label} into its own descendant {target.path_label}.")
     before = {"source": category_row(source), "target": category_row(target)}
+    # The ids that move are recorded so that restoring a version before the merge puts them back.
+    moved_ids = {
+        "listings": list(Listing.objects.filter(final_category=source).values_list("id", flat=True)),
+        "predictions": list(Prediction.objects.filter(category=source).values_list("id", flat=True)),
+        "review_tasks": list(ReviewTask.objects.filter(category=source).values_list("id", flat=True)),
+        "decisions": list(ReviewDecision.objects.filter(category=source).values_list("id", flat=True)),
+    }
     moved = {
         "listings": Listing.objects.filter(final_category=source).update(final_category=target),
         "predictions": Prediction.objects.filter(category=source).update(category=target),
@@ -370,8 +377,13 @@ def category_merge(*, actor: Any, source: Category, target: Category, reason: st
             CategoryAlias.objects.filter(pk=alias.pk).update(category=target)
     if source.name.lower() not in target_aliases:
         CategoryAlias.objects.create(category=target, alias=source.name)
+    # Relations follow with their evidence: the support of a relation on both adds up.
     for bc in BrandCategory.objects.filter(category=source):
-        BrandCategory.objects.get_or_create(brand_id=bc.brand_id, category=target)
+        twin, created = BrandCategory.objects.get_or_create(
+            brand_id=bc.brand_id, category=target, defaults={"support": bc.support, "source": bc.source}
+        )
+        if not created:
+            BrandCategory.objects.filter(pk=twin.pk).update(support=F("support") + bc.support)
     BrandCategory.objects.filter(category=source).delete()
     target_attrs = {n.lower() for n in target.attributes.values_list("name", flat=True)}
     for attr in list(source.attributes.all()):
@@ -387,9 +399,46 @@ def category_merge(*, actor: Any, source: Category, target: Category, reason: st
         obj=target,
         reason=reason,
         before=before,
-        after={"target": category_row(target), "merged_away": source_label, "moved": moved},
+        after={
+            "target": category_row(target),
+            "merged_away": source_label,
+            "moved": moved,
+            "moved_ids": moved_ids,
+        },
     )
     return target
+
+
+def _merges_unwind(*, after: Any, by_label: dict[str, int]) -> int:
+    """Put back what category merges made since `after` moved, where the snapshot being restored
+    has the merged-away category again (it was re-created under its label).
+
+    Only rows that still point at the merge target move back: a later decision stays.
+    """
+    Listing, Prediction, ReviewDecision, ReviewTask = _classifier_models()
+    entries = ChangeLog.objects.filter(action="merge", object_type="category")
+    if after is not None:
+        entries = entries.filter(created_at__gt=after)
+    moved_back = 0
+    for entry in entries.order_by("-created_at", "-id"):
+        label = (entry.after or {}).get("merged_away")
+        ids = (entry.after or {}).get("moved_ids") or {}
+        target_pk = int(entry.object_id)
+        source_pk = by_label.get(label) if label else None
+        if source_pk is None:
+            continue
+        for model, field, key in (
+            (Listing, "final_category", "listings"),
+            (Prediction, "category", "predictions"),
+            (ReviewTask, "category", "review_tasks"),
+            (ReviewDecision, "category", "decisions"),
+        ):
+            pks = ids.get(key) or []
+            if pks:
+                moved_back += model.objects.filter(pk__in=pks, **{f"{field}_id": target_pk}).update(
+                    **{f"{field}_id": source_pk}
+                )
+    return moved_back
 
 
 @transaction.atomic
@@ -629,8 +678,14 @@ def brand_merge(*, actor: Any, source: Brand, target: Brand, reason: str = "") -
         else:
             taken.add(alias.alias.lower())
             BrandAlias.objects.filter(pk=alias.pk).update(brand=target)
-    for category_id in BrandCategory.objects.filter(brand=source).values_list("category_id", flat=True):
-        BrandCategory.objects.get_or_create(brand=target, category_id=category_id)
+    for category_id, support, source_kind in BrandCategory.objects.filter(brand=source).values_list(
+        "category_id", "support", "source"
+    ):
+        twin, created = BrandCategory.objects.get_or_create(
+            brand=target, category_id=category_id, defaults={"support": support, "source": source_kind}
+        )
+        if not created:
+            BrandCategory.objects.filter(pk=twin.pk).update(support=F("support") + support)
     Suggestion.objects.filter(brand=source).delete()
     source_name = source.name
     source.delete()  # frees its name for the alias below
@@ -701,9 +756,16 @@ def brands_import_rows(*, actor: Any, rows: Sequence[dict[str, Any]], reason: st
 
 @transaction.atomic
 def graph_import_snapshot(
-    *, snapshot: KnowledgeSnapshot, actor: Any = None, reason: str = ""
+    *,
+    snapshot: KnowledgeSnapshot,
+    actor: Any = None,
+    reason: str = "",
+    relation_source: str = BrandCategory.Source.IMPORT,
 ) -> dict[str, int]:
-    """Upsert every node, brand, alias, relation, rule and noise term of `snapshot` (idempotent, additive)."""
+    """Upsert every node, brand, alias, relation, rule and noise term of `snapshot` (idempotent, additive).
+
+    Relations keep the snapshot's support (listings behind them) and are marked `relation_source`.
+    """
     by_label: dict[str, Category] = {}
     created = {"categories": 0, "brands": 0}
     # Parents before children: sort by depth.
@@ -732,9 +794,17 @@ def graph_import_snapshot(
                 and not Brand.objects.filter(name__iexact=alias).exists()
             ):
                 BrandAlias.objects.create(brand=brand, alias=alias)
-        for category_id in entry.category_ids:
+        for index, category_id in enumerate(entry.category_ids):
             if category_id in by_label:
-                BrandCategory.objects.get_or_create(brand=brand, category=by_label[category_id])
+                support = entry.support_of(index) or 0
+                relation, made = BrandCategory.objects.get_or_create(
+                    brand=brand,
+                    category=by_label[category_id],
+                    defaults={"support": support, "source": relation_source},
+                )
+                # a re-import brings the count up to the source's, never down (decisions add to it)
+                if not made and relation.support < support:
+                    BrandCategory.objects.filter(pk=relation.pk).update(support=support)
     for rule in snapshot.attribute_rules:
         if rule.category_id in by_label:
             CategoryAttribute.objects.update_or_create(
@@ -842,14 +912,17 @@ def _restore_categories(
 
 
 @transaction.atomic
-def graph_restore_snapshot(*, snapshot: KnowledgeSnapshot, row_ids: dict | None = None) -> dict[str, int]:
+def graph_restore_snapshot(
+    *, snapshot: KnowledgeSnapshot, row_ids: dict | None = None, merges_since: Any = False
+) -> dict[str, int]:
     """Make the tables say exactly what `snapshot` says (used by discard and version restore).
 
     Category and brand rows keep their ids where `row_ids` knows them, so moves and renames are
     undone in place and listings keep pointing at them; nodes absent from the snapshot are deleted
     when nothing uses them and deactivated otherwise; absent brands are deactivated. Aliases,
-    relations, rules and noise terms are diffed against the snapshot. Rows that merges re-pointed
-    (listings, predictions) are not re-pointed back.
+    relations (with their support), rules and noise terms are diffed against the snapshot. Rows that
+    category merges made after `merges_since` re-pointed (listings, predictions, review tasks and
+    decisions) go back to the category the snapshot has again.
     """
     from django.db.models import ProtectedError
 
@@ -910,18 +983,29 @@ def graph_restore_snapshot(*, snapshot: KnowledgeSnapshot, row_ids: dict | None 
         wanted=[(brand_pk[e.id], a) for e in snapshot.brands for a in dict.fromkeys(e.aliases)],
         fields=("brand_id", "alias"),
     )
-    _sync_rows(
-        BrandCategory,
-        current={
-            (b, c): pk for pk, b, c in BrandCategory.objects.values_list("id", "brand_id", "category_id")
-        },
-        wanted=[
-            (brand_pk[e.id], by_label[c])
-            for e in snapshot.brands
-            for c in dict.fromkeys(e.category_ids)
-            if c in by_label
+    # Relations with their support; a kept relation keeps its source.
+    wanted_relations: dict[tuple[int, int], int] = {}
+    for e in snapshot.brands:
+        for index, c in enumerate(e.category_ids):
+            if c in by_label:
+                wanted_relations.setdefault((brand_pk[e.id], by_label[c]), max(0, e.support_of(index) or 0))
+    current_relations = {
+        (b, c): (pk, support)
+        for pk, b, c, support in BrandCategory.objects.values_list("id", "brand_id", "category_id", "support")
+    }
+    extra = [pk for key, (pk, _) in current_relations.items() if key not in wanted_relations]
+    for start in range(0, len(extra), 5000):
+        BrandCategory.objects.filter(pk__in=extra[start : start + 5000]).delete()
+    for key, support in wanted_relations.items():
+        if key in current_relations and current_relations[key][1] != support:
+            BrandCategory.objects.filter(pk=current_relations[key][0]).update(support=support)
+    BrandCategory.objects.bulk_create(
+        [
+            BrandCategory(brand_id=b, category_id=c, support=support, source=BrandCategory.Source.IMPORT)
+            for (b, c), support in wanted_relations.items()
+            if (b, c) not in current_relations
         ],
-        fields=("brand_id", "category_id"),
+        batch_size=5000,
     )
     CategoryAttribute.objects.all().delete()
     CategoryAttribute.objects.bulk_create(
@@ -939,7 +1023,14 @@ def graph_restore_snapshot(*, snapshot: KnowledgeSnapshot, row_ids: dict | None 
     )
     NoiseTerm.objects.all().delete()
     NoiseTerm.objects.bulk_create([NoiseTerm(term=t) for t in dict.fromkeys(snapshot.noise_terms)])
-    return {"categories": len(kept), "removed": removed, "deactivated": deactivated, "brands": len(brand_pk)}
+    moved_back = _merges_unwind(after=merges_since, by_label=by_label) if merges_since is not False else 0
+    return {
+        "categories": len(kept),
+        "removed": removed,
+        "deactivated": deactivated,
+        "brands": len(brand_pk),
+        "moved_back": moved_back,
+    }
 
 
 # ---- publish, discard, restore ------------------------------------------------------------------
@@ -1044,7 +1135,11 @@ def knowledge_discard(*, actor: Any, reason: str = "") -> int:
         raise KnowledgeError("Nothing was ever published, so there is nothing to go back to.")
     pending = ChangeLog.objects.filter(status=ChangeLog.Status.PENDING)
     count = pending.count()
-    graph_restore_snapshot(snapshot=KnowledgeSnapshot.from_dict(latest.snapshot), row_ids=latest.row_ids)
+    graph_restore_snapshot(
+        snapshot=KnowledgeSnapshot.from_dict(latest.snapshot),
+        row_ids=latest.row_ids,
+        merges_since=latest.created_at,
+    )
     pending.update(status=ChangeLog.Status.DISCARDED)
     entry = _log(
         actor=actor,
@@ -1065,7 +1160,11 @@ def knowledge_version_restore(*, actor: Any, number: int, reason: str = "") -> K
     if row is None:
         raise KnowledgeError(f"There is no knowledge version {number}.")
     with transaction.atomic():
-        graph_restore_snapshot(snapshot=KnowledgeSnapshot.from_dict(row.snapshot), row_ids=row.row_ids)
+        graph_restore_snapshot(
+            snapshot=KnowledgeSnapshot.from_dict(row.snapshot),
+            row_ids=row.row_ids,
+            merges_since=row.created_at,
+        )
         _log(
             actor=actor,
             action="restore",

@@ -2,7 +2,8 @@
 per-category keyword weights, and alignment of entities to sub-word tokens.
 
 Latin script is matched on normalised word sequences (lower case, no hyphen, plural ``s`` stripped, the
-same normalisation as the vague-title tool); CJK has no spaces, so gazetteer terms containing CJK
+same normalisation as the vague-title tool); brands on whole case- and accent-folded words with no
+plural stripping (a brand's spelling is exact); CJK has no spaces, so gazetteer terms containing CJK
 characters are matched as substrings. Overlaps are resolved longest-first.
 """
 
@@ -13,7 +14,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from classifier.fusion.knowledge import KnowledgeSnapshot
+from classifier.fusion.knowledge import _BRAND_WORD, KnowledgeSnapshot, brand_words, fold_text
 
 ENTITY_TYPES: tuple[str, ...] = (
     "other",
@@ -290,9 +291,19 @@ class EntityExtractor:
 
         for n in snapshot.noise_terms:
             add(n, "noise", n)
+        # Brands match by whole folded words without plural stripping, longest first:
+        # "ADIDAS Originals" is not "ADIDAS Original", "Lakmé" is "LAKME".
+        self.brands: dict[tuple[str, ...], str] = {}
+        self.brand_max_len = 1
         for b in snapshot.brands:
             for n in (b.name, *b.aliases):
-                add(n, "brand", b.name)
+                if _CJK.search(n):
+                    add(n, "brand", b.name)
+                    continue
+                key = brand_words(n)
+                if key:
+                    self.brands.setdefault(key, b.name)
+                    self.brand_max_len = max(self.brand_max_len, len(key))
         # product types: deeper (more specific) categories first so their name wins a clash
         depth = {c.id: len(snapshot.ancestors(c.id)) for c in snapshot.categories}
         for c in sorted(snapshot.categories, key=lambda c: -depth[c.id]):
@@ -320,6 +331,16 @@ class EntityExtractor:
                 if hit:
                     s, e = words[i][1], words[i + n - 1][2]
                     cands.append(Entity(title[s:e], hit[0], s, e, hit[2], hit[1]))
+                    break
+        folded = fold_text(title)
+        bwords = [(m.group(0), m.start(), m.end()) for m in _BRAND_WORD.finditer(folded)]
+        brand_weight = self.type_weights.get("brand", 1.0)
+        for i in range(len(bwords)):
+            for n in range(min(self.brand_max_len, len(bwords) - i), 0, -1):
+                name = self.brands.get(tuple(w for w, _, _ in bwords[i : i + n]))
+                if name is not None:
+                    s, e = bwords[i][1], bwords[i + n - 1][2]
+                    cands.append(Entity(title[s:e], "brand", s, e, brand_weight, name))
                     break
         for term, (etype, value, w) in self.cjk.items():
             start = title.find(term)

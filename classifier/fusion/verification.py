@@ -1,8 +1,22 @@
-"""Decision-level verification of a prediction against the knowledge snapshot (findings in words)."""
+"""Decision-level verification of a prediction against the knowledge snapshot (findings in words).
+
+Evidence, not absence: a finding is a ``conflict`` (it routes the item to a person) only when the
+graph holds positive evidence against the prediction; anything the graph merely has not seen yet
+is a ``hint`` for the auditor and, through the review decisions, a suggestion for ops.
+
+- brand -> category: a conflict only when the brand is well supported (at least
+  ``min_brand_support`` approved listings, every relation counted) and none of them, nor any
+  relation without a count, lies in the predicted branch; a brand with a thin or uncounted
+  record, or one seen in the branch under another leaf, gives a hint at most;
+- the title naming another product type: a hint (titles name accessories, sets and gifts);
+- attribute rules: a conflict only for a ``required`` rule that the title violates;
+- a predicted category that the graph does not hold (or retired): a conflict.
+"""
 
 from __future__ import annotations
 
-from classifier.fusion.knowledge import KnowledgeSnapshot
+from classifier.fusion.knowledge import BrandEntry, KnowledgeSnapshot
+from classifier.fusion.routing import Finding, Severity
 from classifier.fusion.text import Entity, latin_words
 
 AUDIENCE_MAP = {
@@ -23,6 +37,12 @@ AUDIENCE_MAP = {
     "unisex": "Unisex",
 }
 
+# Approved listings a brand needs, all outside the predicted branch, before "never seen in this
+# branch" counts as evidence. Chosen on `val` (see tests/bench/bench_knowledge_precision.py).
+MIN_BRAND_SUPPORT = 20
+# Depth of the branch compared (0 master category, 1 sub-category).
+BRAND_LEVEL = 1
+
 
 def _norm_name(s: str) -> tuple[str, ...]:
     return tuple(w for w, _, _ in latin_words(s)) or (s,)
@@ -33,8 +53,70 @@ def _join(names: list[str], limit: int = 3) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+def _finding(code: str, message: str, severity: Severity) -> dict:
+    return Finding(code, message, severity).to_dict()
+
+
+def brand_evidence(
+    snapshot: KnowledgeSnapshot,
+    brand: BrandEntry,
+    leaf_id: str,
+    *,
+    brand_level: int = BRAND_LEVEL,
+    min_support: int = MIN_BRAND_SUPPORT,
+) -> tuple[Severity | None, str]:
+    """How the brand's relations bear on the predicted leaf: (None, "") when they agree with it.
+
+    Returns (CONFLICT, message) only on positive evidence, (HINT, message) when the brand was not
+    seen in the branch but the record is too thin (or uncounted) to say it is wrong.
+    """
+    known = [(i, c) for i, c in enumerate(brand.category_ids) if snapshot.has_category(c)]
+    if not known:
+        return None, ""
+    chain = snapshot.ancestors(leaf_id, include_self=True)
+    leaf_name = snapshot.category(leaf_id).name
+    level = min(brand_level, len(chain) - 1)
+    branch = chain[level]
+    leaf_key = _norm_name(leaf_name)
+    in_branch = 0
+    outside: list[str] = []
+    uncounted = False
+    for i, c in known:
+        c_chain = snapshot.ancestors(c, include_self=True)
+        support = brand.support_of(i)
+        # a relation at or above the predicted leaf covers it, whatever its count
+        if c in chain:
+            return None, ""
+        # the same type under another parent (a stray placement) is the same evidence
+        same_type = _norm_name(snapshot.category(c).name) == leaf_key
+        if branch in c_chain or same_type:
+            in_branch += 1 if support is None else max(support, 1)
+            continue
+        if support is None:
+            uncounted = True
+        outside.append(snapshot.category(c).name)
+    if in_branch:
+        return None, ""
+    total = brand.support_total
+    branch_name = snapshot.category(branch).name
+    sells = _join(outside)
+    if total is not None and not uncounted and total >= min_support:
+        return (
+            Severity.CONFLICT,
+            f"brand {brand.name} sells {sells}, not {branch_name} "
+            f"({total} approved listings, none in {branch_name})",
+        )
+    seen = f"seen {total} times" if total is not None else "relations not counted"
+    return Severity.HINT, f"brand {brand.name} not seen in {branch_name} yet ({seen}: {sells})"
+
+
 def verify(
-    snapshot: KnowledgeSnapshot, leaf_id: str, entities: list[Entity], *, brand_level: int = 1
+    snapshot: KnowledgeSnapshot,
+    leaf_id: str,
+    entities: list[Entity],
+    *,
+    brand_level: int = BRAND_LEVEL,
+    min_brand_support: int = MIN_BRAND_SUPPORT,
 ) -> list[dict]:
     """Check a predicted leaf against the title's entities and the knowledge snapshot.
 
@@ -42,20 +124,20 @@ def verify(
         snapshot: the knowledge in force.
         leaf_id: predicted leaf category id.
         entities: entities extracted from the title.
-        brand_level: depth at which a brand's categories are compared (0 master, 1 sub-category, ...).
+        brand_level: depth of the branch a brand's record is compared at (0 master, 1 sub-category).
+        min_brand_support: approved listings a brand needs before its absence from a branch counts.
 
     Returns:
-        findings ``{"code", "message", "severity"}``; severity "conflict" routes to review (after a
-        high-resolution second pass), "warning" is shown to the auditor only.
+        findings ``{"code", "message", "severity"}`` (`classifier.fusion.routing.Finding.to_dict`);
+        severity "conflict" routes to review (after a high-resolution second pass), "hint" is shown
+        to the auditor and becomes an ops suggestion.
     """
     out: list[dict] = []
     if not snapshot.has_category(leaf_id):
         return [
-            {
-                "code": "unknown_category",
-                "message": f"category {leaf_id} is not in the knowledge graph",
-                "severity": "conflict",
-            }
+            _finding(
+                "unknown_category", f"category {leaf_id} is not in the knowledge graph", Severity.CONFLICT
+            )
         ]
     chain = snapshot.ancestors(leaf_id, include_self=True)
     leaf_name = snapshot.category(leaf_id).name
@@ -66,28 +148,13 @@ def verify(
         if e.type == "brand" and e.value not in seen_brands and (e.start == 0 or not e.text.isascii()):
             seen_brands.add(e.value)
             b = snapshot.find_brand(e.value)
-            if b is None or not b.category_ids:
+            if b is None:
                 continue
-            known = [c for c in b.category_ids if snapshot.has_category(c)]
-            if not known:
-                continue
-            lvl = min(brand_level, len(chain) - 1)
-            sold_at = set()
-            for c in known:
-                a = snapshot.ancestors(c, include_self=True)
-                sold_at.add(a[min(lvl, len(a) - 1)])
-            # the brand sells something at or below the predicted category, or the predicted branch
-            if chain[lvl] not in sold_at and not any(
-                leaf_id in snapshot.ancestors(c, include_self=True) for c in known
-            ):
-                sells = _join([snapshot.category(c).name for c in known])
-                out.append(
-                    {
-                        "code": "brand_category",
-                        "severity": "conflict",
-                        "message": f"brand {b.name} sells {sells}, not {leaf_name}",
-                    }
-                )
+            severity, message = brand_evidence(
+                snapshot, b, leaf_id, brand_level=brand_level, min_support=min_brand_support
+            )
+            if severity is not None:
+                out.append(_finding("brand_category", message, severity))
         elif e.type == "product_type" and snapshot.has_category(e.value):
             ent_chain = snapshot.ancestors(e.value, include_self=True)
             same_name = (
@@ -97,12 +164,11 @@ def verify(
             related = e.value in chain or leaf_id in ent_chain
             if not (same_name or related):
                 out.append(
-                    {
-                        "code": "title_type",
-                        "severity": "conflict",
-                        "message": f"title says '{e.text}' ({snapshot.category(e.value).name}), "
-                        f"not {leaf_name}",
-                    }
+                    _finding(
+                        "title_type",
+                        f"title says '{e.text}' ({snapshot.category(e.value).name}), not {leaf_name}",
+                        Severity.HINT,
+                    )
                 )
     audience = {
         AUDIENCE_MAP[e.value.lower()]
@@ -114,27 +180,22 @@ def verify(
             bad = audience - set(r.allowed_values) - {"Unisex"}
             if bad and "Unisex" not in r.allowed_values:
                 out.append(
-                    {
-                        "code": "attribute",
-                        "severity": "conflict" if r.required else "warning",
-                        "message": f"{leaf_name} is listed for {_join(list(r.allowed_values))}, "
-                        f"not {_join(list(bad))}",
-                    }
+                    _finding(
+                        "attribute",
+                        f"{leaf_name} is listed for {_join(list(r.allowed_values))}, not {_join(list(bad))}",
+                        Severity.CONFLICT if r.required else Severity.HINT,
+                    )
                 )
         elif r.required and r.attribute not in {e.type for e in entities}:
             out.append(
-                {
-                    "code": "attribute_missing",
-                    "severity": "warning",
-                    "message": f"{leaf_name} requires {r.attribute}, the title gives none",
-                }
+                _finding(
+                    "attribute_missing",
+                    f"{leaf_name} requires {r.attribute}, the title gives none",
+                    Severity.HINT,
+                )
             )
         if r.excluded and r.attribute in {e.type for e in entities}:
             out.append(
-                {
-                    "code": "attribute_excluded",
-                    "severity": "warning",
-                    "message": f"{leaf_name} should not have {r.attribute}",
-                }
+                _finding("attribute_excluded", f"{leaf_name} should not have {r.attribute}", Severity.HINT)
             )
     return out

@@ -7,7 +7,7 @@ from django.core.cache import cache as django_cache
 
 from classifier.fusion.knowledge import KnowledgeSnapshot
 from knowledge import cache, services
-from knowledge.models import Category, ChangeLog, KnowledgeVersion
+from knowledge.models import BrandCategory, Category, ChangeLog, KnowledgeVersion
 from knowledge.selectors import impact_preview
 from tests import factories
 
@@ -171,6 +171,8 @@ def test_impact_preview_counts_label_changes_and_new_conflicts(ops_user, publish
     )
     services.brand_category_remove(actor=ops_user, brand=puma, category=tshirts)
     services.brand_category_add(actor=ops_user, brand=puma, category=Category.objects.get(name="Footwear"))
+    # Evidence, not absence: Puma's record is evidence only when listings back it.
+    BrandCategory.objects.filter(brand=puma).update(support=60)
     preview = impact_preview(days=7)
     assert preview.label_changed == 3
     assert preview.new_conflicts >= 1

@@ -53,9 +53,14 @@ def tiny_snapshot(version: int = 1) -> KnowledgeSnapshot:
             if cid not in {c.id for c in cats}:
                 cats.append(CategoryNode(cid, parts[d], " > ".join(parts[:d]) or None))
     brands = (
-        BrandEntry("titan", "Titan", (), ("Accessories > Watches > Watches",)),
+        # with support (approved listings per relation): a well-supported brand's record is evidence
+        BrandEntry("titan", "Titan", (), ("Accessories > Watches > Watches",), (40,)),
         BrandEntry(
-            "puma", "Puma", ("PUMA",), ("Apparel > Topwear > Tshirts", "Footwear > Shoes > Casual Shoes")
+            "puma",
+            "Puma",
+            ("PUMA",),
+            ("Apparel > Topwear > Tshirts", "Footwear > Shoes > Casual Shoes"),
+            (25, 25),
         ),
     )
     return KnowledgeSnapshot(
