@@ -9,9 +9,9 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 # Open on purpose: the landing redirect, health check, login/logout, Django admin (its own
 # staff check), the token endpoint (it authenticates), the OpenAPI schema/docs (IsAuthenticated
-# only: the API's shape is not a secret from a logged-in user) and served media/static files.
+# only: the API's shape is not a secret from a logged-in user), the favicon and served media/static files.
 PUBLIC = re.compile(
-    r"^(|healthz|accounts/.*|admin/.*|api/auth/token/|api/schema/|api/docs/|media/.*|static/.*)$"
+    r"^(|healthz|favicon\.ico|accounts/.*|admin/.*|api/auth/token/|api/schema/|api/docs/|media/.*|static/.*)$"
 )
 
 
