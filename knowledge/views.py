@@ -17,7 +17,6 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
-from classifier.fusion.knowledge import KnowledgeSnapshot
 from fusionreview.roles import Perm, perm_required
 from knowledge import forms, selectors, services
 from knowledge.models import (
@@ -549,14 +548,21 @@ def versions(request: HttpRequest) -> HttpResponse:
 @viewer
 @require_GET
 def version_detail(request: HttpRequest, number: int) -> HttpResponse:
-    row = get_object_or_404(KnowledgeVersion, number=number)
-    snapshot = KnowledgeSnapshot.from_dict(row.snapshot)
+    """The version's diff against the previous one (or `?against=N`), with who changed what and why."""
+    against_raw = request.GET.get("against", "")
+    against = int(against_raw) if against_raw.isdigit() else None
+    comparison = selectors.knowledge_version_compare(number=number, against=against)
+    if comparison is None:
+        raise Http404(f"There is no knowledge v{number}.")
+    if against is not None and comparison.base is None:
+        messages.error(request, f"There is no knowledge v{against}; compared with the previous version.")
+        return redirect("knowledge-version", number=number)
     ctx = {
-        "version": row,
-        "snapshot": snapshot,
-        "categories": sorted(snapshot.categories, key=lambda c: c.id)[:2000],
-        "brands": sorted(snapshot.brands, key=lambda b: b.name.lower())[:500],
-        "changes": row.changes.select_related("actor")[:200],
+        "version": comparison.version,
+        "comparison": comparison,
+        "diff": comparison.diff,
+        "changes": comparison.changes,
+        "numbers": [n for n in selectors.knowledge_version_numbers() if n != number],
         **_common(request),
     }
     return render(request, "knowledge/version_detail.html", ctx)
