@@ -37,6 +37,19 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     show_full_result_count = False  # no COUNT(*) over millions of rows on every list page
     list_per_page = 50
 
+    def _staff_admin(self, request: HttpRequest) -> bool:
+        # Staff with the admin role may look at every row (read-only), without per-model grants.
+        from fusionreview.roles import Perm
+
+        user = request.user
+        return bool(user.is_active and user.is_staff and user.has_perm(Perm.MANAGE_MODELS))
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._staff_admin(request) or super().has_view_permission(request, obj)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._staff_admin(request) or super().has_module_permission(request)
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 

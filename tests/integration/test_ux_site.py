@@ -89,6 +89,22 @@ def test_django_admin_lists_the_domain_models_read_only(client):
         assert client.get(path).status_code == 200, path
 
 
-def test_people_without_staff_status_cannot_use_the_django_admin(admin_user):
+def test_people_without_staff_status_cannot_use_the_django_admin(admin_user, auditor):
     response = _client(admin_user).get("/admin/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    auditor.is_staff = True
+    auditor.save()
+    html = _client(auditor).get("/admin/").content.decode()
+    # staff without the admin role see only what their role's permissions grant (auditors: listings)
+    assert "Listings" in html and "Model versions" not in html and "Review decisions" not in html
+
+
+def test_staff_with_the_admin_role_see_every_model_read_only(admin_user):
+    admin_user.is_staff = True
+    admin_user.save()
+    task = factories.review_task(title="Seen by the admin role")
+    client = _client(admin_user)
+    html = client.get("/admin/").content.decode()
+    assert "Listings" in html and "Brands" in html and "Model versions" in html
+    assert "Seen by the admin role" in client.get("/admin/classifier/listing/").content.decode()
+    assert client.get(f"/admin/classifier/listing/{task.listing_id}/delete/").status_code == 403
