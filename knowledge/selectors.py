@@ -518,8 +518,10 @@ class BrandRow:
     id: int
     name: str
     is_active: bool
+    version: int = 1
     aliases: list[str] = field(default_factory=list)
     categories: list[tuple[int, str]] = field(default_factory=list)  # (id, label) sorted by label
+    full_categories: list[tuple[int, str]] = field(default_factory=list)  # (id, full path)
 
     @property
     def pk(self) -> int:
@@ -536,14 +538,15 @@ def _page_bounds(number: int, size: int, total: int) -> int:
     return max(1, min(number, last))
 
 
-def category_display_labels() -> dict[int, str]:
+def category_display_labels(paths: dict[int, str] | None = None) -> dict[int, str]:
     """Every category's label for lists: its name, or its full path when another node shares the name.
 
     "Sandals" under Men and under Women are shown as "Footwear > Men > Sandals" and
     "Footwear > Women > Sandals"; a name that occurs once stays short.
     """
-    paths = category_path_labels()  # one query; a name is the last part of its path ('>' is refused in names)
-    names = {pk: label.rsplit(" > ", 1)[-1] for pk, label in paths.items()}
+    if paths is None:
+        paths = category_path_labels()  # one query
+    names = {pk: label.rsplit(" > ", 1)[-1] for pk, label in paths.items()}  # '>' is refused in names
     counts: dict[str, int] = defaultdict(int)
     for name in names.values():
         counts[name.lower()] += 1
@@ -560,7 +563,7 @@ def brand_page(*, query: str = "", number: int = 1, size: int = 50) -> Page:
     table size: count, page, aliases, brand categories, category names.
     """
     q = query.strip().lower()
-    columns = ("id", "lname", "name", "is_active")
+    columns = ("id", "lname", "name", "is_active", "version")
     match = "all"
     if not q:
         ids_qs = Brand.objects.annotate(lname=Lower("name")).values_list(*columns)
@@ -576,7 +579,7 @@ def brand_page(*, query: str = "", number: int = 1, size: int = 50) -> Page:
             BrandAlias.objects.annotate(lalias=Lower("alias"))
             .filter(lalias__gte=q, lalias__lt=q + _TOP, lalias__startswith=q)
             .annotate(id_=F("brand_id"), lname=Lower("brand__name"))
-            .values_list("id_", "lname", "brand__name", "brand__is_active")
+            .values_list("id_", "lname", "brand__name", "brand__is_active", "brand__version")
         )
         ids_qs = by_name.union(by_alias)
         total = ids_qs.count()
@@ -592,7 +595,10 @@ def brand_page(*, query: str = "", number: int = 1, size: int = 50) -> Page:
     number = _page_bounds(number, size, total)
     start = (number - 1) * size
     page_rows = list(ids_qs.order_by("lname", "id")[start : start + size]) if total else []
-    rows = [BrandRow(id=pk, name=name, is_active=active) for pk, _lname, name, active in page_rows]
+    rows = [
+        BrandRow(id=pk, name=name, is_active=active, version=version)
+        for pk, _lname, name, active, version in page_rows
+    ]
     by_id = {row.id: row for row in rows}
     if by_id:
         for brand_id, alias in (
@@ -601,11 +607,14 @@ def brand_page(*, query: str = "", number: int = 1, size: int = 50) -> Page:
             by_id[brand_id].aliases.append(alias)
         sold = list(BrandCategory.objects.filter(brand_id__in=by_id).values_list("brand_id", "category_id"))
         if sold:
-            labels = category_display_labels()
+            paths = category_path_labels()
+            labels = category_display_labels(paths)
             for brand_id, cat_id in sold:
                 by_id[brand_id].categories.append((cat_id, labels.get(cat_id, "?")))
+                by_id[brand_id].full_categories.append((cat_id, paths.get(cat_id, "?")))
             for row in rows:
                 row.categories.sort(key=lambda item: item[1].lower())
+                row.full_categories.sort(key=lambda item: item[1].lower())
     return Page(rows=rows, total=total, number=number, size=size, match=match)
 
 
@@ -849,3 +858,65 @@ def knowledge_version_compare(
 
 def knowledge_version_numbers(*, limit: int = 500) -> list[int]:
     return list(KnowledgeVersion.objects.order_by("-number").values_list("number", flat=True)[:limit])
+
+
+# ---- API reads ----------------------------------------------------------------------------------
+
+
+def brand_as_dict(*, brand: Brand) -> dict[str, Any]:
+    """One brand with its aliases and the categories it sells (full paths)."""
+    labels = category_path_labels()
+    categories = sorted(
+        (
+            {"id": cat_id, "path": labels.get(cat_id, "?")}
+            for cat_id in BrandCategory.objects.filter(brand=brand).values_list("category_id", flat=True)
+        ),
+        key=lambda c: c["path"].lower(),
+    )
+    return {
+        "id": brand.pk,
+        "name": brand.name,
+        "description": brand.description,
+        "is_active": brand.is_active,
+        "version": brand.version,
+        "aliases": list(brand.aliases.order_by("alias").values_list("alias", flat=True)),
+        "categories": categories,
+    }
+
+
+def categories_as_dicts(*, ids: list[int] | None = None) -> list[dict[str, Any]]:
+    """Categories (all, or `ids` in that order) with their paths and aliases, in three queries."""
+    labels = category_path_labels()
+    qs = Category.objects.all() if ids is None else Category.objects.filter(pk__in=ids)
+    rows = {c.pk: c for c in qs}
+    aliases: dict[int, list[str]] = defaultdict(list)
+    for cat_id, alias in (
+        CategoryAlias.objects.filter(category_id__in=rows)
+        .order_by("alias")
+        .values_list("category_id", "alias")
+    ):
+        aliases[cat_id].append(alias)
+    order = ids if ids is not None else sorted(rows, key=lambda pk: labels[pk].lower())
+    return [
+        {
+            "id": c.pk,
+            "name": c.name,
+            "path": labels[c.pk],
+            "parent_id": c.parent_id,
+            "description": c.description,
+            "is_active": c.is_active,
+            "version": c.version,
+            "aliases": aliases.get(c.pk, []),
+        }
+        for c in (rows[pk] for pk in order if pk in rows)
+    ]
+
+
+def relation_list(*, brand_id: int | None = None, category_id: int | None = None) -> QuerySet[BrandCategory]:
+    """Brand-sells-category relations, by brand name, optionally for one brand or one category."""
+    qs = BrandCategory.objects.select_related("brand").order_by(Lower("brand__name"), "category_id")
+    if brand_id is not None:
+        qs = qs.filter(brand_id=brand_id)
+    if category_id is not None:
+        qs = qs.filter(category_id=category_id)
+    return qs
