@@ -143,6 +143,10 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
 # No broker configured means the embedded demo: tasks run in-process, synchronously.
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not CELERY_BROKER_URL)
+if not CELERY_BROKER_URL and CELERY_TASK_ALWAYS_EAGER:
+    # Celery still opens a producer for an in-process task; with no URL kombu warns "No hostname was
+    # supplied" on the demo's first task. The in-memory transport is all an eager run needs.
+    CELERY_BROKER_URL = "memory://localhost/"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
