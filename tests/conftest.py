@@ -57,6 +57,23 @@ def jpeg_bytes(size: tuple[int, int] = (64, 80), colour: tuple[int, int, int] = 
 
 @pytest.fixture
 def data_dir() -> Path:
-    if not (DATA_DIR / "catalogue.csv").exists():
-        pytest.skip(f"catalogue not found at {DATA_DIR}")
+    if not (DATA_DIR / "catalogue.csv").exists():  # normally stopped earlier (tests/requirements_check.py)
+        pytest.fail(
+            f"catalogue not found at {DATA_DIR}: put ../shared/data/fashion there or set FUSION_DATA_DIR"
+        )
     return DATA_DIR
+
+
+# --- no silent skips (tests/requirements_check.py) ----------------------------------------------
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    from tests.requirements_check import check_collected
+
+    check_collected(config, items)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    from tests.requirements_check import skipped_summary
+
+    skipped_summary(terminalreporter)

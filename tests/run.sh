@@ -25,6 +25,8 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+# No silent skips: a missing Chromium, PostgreSQL, Redis or ../shared stops the run with what to
+# install (tests/requirements_check.py), and the summary ends with "skipped tests: N".
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/lint-imports --no-cache

@@ -40,10 +40,10 @@ def _e2e_settings(settings):
 def _playwright_browser():
     try:
         from playwright.sync_api import sync_playwright
-    except ImportError:  # pragma: no cover
-        pytest.skip("playwright is not installed")
+    except ImportError:  # pragma: no cover  (normally stopped earlier: tests/requirements_check.py)
+        pytest.fail("playwright is not installed: .venv/bin/pip install -e '.[dev]'")
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
+        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM,
