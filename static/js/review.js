@@ -83,6 +83,15 @@
     if (search) search.setAttribute("aria-activedescendant", opts[idx].id || "");
   }
 
+  // The list answers the query in its marker; while the search box says something else a request is
+  // still coming, and Enter waits for it rather than picking a stale entry.
+  var pendingPick = false;
+  function listIsCurrent() {
+    var marker = $("#cat-results .rv-cat-q"), search = $("#cat-search");
+    if (!marker || !search) return true;
+    return (marker.getAttribute("data-q") || "").trim() === search.value.trim();
+  }
+
   function pick(opt) {
     if (!opt) return false;
     $("#cat-id").value = opt.getAttribute("data-id");
@@ -123,9 +132,11 @@
       if (ev.key === "ArrowUp") { ev.preventDefault(); activate(cur - 1); return; }
       if (ev.key === "Enter") {
         ev.preventDefault();  // Enter in the search never submits: it picks
+        if (!listIsCurrent()) { pendingPick = true; return; }  // picked when the results arrive
         if (opts.length) pick(opts[Math.max(cur, 0)]);
         return;
       }
+      pendingPick = false;
     }
     if (ev.key === "Escape") {
       toggleHelp(false);
@@ -163,6 +174,11 @@
     }
     var search = $("#cat-search");
     if (search) search.setAttribute("aria-expanded", options().length ? "true" : "false");
+    if (pendingPick && ev.detail && ev.detail.target && ev.detail.target.id === "cat-results" && listIsCurrent()) {
+      pendingPick = false;
+      var opts = options();
+      if (opts.length) pick(opts.find(function (o) { return o.classList.contains("active"); }) || opts[0]);
+    }
     applyOpacity();
   });
   document.addEventListener("DOMContentLoaded", function () { applyOpacity(); });

@@ -24,6 +24,7 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 PASSWORD = "pass-for-tests-1"  # tests/conftest.py make_user
+VIEWPORT = {"width": 1366, "height": 768}
 
 
 @pytest.fixture(autouse=True)
@@ -56,10 +57,9 @@ def _playwright_browser():
 
 @pytest.fixture
 def browser_page(_playwright_browser, live_server) -> Iterator:
-    """A fresh browser context + page per test (its own cookies), 1400x900, default timeout 10 s."""
-    context = _playwright_browser.new_context(
-        viewport={"width": 1400, "height": 900}, base_url=live_server.url
-    )
+    """A fresh browser context + page per test (its own cookies), 1366x768 (the most common laptop
+    screen: every page must work there), default timeout 10 s."""
+    context = _playwright_browser.new_context(viewport=VIEWPORT, base_url=live_server.url)
     page = context.new_page()
     page.set_default_timeout(10_000)
     yield page
@@ -80,9 +80,10 @@ def login(live_server) -> Callable:
     return do_login
 
 
-def shoot(page, name: str) -> Path:
-    """Save a full-page screenshot under test-artifacts/e2e/ (gitignored)."""
+def shoot(page, name: str, *, full_page: bool = False) -> Path:
+    """Save a screenshot of what a 1366x768 screen shows under test-artifacts/e2e/ (gitignored; CI keeps
+    them as artefacts); `full_page` for the whole scrollable page instead."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path
