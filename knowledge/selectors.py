@@ -411,6 +411,10 @@ class ImpactPreview:
     pending_changes: int = 0
     published_version: int = 0
     affected: int = 0  # distinct predictions with at least one effect
+    # What publishing does to the review queue (`knowledge.reroute.ReroutePlan`): the open
+    # knowledge-routed tasks it resolves (the publish's re-route job resolves exactly these) and
+    # the open or auto-accepted items it would newly hold back.
+    reroute: Any = None
 
 
 def impact_preview(*, days: int = 7, limit: int = 5000, max_examples: int = 25) -> ImpactPreview:
@@ -465,6 +469,11 @@ def impact_preview(*, days: int = 7, limit: int = 5000, max_examples: int = 25) 
         preview.affected += bool(effects)
         if effects and len(preview.examples) < max_examples:
             preview.examples.append({"prediction_id": pred_id, "listing_id": listing_id, "effects": effects})
+    from knowledge.reroute import reroute_plan
+
+    preview.reroute = reroute_plan(
+        snapshot=candidate, new_conflict_window_days=days, new_conflict_limit=limit
+    )
     return preview
 
 

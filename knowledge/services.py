@@ -754,6 +754,96 @@ def brands_import_rows(*, actor: Any, rows: Sequence[dict[str, Any]], reason: st
 # ---- import / restore ---------------------------------------------------------------------------
 
 
+MAX_IMPORT_PROBLEMS = 20
+
+
+def snapshot_problems(snapshot: KnowledgeSnapshot) -> list[str]:
+    """Everything that stops `snapshot` from being imported, in words (empty when it can be).
+
+    Checked before anything is written: duplicate ids, a parent that does not exist, a cycle in
+    the tree, two nodes of one name under one parent, names too long, a brand named twice, an alias
+    that is another brand's name or alias (in the file or in the graph), a relation to a category
+    the file does not have.
+    """
+    problems: list[str] = []
+    ids = [c.id for c in snapshot.categories]
+    seen_ids: set[str] = set()
+    for cid in ids:
+        if cid in seen_ids:
+            problems.append(f"category id {cid!r} appears twice")
+        seen_ids.add(cid)
+    parents = {c.id: c.parent_id for c in snapshot.categories}
+    for c in snapshot.categories:
+        if not (c.name or "").strip():
+            problems.append(f"category {c.id!r} has no name")
+        elif len(c.name) > NAME_MAX:
+            problems.append(f"category {c.id!r}: name longer than {NAME_MAX} characters")
+        if c.parent_id is not None and c.parent_id not in parents:
+            problems.append(f"category {c.id!r}: parent {c.parent_id!r} is not in the file")
+    reported_cycles: set[frozenset[str]] = set()
+    for cid in parents:
+        path, cur = [], cid
+        while cur is not None and cur in parents and cur not in path:
+            path.append(cur)
+            cur = parents[cur]
+        if cur is not None and cur in path:
+            loop = frozenset(path[path.index(cur) :])
+            if loop not in reported_cycles:
+                reported_cycles.add(loop)
+                problems.append("cycle in the category tree: " + " -> ".join([*path[path.index(cur) :], cur]))
+    siblings: dict[tuple[str | None, str], str] = {}
+    for c in snapshot.categories:
+        key = (c.parent_id, (c.name or "").strip().lower())
+        if key in siblings and siblings[key] != c.id:
+            problems.append(f"two categories named {c.name!r} under {c.parent_id or 'the root'}")
+        siblings.setdefault(key, c.id)
+    owner: dict[str, str] = {}  # lower name or alias -> the brand that claims it
+    for b in snapshot.brands:
+        name = (b.name or "").strip()
+        if not name:
+            problems.append(f"brand {b.id!r} has no name")
+            continue
+        if len(name) > BRAND_NAME_MAX:
+            problems.append(f"brand {name[:40]!r}...: name longer than {BRAND_NAME_MAX} characters")
+        key = name.lower()
+        if key in owner and owner[key] != name.lower():
+            problems.append(f"brand {name!r} is already an alias of brand {owner[key]!r} in the file")
+        elif key in owner:
+            problems.append(f"brand {name!r} appears twice")
+        owner[key] = name.lower()
+    for b in snapshot.brands:
+        for alias in b.aliases:
+            key = alias.strip().lower()
+            if len(alias) > ALIAS_MAX:
+                problems.append(f"brand {b.name!r}: alias longer than {ALIAS_MAX} characters")
+            if key in owner and owner[key] != b.name.strip().lower():
+                problems.append(
+                    f"alias {alias!r} of brand {b.name!r} is also brand {owner[key]!r} (or its alias)"
+                )
+            owner.setdefault(key, b.name.strip().lower())
+        for c in b.category_ids:
+            if c not in parents:
+                problems.append(f"brand {b.name!r} sells {c!r}, which is not in the file")
+    # Against the graph: an alias of the file that the graph gives to another brand, or that is
+    # the name of another brand of the graph.
+    aliases = {a.strip().lower(): b.name.strip() for b in snapshot.brands for a in b.aliases}
+    if aliases:
+        graph_aliases = {
+            a.lower(): n
+            for a, n in BrandAlias.objects.values_list("alias", "brand__name").iterator(chunk_size=10000)
+        }
+        graph_names = {
+            n.lower(): n for n in Brand.objects.values_list("name", flat=True).iterator(chunk_size=10000)
+        }
+        for alias, brand_name in aliases.items():
+            holder = graph_aliases.get(alias) or graph_names.get(alias)
+            if holder is not None and holder.lower() != brand_name.lower():
+                problems.append(
+                    f"alias {alias!r} of brand {brand_name!r} already belongs to brand {holder!r}"
+                )
+    return problems
+
+
 @transaction.atomic
 def graph_import_snapshot(
     *,
@@ -761,13 +851,29 @@ def graph_import_snapshot(
     actor: Any = None,
     reason: str = "",
     relation_source: str = BrandCategory.Source.IMPORT,
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Upsert every node, brand, alias, relation, rule and noise term of `snapshot` (idempotent, additive).
 
-    Relations keep the snapshot's support (listings behind them) and are marked `relation_source`.
+    All or nothing: `snapshot_problems` are refused first (`KnowledgeError` listing them), and the
+    writes run in one transaction. Brands, aliases and relations are written in bulk (50,000
+    brands import in one go). Relations keep the snapshot's support (listings behind them) and are
+    marked `relation_source`. The result counts what was created and lists the category merges the
+    source reported (``meta["merge_report"]``).
     """
+    problems = snapshot_problems(snapshot)
+    if problems:
+        more = (
+            f" (and {len(problems) - MAX_IMPORT_PROBLEMS} more)"
+            if len(problems) > MAX_IMPORT_PROBLEMS
+            else ""
+        )
+        raise KnowledgeError(
+            f"Nothing was imported: {len(problems)} problem(s): "
+            + "; ".join(problems[:MAX_IMPORT_PROBLEMS])
+            + more
+        )
     by_label: dict[str, Category] = {}
-    created = {"categories": 0, "brands": 0}
+    created: dict[str, Any] = {"categories": 0, "brands": 0, "aliases": 0, "relations": 0}
     # Parents before children: sort by depth.
     for node in sorted(snapshot.categories, key=lambda n: len(snapshot.path_of(n.id))):
         parent = by_label.get(node.parent_id) if node.parent_id else None
@@ -779,32 +885,51 @@ def graph_import_snapshot(
         for alias in node.aliases:
             if not CategoryAlias.objects.filter(category=category, alias__iexact=alias).exists():
                 CategoryAlias.objects.create(category=category, alias=alias)
+    # Brands in bulk: one read of the names and aliases the graph has, then inserts.
+    brand_by_lower = {n.lower(): pk for pk, n in Brand.objects.values_list("id", "name")}
+    alias_owner = {a.lower(): b for a, b in BrandAlias.objects.values_list("alias", "brand_id")}
+    new_brands = [
+        Brand(name=e.name.strip())
+        for e in snapshot.brands
+        if e.name.strip().lower() not in brand_by_lower and e.name.strip().lower() not in alias_owner
+    ]
+    for start in range(0, len(new_brands), 5000):
+        for obj in Brand.objects.bulk_create(new_brands[start : start + 5000]):
+            brand_by_lower[obj.name.lower()] = obj.pk
+    created["brands"] = len(new_brands)
+    new_aliases: list[BrandAlias] = []
+    relations: dict[tuple[int, int], int] = {}
     for entry in snapshot.brands:
-        brand = Brand.objects.filter(name__iexact=entry.name).first()
-        if brand is None:
-            if BrandAlias.objects.filter(alias__iexact=entry.name).exists():
-                continue  # already known under another brand's alias
-            brand = Brand.objects.create(name=entry.name)
-            created["brands"] += 1
+        key = entry.name.strip().lower()
+        brand_pk = brand_by_lower.get(key) or alias_owner.get(key)  # known under another brand's alias
         for alias in entry.aliases:
-            if (
-                alias.lower() != entry.name.lower()
-                and len(alias) <= ALIAS_MAX
-                and not BrandAlias.objects.filter(alias__iexact=alias).exists()
-                and not Brand.objects.filter(name__iexact=alias).exists()
-            ):
-                BrandAlias.objects.create(brand=brand, alias=alias)
+            lower = alias.strip().lower()
+            if lower and lower != key and lower not in alias_owner and lower not in brand_by_lower:
+                alias_owner[lower] = brand_pk
+                new_aliases.append(BrandAlias(brand_id=brand_pk, alias=alias.strip()))
         for index, category_id in enumerate(entry.category_ids):
             if category_id in by_label:
-                support = entry.support_of(index) or 0
-                relation, made = BrandCategory.objects.get_or_create(
-                    brand=brand,
-                    category=by_label[category_id],
-                    defaults={"support": support, "source": relation_source},
-                )
-                # a re-import brings the count up to the source's, never down (decisions add to it)
-                if not made and relation.support < support:
-                    BrandCategory.objects.filter(pk=relation.pk).update(support=support)
+                pair = (brand_pk, by_label[category_id].pk)
+                relations[pair] = relations.get(pair, 0) + (entry.support_of(index) or 0)
+    BrandAlias.objects.bulk_create(new_aliases, batch_size=5000)
+    created["aliases"] = len(new_aliases)
+    existing = {
+        (b, c): (pk, support)
+        for pk, b, c, support in BrandCategory.objects.filter(
+            brand_id__in={b for b, _ in relations}
+        ).values_list("id", "brand_id", "category_id", "support")
+    }
+    missing = [
+        BrandCategory(brand_id=b, category_id=c, support=support, source=relation_source)
+        for (b, c), support in relations.items()
+        if (b, c) not in existing
+    ]
+    BrandCategory.objects.bulk_create(missing, batch_size=5000)
+    created["relations"] = len(missing)
+    for pair, support in relations.items():
+        # a re-import brings the count up to the source's, never down (decisions add to it)
+        if pair in existing and existing[pair][1] < support:
+            BrandCategory.objects.filter(pk=existing[pair][0]).update(support=support)
     for rule in snapshot.attribute_rules:
         if rule.category_id in by_label:
             CategoryAttribute.objects.update_or_create(
@@ -819,6 +944,7 @@ def graph_import_snapshot(
     for term in snapshot.noise_terms:
         if not NoiseTerm.objects.filter(term__iexact=term).exists():
             NoiseTerm.objects.create(term=term)
+    merges = json.loads(dict(snapshot.meta).get("merge_report") or "[]")
     _log(
         actor=actor,
         action="import",
@@ -826,8 +952,9 @@ def graph_import_snapshot(
         object_id=dict(snapshot.meta).get("source", "snapshot")[:64],
         label=f"{len(snapshot.categories)} categories, {len(snapshot.brands)} brands",
         reason=reason,
-        after=created,
+        after={**created, "merges": merges},
     )
+    created["merges"] = merges
     return created
 
 
@@ -1072,6 +1199,13 @@ def knowledge_publish(*, actor: Any = None, reason: str) -> KnowledgeVersion:
         ChangeLog.objects.filter(status=ChangeLog.Status.PENDING).update(
             status=ChangeLog.Status.PUBLISHED, knowledge_version=version
         )
+        # The queue follows the graph: the open tasks the knowledge check sent are checked again
+        # against this version in the background; the plan recorded here is the preview's promise.
+        from knowledge.reroute import reroute_job_create, reroute_job_dispatch, reroute_plan
+
+        plan = reroute_plan(snapshot=snapshot, row_ids=row_ids, with_new_conflicts=False)
+        job = reroute_job_create(version=version, planned_task_ids=plan.resolve)
+        reroute_job_dispatch(job.pk)
     # After commit: a worker must never see a version the database does not have.
     if not snapshot_push(number=number, snapshot=snapshot, raw=raw):
         _schedule_push(number)
@@ -1267,14 +1401,71 @@ def suggestions_refresh() -> dict[str, int]:
         closed = (
             Suggestion.objects.filter(status=Suggestion.Status.PENDING)
             .exclude(key__in=list(gaps))
+            .exclude(kind=Suggestion.Kind.BRAND_NEW)  # recorded by decisions, not derived here
             .delete()[0]
         )
+        # a missing brand that exists now (added by hand) is no longer a gap
+        for suggestion in Suggestion.objects.filter(
+            status=Suggestion.Status.PENDING, kind=Suggestion.Kind.BRAND_NEW
+        ):
+            if known_names and suggestion.alias.lower() in known_names:
+                suggestion.delete()
+                closed += 1
     return {
         "created": created,
         "updated": updated,
         "closed": closed,
         "pending": Suggestion.objects.filter(status=Suggestion.Status.PENDING).count(),
     }
+
+
+def relation_support_record(*, brand_id: int, category_id: int, delta: int) -> bool:
+    """An approved (or undone) decision adds to (takes from) the relation it confirms.
+
+    Only an existing brand -> category relation changes; a missing one is a gap that
+    `suggestions_refresh` turns into a suggestion with its evidence count. Never below zero.
+    Returns whether a relation changed.
+    """
+    rows = BrandCategory.objects.filter(brand_id=brand_id, category_id=category_id)
+    if delta >= 0:
+        return bool(rows.update(support=F("support") + delta))
+    return bool(rows.filter(support__gte=-delta).update(support=F("support") + delta))
+
+
+def suggestion_brand_gap_record(*, name: str, listing_id: int) -> Suggestion:
+    """An auditor named a brand the graph lacks: a pending "missing brand" suggestion for ops
+    (one per spelling, case-folded), with its evidence count and example listings."""
+    name = name.strip()[:ALIAS_MAX]
+    key = f"brand_new:{name.lower()}"
+    with transaction.atomic():
+        suggestion, _ = Suggestion.objects.select_for_update().get_or_create(
+            key=key, defaults={"kind": Suggestion.Kind.BRAND_NEW, "alias": name}
+        )
+        examples = list(dict.fromkeys([*suggestion.example_listing_ids, listing_id]))
+        Suggestion.objects.filter(pk=suggestion.pk).update(
+            evidence_count=F("evidence_count") + 1, example_listing_ids=examples[:10]
+        )
+    suggestion.refresh_from_db()
+    return suggestion
+
+
+def suggestions_accept_bulk(*, actor: Any, min_evidence: int) -> dict[str, int]:
+    """Accept every pending brand -> category suggestion backed by at least `min_evidence`
+    decisions: each relation is created with that support, marked as learnt from decisions."""
+    if min_evidence < 1:
+        raise KnowledgeError("The threshold must be at least one decision.")
+    accepted = 0
+    for suggestion in Suggestion.objects.filter(
+        status=Suggestion.Status.PENDING,
+        kind=Suggestion.Kind.BRAND_CATEGORY,
+        evidence_count__gte=min_evidence,
+    ).order_by("-evidence_count", "id"):
+        try:
+            suggestion_accept(actor=actor, suggestion=suggestion)
+            accepted += 1
+        except KnowledgeError:
+            continue  # decided meanwhile by someone else
+    return {"accepted": accepted}
 
 
 @transaction.atomic
@@ -1285,8 +1476,17 @@ def suggestion_accept(*, actor: Any, suggestion: Suggestion) -> Suggestion:
     why = f"accepted suggestion: {suggestion.evidence_count} review decisions"
     if suggestion.kind == Suggestion.Kind.BRAND_ALIAS:
         brand_alias_add(actor=actor, brand=suggestion.brand, alias=suggestion.alias, reason=why)
+    elif suggestion.kind == Suggestion.Kind.BRAND_NEW:
+        if Brand.objects.filter(name__iexact=suggestion.alias).exists():
+            raise KnowledgeError(f"The brand “{suggestion.alias}” exists already.")
+        brand = brand_create(actor=actor, name=suggestion.alias, reason=why)
+        Suggestion.objects.filter(pk=suggestion.pk).update(brand=brand)
     else:
         brand_category_add(actor=actor, brand=suggestion.brand, category=suggestion.category, reason=why)
+        # the decisions that revealed the gap are the relation's evidence
+        BrandCategory.objects.filter(brand=suggestion.brand, category=suggestion.category).update(
+            support=suggestion.evidence_count, source=BrandCategory.Source.DECISIONS
+        )
     suggestion.status = Suggestion.Status.ACCEPTED
     suggestion.decided_by = _user(actor)
     suggestion.decided_at = timezone.now()

@@ -61,3 +61,26 @@ BEAT_SCHEDULE = {
         "options": {"queue": Queue.DEFAULT.value},
     },
 }
+
+
+@shared_task(
+    name="knowledge.tasks.knowledge_reroute",
+    queue=Queue.DEFAULT.value,
+    acks_late=True,
+)
+def knowledge_reroute(job_id: int) -> dict[str, int] | None:
+    """Re-check the open knowledge-routed review tasks against a published version (idempotent)."""
+    from knowledge.reroute import knowledge_reroute_run
+
+    job = knowledge_reroute_run(job_id=job_id)
+    if job is None:
+        return None
+    return {"checked": job.checked, "resolved": len(job.resolved_task_ids), "status": job.status}
+
+
+@shared_task(name="knowledge.tasks.knowledge_reroute_sweep", queue=Queue.DEFAULT.value)
+def knowledge_reroute_sweep() -> list[int]:
+    """Run re-route jobs that were never started (broker down at publish time)."""
+    from knowledge.reroute import reroute_sweep
+
+    return reroute_sweep()

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from PIL import Image
 
+from classifier.fusion.routing import RouteDecision, RouteReason, route
 from classifier.models import Listing, Prediction, ReviewTask
 from classifier.services.audit import audit_record
 from classifier.services.review import review_task_open
@@ -27,7 +29,6 @@ log = logging.getLogger(__name__)
 
 # Statuses a prediction may route from. A listing a person already decided keeps its label.
 ROUTABLE = (Listing.Status.QUEUED, Listing.Status.FAILED)
-CONFLICT_SEVERITIES = {"error", "conflict", "critical"}
 
 
 @dataclass
@@ -107,16 +108,36 @@ def attention_png(attention: Any, *, width: int, height: int, max_side: int = 44
 # --- routing -------------------------------------------------------------------------------
 
 
-def _has_conflict(pred: Any) -> bool:
-    if "knowledge_conflict" in (pred.review_reasons or []):
-        return True
-    return any(
-        str(f.get("severity", "")).lower() in CONFLICT_SEVERITIES for f in pred.knowledge_findings or []
-    )
+def serving_threshold(loaded: Any) -> float:
+    """The review threshold in force: REVIEW_THRESHOLD when set, else the serving ModelVersion's
+    (chosen on `val` when it was registered), else the one calibrated into the artifact."""
+    if settings.REVIEW_THRESHOLD is not None:
+        return float(settings.REVIEW_THRESHOLD)
+    stored = getattr(loaded.version, "review_threshold", None)
+    if stored is not None:
+        return float(stored)
+    return float(loaded.engine.review_threshold)
+
+
+def prediction_route(*, confidence: float, findings: Any, threshold: float) -> RouteDecision:
+    """`classifier.fusion.routing.route` for a stored or fresh prediction: the one routing rule."""
+    return route(confidence=float(confidence), threshold=float(threshold), findings=list(findings or []))
+
+
+def task_reason_for(decision: RouteDecision) -> str:
+    """The queue's `ReviewTask.reason` for a routing decision (knowledge reasons share one queue)."""
+    knowledge = {RouteReason.KNOWLEDGE_CONFLICT, RouteReason.UNKNOWN_CATEGORY}
+    if any(r in knowledge for r in decision.reasons):
+        return ReviewTask.Reason.KNOWLEDGE_CONFLICT
+    return ReviewTask.Reason.LOW_CONFIDENCE
 
 
 def _findings_in_words(pred: Any, *, threshold: float) -> str:
-    lines = [str(f.get("message") or f.get("code")) for f in pred.knowledge_findings or []]
+    lines = [
+        str(f.get("message") or f.get("code"))
+        for f in pred.knowledge_findings or []
+        if str(f.get("severity", "")).lower() == "conflict"
+    ]
     if pred.confidence < threshold:
         lines.append(f"confidence {pred.confidence:.2f} is below the review threshold {threshold:.2f}")
     return "\n".join(line for line in lines if line)
@@ -158,6 +179,9 @@ def _write_one(
         if Prediction.objects.filter(listing_id=listing_id, model_version=version).exists():
             report.skipped.append(listing_id)
             return
+        decision = prediction_route(
+            confidence=pred.confidence, findings=pred.knowledge_findings, threshold=threshold
+        )
         levels = [*list(pred.level_confidences), 0.0, 0.0, 0.0]
         prediction = Prediction(
             listing=listing,
@@ -183,8 +207,9 @@ def _write_one(
             ),
             knowledge_findings=_jsonable(pred.knowledge_findings or []),
             entities=_jsonable(pred.entities or []),
-            needs_review=bool(pred.needs_review),
-            review_reasons=list(pred.review_reasons or []),
+            needs_review=decision.needs_review,
+            review_reasons=[r.value for r in decision.reasons],
+            route_reason=decision.primary,
         )
         png = attention_png(pred.attention_map, width=listing.image_width, height=listing.image_height)
         if png:
@@ -200,8 +225,7 @@ def _write_one(
         report.classified.append(listing_id)
         if listing.status not in ROUTABLE:
             return  # a person decided it already: record the prediction, do not re-route
-        conflict = _has_conflict(pred)
-        if prediction.confidence >= threshold and not conflict:
+        if not decision.needs_review:
             listing.status = Listing.Status.ACCEPTED
             listing.final_category = prediction.category
             listing.final_brand = prediction.brand
@@ -221,11 +245,12 @@ def _write_one(
             )
             report.accepted.append(listing_id)
             return
-        reason = ReviewTask.Reason.KNOWLEDGE_CONFLICT if conflict else ReviewTask.Reason.LOW_CONFIDENCE
+        reason = task_reason_for(decision)
         task = review_task_open(
             prediction=prediction,
             reasons=[reason],
             reason_detail=_findings_in_words(pred, threshold=threshold),
+            route_reason=decision.primary,
         )
         listing.status = Listing.Status.IN_REVIEW
         listing.failure_reason = ""
@@ -238,6 +263,7 @@ def _write_one(
                 "prediction": prediction.pk,
                 "task": task.pk,
                 "reason": reason,
+                "route_reason": decision.primary,
                 "confidence": prediction.confidence,
             },
         )
@@ -307,7 +333,7 @@ def listings_classify(*, listing_ids: list[int], extra_ids: list[int] | None = N
     loaded = engine_for_batch()
     version = loaded.version
     report.model_version = version.name
-    threshold = loaded.review_threshold
+    threshold = serving_threshold(loaded)
 
     done = set(
         Prediction.objects.filter(listing_id__in=existing, model_version=version).values_list(

@@ -68,6 +68,16 @@ class InvalidDecision(ReviewError):
     """Bad input: unknown action, category or brand, missing comment..."""
 
 
+class UnknownBrand(InvalidDecision):
+    """The correction names a brand the graph does not know: nothing was written, and the auditor
+    can send it with the brand unresolved (the gap goes to ops) or, with the edit-knowledge
+    permission, add the brand."""
+
+    def __init__(self, message: str, *, brand_name: str) -> None:
+        super().__init__(message)
+        self.brand_name = brand_name
+
+
 # --- helpers -----------------------------------------------------------------------------------
 
 
@@ -127,9 +137,13 @@ def _claim_ttl() -> timedelta:
 
 
 def review_task_open(
-    *, prediction: Prediction, reasons: Iterable[str], reason_detail: str = ""
+    *, prediction: Prediction, reasons: Iterable[str], reason_detail: str = "", route_reason: str = ""
 ) -> ReviewTask:
-    """Queue `prediction`'s listing for review (idempotent: an open task for the listing is returned)."""
+    """Queue `prediction`'s listing for review (idempotent: an open task for the listing is returned).
+
+    `route_reason` is the router's primary reason (`classifier.fusion.routing`), kept for the queue
+    filter and for the re-check a knowledge publish runs on knowledge-routed tasks.
+    """
     reasons = [r for r in reasons if r in Reason.values] or [Reason.LOW_CONFIDENCE]
     reason = Reason.KNOWLEDGE_CONFLICT if Reason.KNOWLEDGE_CONFLICT in reasons else reasons[0]
     existing = ReviewTask.objects.filter(listing_id=prediction.listing_id).exclude(status=Status.DONE).first()
@@ -142,6 +156,7 @@ def review_task_open(
                 prediction=prediction,
                 reason=reason,
                 reason_detail=reason_detail,
+                route_reason=route_reason or prediction.route_reason or "",
                 priority=review_priority(confidence=prediction.confidence, reasons=reasons),
                 category_id=prediction.category_id,
             )
@@ -323,13 +338,19 @@ def _validate_category(category_id: Any) -> Category:
     return category
 
 
-def _validate_brand(brand_name: str) -> Brand | None:
+def _validate_brand(brand_name: str, *, unresolved_ok: bool = False) -> Brand | None:
     brand_name = (brand_name or "").strip()
     if not brand_name:
         return None
+    if len(brand_name) > 200:
+        raise InvalidDecision("The brand name is too long (200 characters at most).")
     brand = brand_by_name(brand_name)
-    if brand is None:
-        raise InvalidDecision(f"Unknown brand “{brand_name}”: pick one from the list or leave it empty.")
+    if brand is None and not unresolved_ok:
+        raise UnknownBrand(
+            f"Unknown brand “{brand_name}”: it is not in the knowledge graph yet. Send the correction "
+            "with the brand unresolved (ops get a suggestion to add it), or add the brand.",
+            brand_name=brand_name,
+        )
     return brand
 
 
@@ -369,9 +390,14 @@ def review_decide(
     brand_name: str = "",
     cause: str = "",
     comment: str = "",
+    brand_unresolved: bool = False,
     now: datetime | None = None,
 ) -> DecisionOutcome:
     """Approve, correct, skip or escalate a task the auditor holds at `version`.
+
+    A correction naming a brand the graph does not know raises `UnknownBrand`; with
+    `brand_unresolved` it is saved without a brand and the name becomes an ops suggestion.
+    Approvals and corrections add to the support of the brand -> category relation they confirm.
 
     Raises ReviewError (ClaimLost, AlreadyRecorded, InvalidDecision) with a message for the auditor;
     in every error case nothing is written.
@@ -395,6 +421,7 @@ def review_decide(
 
     category: Category | None = None
     brand: Brand | None = None
+    unresolved_brand = ""
     if action == Action.APPROVE:
         category = task.prediction.category
         brand = task.prediction.brand
@@ -408,7 +435,9 @@ def review_decide(
             )
     elif action == Action.CORRECT:
         category = _validate_category(category_id)
-        brand = _validate_brand(brand_name)
+        brand = _validate_brand(brand_name, unresolved_ok=brand_unresolved)
+        if brand is None and (brand_name or "").strip():
+            unresolved_brand = brand_name.strip()
         cause = cause or Cause.MODEL_ERROR
     elif action == Action.ESCALATE and not comment:
         raise InvalidDecision("Say why you escalate (a short comment).")
@@ -466,6 +495,12 @@ def review_decide(
             listing.final_brand = brand
             listing.status = Listing.Status.REVIEWED
             listing.save(update_fields=["final_category", "final_brand", "status", "updated_at"])
+            from knowledge.services import relation_support_record, suggestion_brand_gap_record
+
+            if brand is not None and category is not None:
+                relation_support_record(brand_id=brand.pk, category_id=category.pk, delta=1)
+            if unresolved_brand:
+                suggestion_brand_gap_record(name=unresolved_brand, listing_id=listing.pk)
         audit_record(
             actor=auditor,
             verb=f"review.{action}",
@@ -477,6 +512,7 @@ def review_decide(
                 "brand": brand.name if brand else None,
                 "cause": decision.cause,
                 "comment": comment[:200],
+                "unresolved_brand": unresolved_brand[:200] or None,
                 "before": before,
             },
         )
@@ -545,6 +581,10 @@ def review_undo_last(*, auditor: Any, now: datetime | None = None) -> DecisionOu
                 listing.status = before.get("listing_status") or Listing.Status.IN_REVIEW
                 listing.save(update_fields=["final_category", "final_brand", "status", "updated_at"])
             ReviewDecision.objects.filter(pk=last.pk).update(is_training_example=False)
+            if last.action in (Action.APPROVE, Action.CORRECT) and last.brand_id and last.category_id:
+                from knowledge.services import relation_support_record
+
+                relation_support_record(brand_id=last.brand_id, category_id=last.category_id, delta=-1)
             undo = ReviewDecision.objects.create(
                 task_id=last.task_id,
                 listing_id=last.listing_id,

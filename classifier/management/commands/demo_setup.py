@@ -16,6 +16,9 @@ from knowledge.models import Category
 from knowledge.services import graph_import_snapshot, knowledge_publish
 
 SAMPLE_CSV = Path(settings.BASE_DIR) / "fusionreview" / "demo" / "sample" / "catalogue.csv"
+# The demo's knowledge graph: built from the whole `train` catalogue (every brand, its categories
+# with their support, duplicate categories merged); see fusionreview/demo/sample/README.md.
+DEMO_GRAPH = Path(settings.BASE_DIR) / "fusionreview" / "demo" / "sample" / "knowledge.json"
 DEMO_USERS = (("auditor", "auditor"), ("ops", "ops"), ("admin", "admin"))
 
 
@@ -31,14 +34,18 @@ class Command(BaseCommand):
         if not (model_dir / "model.safetensors").exists():
             raise CommandError(f"no trained model in {model_dir} (set FUSION_MODEL_DIR)")
         if not Category.objects.exists():
-            if not snapshot_path.exists():
+            source = DEMO_GRAPH if DEMO_GRAPH.exists() else snapshot_path
+            if not source.exists():
                 raise CommandError(f"{snapshot_path} is missing: the model directory is incomplete")
-            snapshot = KnowledgeSnapshot.from_dict(json.loads(snapshot_path.read_text()))
-            created = graph_import_snapshot(snapshot=snapshot)
-            version = knowledge_publish(reason="demo: knowledge graph the model was trained with")
+            snapshot = KnowledgeSnapshot.from_dict(json.loads(source.read_text(encoding="utf-8")))
+            created = graph_import_snapshot(snapshot=snapshot, relation_source="mined")
+            version = knowledge_publish(reason=f"demo: knowledge graph from {source.name}")
             self.stdout.write(
-                f"knowledge graph: {created['categories']} categories, {created['brands']} brands (v{version.number})"
+                f"knowledge graph: {created['categories']} categories, {created['brands']} brands, "
+                f"{created['relations']} relations with their support (v{version.number})"
             )
+            for merged, into, why in created.get("merges", []):
+                self.stdout.write(f"  merged {merged} into {into}: {why}")
 
         for username, role in DEMO_USERS:
             user, created = User.objects.get_or_create(username=username)
