@@ -60,6 +60,12 @@ BEAT_SCHEDULE = {
         "schedule": SUGGESTIONS_EVERY_S,
         "options": {"queue": Queue.DEFAULT.value},
     },
+    # Re-route jobs a publish could not queue (broker down) run here.
+    "knowledge-reroute-sweep": {
+        "task": "knowledge.tasks.knowledge_reroute_sweep",
+        "schedule": 60.0,
+        "options": {"queue": Queue.DEFAULT.value},
+    },
 }
 
 
