@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "knowledge",
     "classifier",
+    "classifier.webhooks",
 ]
 
 MIDDLEWARE = [
@@ -265,4 +266,16 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # One line per task is the worker's own log; in-process (demo) runs would repeat every batch twice.
     "loggers": {"celery.app.trace": {"level": "WARNING" if CELERY_TASK_ALWAYS_EAGER else "INFO"}},
+}
+
+# --- webhooks (classifier/webhooks): signed POSTs to integrators, retried with backoff ---------
+WEBHOOK_COLLECT_INTERVAL = env_int("WEBHOOK_COLLECT_INTERVAL", 5, minimum=1)
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
+# Waits after failures: base, 3x, 9x, ... seconds, capped at an hour (8 attempts span about 2 hours).
+WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 10, minimum=0)
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+CELERY_BEAT_SCHEDULE["webhooks-collect"] = {
+    "task": "webhooks.collect",
+    "schedule": float(WEBHOOK_COLLECT_INTERVAL),
+    "options": {"queue": "default", "expires": WEBHOOK_COLLECT_INTERVAL},
 }
