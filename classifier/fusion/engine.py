@@ -19,10 +19,16 @@ from classifier.fusion.complexity import estimate_complexity
 from classifier.fusion.data import InvalidImageError, image_to_array, load_image
 from classifier.fusion.encoder import TextEncoder
 from classifier.fusion.knowledge import KnowledgeSnapshot
+from classifier.fusion.routing import Finding, route
 from classifier.fusion.text import EntityExtractor, KeywordModel, category_text
 from classifier.fusion.verification import verify
 
 __all__ = ["FusionPrediction", "InferenceEngine", "InvalidImageError", "ListingInput"]
+
+
+def _conflicts(findings: list[dict]) -> bool:
+    """Does any finding route the item (the routing contract's reading of severities)?"""
+    return any(Finding.from_dict(f).routes for f in findings)
 
 
 @dataclass
@@ -59,6 +65,7 @@ class FusionPrediction:
     key: str = ""
     model_version: str = ""
     snapshot_version: int = 0
+    route_reason: str = "auto_accepted"  # routing.RouteDecision.primary: the first reason, or auto_accepted
 
     def to_dict(self) -> dict:
         """JSON-safe dict (without the attention array)."""
@@ -75,6 +82,7 @@ class FusionPrediction:
             "brand_confidence": float(self.brand_confidence),
             "needs_review": bool(self.needs_review),
             "review_reasons": list(self.review_reasons),
+            "route_reason": self.route_reason,
             "knowledge_findings": list(self.knowledge_findings),
             "entities": list(self.entities),
             "path": self.path,
@@ -271,9 +279,9 @@ class InferenceEngine:
         if not items:
             return
         imgs = [load_image(it.image) for it in items]
-        pix = torch.from_numpy(np.stack([image_to_array(im, self.cfg.image_size) for im in imgs])).to(
-            self.device
-        )
+        pix = torch.from_numpy(
+            np.stack([image_to_array(im, self.cfg.image_size, self.cfg.pad_square) for im in imgs])
+        ).to(self.device)
         text = self.encoder.encode([it.title for it in items], st.extractor) if self.cfg.use_text else None
         with self._amp():
             feats = self.model.forward_features(pix if self.cfg.use_image else None, text)
@@ -323,7 +331,9 @@ class InferenceEngine:
         titles = [(it.title or "").strip() for it in items]
         ents = [st.extractor.extract(t) for t in titles]
         cplx = np.array([estimate_complexity(im).score for im in imgs])
-        pix = torch.from_numpy(np.stack([image_to_array(im, cfg.image_size) for im in imgs])).to(dev)
+        pix = torch.from_numpy(
+            np.stack([image_to_array(im, cfg.image_size, cfg.pad_square) for im in imgs])
+        ).to(dev)
         cost += (time.perf_counter() - t0) * 1000 / n
 
         raws: list[_Raw | None] = [None] * n
@@ -354,7 +364,7 @@ class InferenceEngine:
                     and float(p_light[i, j]) >= thr
                 )
                 findings = verify(st.snapshot, st.leaves[j], ents[i]) if self.use_verification else []
-                if ok and (force_path == "light" or not any(f["severity"] == "conflict" for f in findings)):
+                if ok and (force_path == "light" or not _conflicts(findings)):
                     raws[i] = _Raw(light[i], "light", findings, None, img_logits[i])
                 else:
                     full_idx.append(i)
@@ -383,13 +393,13 @@ class InferenceEngine:
                     None if att is None else att[k],
                     None if img_logits is None else img_logits[i],
                 )
-                if any(f["severity"] == "conflict" for f in findings) and cfg.use_image:
+                if _conflicts(findings) and cfg.use_image:
                     hires.append((k, i))
             if hires:  # conflict: a second look at a higher resolution, averaged with the first
                 t3 = time.perf_counter()
                 hk = [i for _, i in hires]
                 hp = torch.from_numpy(
-                    np.stack([image_to_array(imgs[i], cfg.hires_image_size) for i in hk])
+                    np.stack([image_to_array(imgs[i], cfg.hires_image_size, cfg.pad_square) for i in hk])
                 ).to(dev)
                 text_h = self.encoder.encode([titles[i] for i in hk], st.extractor, [ents[i] for i in hk])
                 with self._amp():
@@ -445,11 +455,8 @@ class InferenceEngine:
             (st.snapshot.category(st.leaves[int(o)]).name, round(float(probs[o]), 6)) for o in order
         ]
         conf = float(probs[j])
-        reasons = []
-        if conf < thr:
-            reasons.append("low_confidence")
-        if any(f["severity"] == "conflict" for f in raw.findings):
-            reasons.append("knowledge_conflict")
+        decision = route(confidence=conf, threshold=thr, findings=raw.findings)
+        reasons = [r.value for r in decision.reasons]
         brand, bconf = None, 0.0
         for e in sorted((e for e in ents if e.type == "brand"), key=lambda e: e.start != 0):
             # at the start of the title (where sellers put it) the brand is near certain
@@ -466,8 +473,9 @@ class InferenceEngine:
             top_k=top_k,
             brand=brand,
             brand_confidence=bconf,
-            needs_review=bool(reasons),
+            needs_review=decision.needs_review,
             review_reasons=reasons,
+            route_reason=decision.primary,
             knowledge_findings=raw.findings,
             entities=[e.to_dict() for e in ents],
             path=raw.path,

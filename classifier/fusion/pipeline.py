@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from classifier.fusion.artifacts import save_model, write_json
 from classifier.fusion.config import FusionConfig
 from classifier.fusion.engine import InferenceEngine
 from classifier.fusion.evaluation import ece_of_logits, run_rows, summarize
+from classifier.fusion.routing import route
 from classifier.fusion.training import Prepared, choose_threshold, fit_temperature, train_model
 
 
@@ -24,8 +26,29 @@ def calibrate(engine: InferenceEngine, prep: Prepared, cfg: FusionConfig, log=pr
     return calibrate_rows(engine, prep.splits["val"].rows, prep.data_dir, cfg, log)
 
 
-def calibrate_rows(engine: InferenceEngine, rows, data_dir, cfg: FusionConfig, log=print) -> dict:
-    """:func:`calibrate` on explicit ``val`` rows (images relative to ``data_dir``)."""
+def reroute(preds: list, threshold: float) -> list:
+    """The same predictions routed at another review threshold (the routing contract, nothing else)."""
+    out = []
+    for p in preds:
+        d = route(confidence=p.confidence, threshold=threshold, findings=p.knowledge_findings)
+        out.append(
+            replace(
+                p,
+                needs_review=d.needs_review,
+                review_reasons=[r.value for r in d.reasons],
+                route_reason=d.primary,
+            )
+        )
+    return out
+
+
+def calibrate_rows(
+    engine: InferenceEngine, rows, data_dir, cfg: FusionConfig, log=print, *, return_preds: bool = False
+):
+    """:func:`calibrate` on explicit ``val`` rows (images relative to ``data_dir``).
+
+    With ``return_preds`` also returns the val predictions at the chosen threshold (no third pass needed).
+    """
     st = engine._state
     pos = {c: i for i, c in enumerate(st.leaves)}
     y = torch.tensor([pos.get(r.leaf_id, -1) for r in rows])
@@ -58,6 +81,8 @@ def calibrate_rows(engine: InferenceEngine, rows, data_dir, cfg: FusionConfig, l
         f"calibration: T={t_full:.3f} T_img={t_img:.3f} threshold={thr:.4f} "
         f"val ECE {ece_before:.4f} -> {ece_after:.4f}"
     )
+    if return_preds:
+        return cal, reroute(preds, thr)
     return cal
 
 
@@ -86,12 +111,14 @@ def train_and_save(
         "cpu",
         model_version=Path(out_dir).name if out_dir else "bench",
     )
-    cal = calibrate(engine, prep, cfg, log)
-    preds, _ = run_rows(engine, prep.splits["val"].rows, prep.data_dir, desc="val")
+    cal, preds = calibrate_rows(engine, prep.splits["val"].rows, prep.data_dir, cfg, log, return_preds=True)
     metrics = {
         "val": summarize(preds, prep.splits["val"].rows, engine.review_threshold),
         "train_seconds": round(train_s, 1),
         "epochs": cfg.epochs,
+        "vision_backbone": cfg.vision_backbone,
+        "frozen_blocks": cfg.frozen_blocks,
+        "threads": torch.get_num_threads(),
     }
     log(f"val: {metrics['val']}")
     if out_dir is not None:

@@ -25,11 +25,108 @@ from classifier.fusion.text import EntityExtractor, KeywordModel, category_text
 @dataclass
 class SplitData:
     rows: list[Row]
-    images: np.ndarray  # uint8 [n, 3, s, s]
+    images: np.ndarray | None  # uint8 [n, 3, s, s] (ResNet v1, trained end to end from pixels)
     full: TextBatch  # cached MiniLM outputs of the full titles (hidden fp16)
     vague: TextBatch  # ... of the vague titles
     labels: torch.Tensor  # [n] leaf index (-1 when the leaf is not a training leaf)
     vague_titles: list[str]
+    # fp16 frozen stride-8 / stride-16 maps and the frozen blocks' output after them (None: 11 frozen)
+    early: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
+    category_tokens: torch.Tensor | None = None  # [n, tokens] 1 where a full-title token is a category word
+
+
+def category_word_tokens(encoder: TextEncoder, titles: list[str], vague: list[str]) -> torch.Tensor:
+    """[n, max_tokens] 1 for the tokens of the words the vague title dropped (the category words)."""
+    enc = encoder.tokenizer(
+        list(titles),
+        padding="max_length",
+        truncation=True,
+        max_length=encoder.max_tokens,
+        return_offsets_mapping=True,
+    )
+    out = torch.zeros(len(titles), encoder.max_tokens, dtype=torch.uint8)
+    for i, (t, v) in enumerate(zip(titles, vague, strict=True)):
+        keep = v.split()
+        spans, pos = [], 0
+        for w in t.split():  # the vague title is the full one with whole words removed, in order
+            start = t.index(w, pos)
+            pos = start + len(w)
+            if keep and keep[0] == w:
+                keep.pop(0)
+            else:
+                spans.append((start, pos))
+        for j, (a, b) in enumerate(enc["offset_mapping"][i]):
+            if b > a and any(a < e and b > s0 for s0, e in spans):
+                out[i, j] = 1
+    return out
+
+
+def cache_early_features(
+    cfg: FusionConfig, rows: list[Row], base: Path, cache: Path | None, desc: str, batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frozen EfficientNet stride-8/16 maps of the rows' images, computed ONCE (fp16 .npy under ``cache``).
+
+    The frozen part is the package's ImageNet weights, so the cache key is the ids, size and preprocessing.
+    """
+    from classifier.fusion.data import image_to_array, load_image
+    from classifier.fusion.modeling import FusionModel
+
+    key8 = key16 = None
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.md5(
+            (",".join(r.id for r in rows) + f"|{cfg.vision_backbone}|11|{cfg.pad_square}").encode()
+        ).hexdigest()[:12]
+        key8 = cache / f"early8_{cfg.image_size}_{len(rows)}_{digest}.npy"
+        key16 = cache / f"early16_{cfg.image_size}_{len(rows)}_{digest}.npy"
+        if key8.exists() and key16.exists():
+            return np.load(key8), np.load(key16)
+    vision_cfg = FusionConfig.from_dict({**cfg.to_dict(), "use_text": False})
+    model = FusionModel(vision_cfg, 1).eval()
+    s = cfg.image_size
+    out8 = out16 = None
+    with torch.no_grad():
+        for i in tqdm(range(0, len(rows), batch_size), desc=f"cache frozen stages {desc}", unit="batch"):
+            chunk = rows[i : i + batch_size]
+            pix = torch.from_numpy(
+                np.stack([image_to_array(load_image(base / r.image), s, cfg.pad_square) for r in chunk])
+            )
+            a, b = model.early_stages(pix)
+            if out8 is None:
+                out8 = np.zeros((len(rows), *a.shape[1:]), dtype=np.float16)
+                out16 = np.zeros((len(rows), *b.shape[1:]), dtype=np.float16)
+            out8[i : i + len(chunk)] = a.numpy().astype(np.float16)
+            out16[i : i + len(chunk)] = b.numpy().astype(np.float16)
+    if key8 is not None:
+        np.save(key8, out8)
+        np.save(key16, out16)
+    return out8, out16
+
+
+def cache_middle_features(
+    cfg: FusionConfig, s16: np.ndarray, cache: Path | None, tag: str, batch_size: int = 64
+) -> np.ndarray | None:
+    """Output of the frozen blocks after stride 16 (11..frozen_blocks-1) from the cached stride-16 maps."""
+    from classifier.fusion.modeling import FusionModel
+
+    if cfg.frozen_blocks <= 11:
+        return None
+    key = None
+    if cache is not None:
+        key = cache / f"mid{cfg.frozen_blocks}_{tag}.npy"
+        if key.exists():
+            return np.load(key)
+    model = FusionModel(FusionConfig.from_dict({**cfg.to_dict(), "use_text": False}), 1).eval()
+    out = None
+    with torch.no_grad():
+        for i in tqdm(range(0, len(s16), batch_size), desc="cache frozen blocks 11+", unit="batch"):
+            m = model.backbone.middle(torch.from_numpy(s16[i : i + batch_size]).float())
+            if out is None:
+                out = np.zeros((len(s16), *m.shape[1:]), dtype=np.float16)
+            out[i : i + len(m)] = m.numpy().astype(np.float16)
+    if key is not None:
+        np.save(key, out)
+    return out
 
 
 def encode_cached(
@@ -71,15 +168,36 @@ def take(tb: TextBatch, idx) -> TextBatch:
     return TextBatch(tb.hidden[idx], tb.mask[idx], tb.types[idx], tb.prior[idx])
 
 
-def mix_text(full: TextBatch, vague: TextBatch, empty: TextBatch, idx: torch.Tensor, choice: torch.Tensor):
-    """Per-sample choice 0 = full title, 1 = vague title, 2 = no title."""
+def mix_text(
+    full: TextBatch,
+    vague: TextBatch,
+    empty: TextBatch,
+    idx: torch.Tensor,
+    choice: torch.Tensor,
+    drop: torch.Tensor | None = None,
+):
+    """Per-sample choice 0 = full title, 1 = vague title, 2 = no title, 3 = full title with the category-word
+    tokens flagged in ``drop`` ([batch, tokens] 0/1) masked out (a seller who names only part of the type)."""
     out = []
     for f in ("hidden", "mask", "types", "prior"):
         a, b = getattr(full, f)[idx], getattr(vague, f)[idx]
         e = getattr(empty, f).expand_as(a)
         c = choice.view(-1, *([1] * (a.dim() - 1)))
-        out.append(torch.where(c == 0, a, torch.where(c == 1, b, e)))
-    return TextBatch(*out)
+        out.append(torch.where((c == 0) | (c == 3), a, torch.where(c == 1, b, e)))
+    tb = TextBatch(*out)
+    if drop is not None:
+        part = (choice == 3).view(-1, 1) & drop.bool()
+        mask = tb.mask.masked_fill(part, 0)
+        empty_row = mask.sum(-1) == 0  # every word dropped: keep [CLS] so pooling has a token
+        mask[empty_row, 0] = 1
+        tb = TextBatch(tb.hidden, mask, tb.types, tb.prior)
+    return trim_tokens(tb)
+
+
+def trim_tokens(tb: TextBatch) -> TextBatch:
+    """Drop the padding columns every title of the batch has (titles are short; the cache pads to 32)."""
+    n = int(tb.mask.sum(-1).max().clamp_min(1))
+    return TextBatch(tb.hidden[:, :n], tb.mask[:, :n], tb.types[:, :n], tb.prior[:, :n])
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -149,11 +267,19 @@ class Prepared:
         self.empty = self.encoder.encode([""], self.extractor)
         self.empty = TextBatch(self.empty.hidden.half(), self.empty.mask, self.empty.types, self.empty.prior)
         self.splits: dict[str, SplitData] = {}
+        efficient = cfg.use_image and cfg.vision_backbone != "resnet" and cfg.frozen_blocks > 0
         for sp in splits:
             rows = [r for r in all_rows if r.split == sp]
             if not rows:
                 continue
-            imgs = load_image_arrays(rows, self.data_dir, cfg.image_size, cache, desc=sp)
+            imgs, early = None, None
+            if efficient:  # only the training split's maps are needed: evaluation runs the engine on files
+                if sp == "train":
+                    s8, s16 = cache_early_features(cfg, rows, self.data_dir, cache, sp)
+                    tag = f"{cfg.image_size}_{len(rows)}_{hashlib.md5(s16[:8].tobytes()).hexdigest()[:10]}"
+                    early = (s8, s16, cache_middle_features(cfg, s16, cache, tag))
+            elif cfg.use_image:
+                imgs = load_image_arrays(rows, self.data_dir, cfg.image_size, cache, desc=sp)
             vt = [vague[r.id] for r in rows]
             self.splits[sp] = SplitData(
                 rows,
@@ -162,6 +288,8 @@ class Prepared:
                 encode_cached(self.encoder, self.extractor, vt, cache, f"{sp}_vague"),
                 torch.tensor([self.leaf_index.get(r.leaf_id, -1) for r in rows]),
                 vt,
+                early,
+                category_word_tokens(self.encoder, [r.title for r in rows], vt),
             )
         self.keywords = KeywordModel.fit(
             [r.title for r in self.splits["train"].rows], [r.leaf_id for r in self.splits["train"].rows]
@@ -171,6 +299,15 @@ class Prepared:
         )
 
 
+def class_weights(labels: torch.Tensor, num_leaves: int, power: float) -> torch.Tensor | None:
+    """CE weight per class ~ count**-power, scaled so the average sample weight is 1 (rare types count more)."""
+    if power <= 0:
+        return None
+    counts = torch.bincount(labels[labels >= 0], minlength=num_leaves).float().clamp_min(1)
+    w = counts.pow(-power)
+    return w * counts.sum() / (w * counts).sum()
+
+
 def compute_loss(
     model: FusionModel,
     out,
@@ -178,14 +315,19 @@ def compute_loss(
     choice: torch.Tensor,
     mats: list[torch.Tensor],
     cfg: FusionConfig,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """CE on leaves + hierarchy NLL (parents = sums of leaves) + image-head CE + text-head CE + InfoNCE.
 
+    The one loss of training, fine-tuning and the benchmarks' variants.
+
     Args:
         out: the model's :class:`FusionOutput`; y: [batch] leaf indices; choice: [batch] 0 full title,
-            1 vague, 2 none (only full titles enter the text head and the contrastive term).
+            1 vague, 2 none, 3 words dropped (only full titles enter the text head and the contrastive term).
+        weight: per-class CE weights (:func:`class_weights`), or None.
     """
-    loss = F.cross_entropy(out.logits, y, label_smoothing=cfg.label_smoothing)
+    ls = cfg.label_smoothing
+    loss = F.cross_entropy(out.logits, y, weight=weight, label_smoothing=ls)
     logp = F.log_softmax(out.logits, -1)
     for m in mats:  # hierarchy: a parent's probability is the sum of its leaves'
         lp = torch.logsumexp(logp.unsqueeze(-1) + torch.log(m.clamp_min(1e-12)).unsqueeze(0), 1)
@@ -193,7 +335,7 @@ def compute_loss(
     f = out.features
     if out.image_logits is not None and f.fused is not None:
         loss = loss + cfg.image_head_weight * F.cross_entropy(
-            out.image_logits, y, label_smoothing=cfg.label_smoothing
+            out.image_logits, y, weight=weight, label_smoothing=ls
         )
     if f.text_emb is not None and f.fused is not None:
         has = choice == 0
@@ -204,30 +346,54 @@ def compute_loss(
     return loss + cfg.prototype_delta_l2 * model.head.delta.pow(2).sum(-1).mean()
 
 
+def param_groups(model: FusionModel, cfg: FusionConfig) -> list[dict]:
+    """Pretrained backbone blocks at ``lr * backbone_lr_scale``, everything else at ``lr``; frozen ones left out."""
+    pretrained = cfg.vision_backbone != "resnet" and cfg.vision_pretrained
+    back, rest = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (back if pretrained and name.startswith("backbone.") else rest).append(p)
+    groups = [{"params": rest, "lr": cfg.lr}]
+    if back:
+        groups.append({"params": back, "lr": cfg.lr * cfg.backbone_lr_scale})
+    return groups
+
+
+def flip_maps(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Horizontal flip of feature maps per sample (the augmentation left once early stages are cached)."""
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
 def train_model(
     prep: Prepared, cfg: FusionConfig, *, log=print, max_minutes: float | None = None
 ) -> FusionModel:
-    """Train on ``train``; returns the model (eval mode)."""
+    """Train on ``train``; returns the model (eval mode).
+
+    EfficientNet: from the cached frozen stride-8/16 maps (only the later blocks, the fusion and the heads
+    run); ResNet v1: end to end from augmented pixels.
+    """
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     tr = prep.splits["train"]
     model = FusionModel(cfg, len(prep.leaves))
     model.head.category_text.copy_(prep.category_text)
     _, mats = level_matrices(prep.leaves, prep.snapshot)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = len(tr.rows)
     steps = cfg.epochs * math.ceil(n / cfg.batch_size)
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
     )
-    mix = torch.tensor(cfg.title_mix, dtype=torch.float)
+    mix = torch.tensor(list(cfg.title_mix) + [0.0] * (4 - len(cfg.title_mix)), dtype=torch.float)
+    weight = class_weights(tr.labels, len(prep.leaves), cfg.class_balance)
     t0 = time.time()
     step = 0
     for ep in range(cfg.epochs):
         model.train()
         perm = torch.randperm(n, generator=gen)
-        bar = tqdm(range(0, n, cfg.batch_size), desc=f"epoch {ep + 1}/{cfg.epochs}", leave=False)
+        bar = tqdm(range(0, n, cfg.batch_size), desc=f"epoch {ep + 1}/{cfg.epochs}", unit="batch")
         tot, cnt, correct = 0.0, 0, 0
         for i in bar:
             idx = perm[i : i + cfg.batch_size]
@@ -237,10 +403,28 @@ def train_model(
             choice = torch.multinomial(mix, len(idx), replacement=True, generator=gen)
             if not cfg.use_image:  # a text-only model sees full and vague titles, never an empty one
                 choice = torch.where(choice == 2, torch.zeros_like(choice), choice)
-            text = mix_text(tr.full, tr.vague, prep.empty, idx, choice) if cfg.use_text else None
-            pixels = augment(torch.from_numpy(tr.images[idx.numpy()]), gen) if cfg.use_image else None
-            out = model(pixels, text)
-            loss = compute_loss(model, out, y, choice, mats, cfg)
+            text = None
+            if cfg.use_text:
+                drop = None
+                if tr.category_tokens is not None:
+                    coin = torch.rand(tr.category_tokens[idx].shape, generator=gen) < cfg.word_drop
+                    drop = tr.category_tokens[idx].bool() & coin
+                text = mix_text(tr.full, tr.vague, prep.empty, idx, choice, drop)
+            if cfg.use_image and tr.early is not None:
+                sel = np.sort(idx.numpy())  # sorted reads; labels/text follow the same order below
+                order = torch.from_numpy(np.argsort(np.argsort(idx.numpy())))
+                flip = torch.rand(len(idx), generator=gen) < 0.5
+                s8 = flip_maps(torch.from_numpy(tr.early[0][sel])[order].float(), flip)
+                s16 = flip_maps(torch.from_numpy(tr.early[1][sel])[order].float(), flip)
+                mid = None
+                if tr.early[2] is not None:
+                    mid = flip_maps(torch.from_numpy(tr.early[2][sel])[order].float(), flip)
+                hs = model.stages_from_early(s8, s16, mid)
+                out = model.forward_head(model.forward_features(None, text, hidden_states=hs))
+            else:
+                pixels = augment(torch.from_numpy(tr.images[idx.numpy()]), gen) if cfg.use_image else None
+                out = model(pixels, text)
+            loss = compute_loss(model, out, y, choice, mats, cfg, weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

@@ -80,6 +80,10 @@ def tiny(tmp_path_factory):
         w.writerows(rows)
     snapshot = snapshot_from_catalogue(root / "catalogue.csv", splits=())
     cfg = FusionConfig(
+        vision_backbone="resnet",  # a tiny ResNet keeps the unit test fast
+        vision_pretrained=False,
+        frozen_blocks=0,
+        fused_stages=[2, 3, 4],
         embedding_size=8,
         hidden_sizes=[8, 16, 16, 16],
         image_size=32,

@@ -29,6 +29,10 @@ def data_dir() -> Path | None:
 
 def tiny_config(**kw) -> FusionConfig:
     base = dict(
+        vision_backbone="resnet",  # tiny ResNet from scratch: fast unit tests (EfficientNet: test_model)
+        vision_pretrained=False,
+        frozen_blocks=0,
+        fused_stages=[2, 3, 4],
         embedding_size=8,
         hidden_sizes=[8, 16, 16, 32],
         depths=[1, 1, 1, 1],
