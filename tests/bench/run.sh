@@ -17,12 +17,14 @@ if [ "${1:-}" = "--quick" ]; then
   review=(--tasks 100000 --refill)
   knowledge=(--brands 10000 --categories 1000 --rounds 3)
   finetune=(--corrections 100 --epochs 1)
+  attention=(--quick)
 else
   fusion=(--variants image,text,no_fusion,no_attention,full --epochs 2)
   pipeline=(--n 2000)
   review=(--tasks 1000000 --refill)
   knowledge=()
   finetune=(--category "Footwear > Flip Flops > Flip Flops")
+  attention=()
 fi
 
 echo "### fusion model: accuracy per level, ablations, vague titles, calibration, emerging types, throughput"
@@ -35,3 +37,5 @@ echo "### knowledge graph: snapshot build/memory at scale, publish-to-first-use"
 $PY tests/bench/bench_knowledge_snapshot.py "${knowledge[@]}"
 echo "### fine-tuning: frozen-set accuracy kept, corrected category improved, time per job"
 $PY tests/bench/bench_finetune.py --data "$DATA" "${finetune[@]}"
+echo "### attention map: share of its mass inside the product's bounding box (target >= 70%)"
+$PY tests/bench/bench_attention.py --data "$DATA" "${attention[@]}"
