@@ -64,6 +64,16 @@ def _label_rows(listings) -> None:
         row.predicted = predicted.get(row.pk)
 
 
+def _top_k_unambiguous(prediction) -> list[tuple[str, float]]:
+    """The model's top-5 leaves as (name, probability), with the path where a leaf name is ambiguous."""
+    from classifier.selectors.review import top_k_rows
+    from classifier.selectors.review_ui import top_k_rows_unambiguous
+
+    rows = top_k_rows_unambiguous(top_k_rows(prediction.top_k), prediction)
+    article = next((row for row in rows if row["level"] == "article"), {"options": []})
+    return [(opt["name"], opt["pct"] / 100) for opt in article["options"]]
+
+
 @login_required
 @permission_required(Perm.VIEW_LISTINGS, raise_exception=True)
 def listing_detail(request: HttpRequest, pk: int) -> HttpResponse:
@@ -84,7 +94,7 @@ def listing_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "levels": levels,
         "task": listing_open_review_task(listing=listing),
         "tasks": list(listing.review_tasks.all()),
-        "top_k": (prediction.top_k or {}).get("article", [])[:5] if prediction else [],
+        "top_k": _top_k_unambiguous(prediction) if prediction else [],
     }
     if request.htmx and request.htmx.target == "listing-state":
         return render(request, "classifier/partials/listing_state.html", context)

@@ -152,3 +152,13 @@ def test_listing_list_shows_the_prediction_for_rows_in_review_and_paths_where_am
     assert "Women &gt; Topwear &gt; Tshirts" in rows["Decided listing"]
     assert ">Jeans<" in rows["Plain listing"]  # unique leaf names stay short
     assert in_review.listing.title in html
+
+
+def test_listing_page_names_ambiguous_top_k_leaves_with_their_path(auditor):
+    men, _women = _two_tshirts()
+    task = factories.review_task(category=men)
+    task.prediction.top_k = {"article": [["Tshirts", 0.6], ["Shirts", 0.3]]}
+    task.prediction.master_category = "Men"
+    task.prediction.save(update_fields=["top_k", "master_category"])
+    html = _client(auditor).get(reverse("listing-detail", args=[task.listing_id])).content.decode()
+    assert "Men &gt; Topwear &gt; Tshirts" in html and "0.60" in html
