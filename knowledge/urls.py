@@ -27,6 +27,7 @@ urlpatterns = [
     path("changes/", views.changes, name="knowledge-changes"),
     path("suggestions/", views.suggestions, name="knowledge-suggestions"),
     path("suggestions/refresh", views.suggestions_refresh, name="knowledge-suggestions-refresh"),
+    path("suggestions/accept-bulk", views.suggestions_accept_bulk, name="knowledge-suggestions-accept-bulk"),
     path(
         "suggestions/<int:pk>/<str:decision>",
         views.suggestion_decide,

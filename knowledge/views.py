@@ -617,6 +617,25 @@ def suggestions_refresh(request: HttpRequest) -> HttpResponse:
 
 @editor
 @require_POST
+def suggestions_accept_bulk(request: HttpRequest) -> HttpResponse:
+    """Accept every brand -> category suggestion backed by at least `min_evidence` decisions."""
+    try:
+        min_evidence = int(request.POST.get("min_evidence", ""))
+        result = services.suggestions_accept_bulk(actor=request.user, min_evidence=min_evidence)
+    except ValueError as exc:  # KnowledgeError is a ValueError too
+        text = str(exc) if isinstance(exc, KnowledgeError) else "The threshold must be a whole number."
+        messages.error(request, text)
+    else:
+        messages.success(
+            request,
+            f"Accepted {result['accepted']} relations seen in at least {min_evidence} decisions; "
+            "pending until published.",
+        )
+    return redirect("knowledge-suggestions")
+
+
+@editor
+@require_POST
 def suggestion_decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
     if decision not in ("accept", "reject"):
         raise Http404("Unknown decision.")

@@ -5,15 +5,18 @@ graph holds positive evidence against the prediction; anything the graph merely 
 is a ``hint`` for the auditor and, through the review decisions, a suggestion for ops.
 
 - brand -> category: a conflict only when the brand is well supported (at least
-  ``min_brand_support`` approved listings, every relation counted) and none of them, nor any
-  relation without a count, lies in the predicted branch; a brand with a thin or uncounted
-  record, or one seen in the branch under another leaf, gives a hint at most;
+  ``min_brand_support`` approved listings, every relation counted), none of them lies in the
+  predicted sub-category, and the brand either never sold in the predicted master category or is
+  a specialist (nearly all its listings in one or two sub-categories); a generalist not seen in
+  the branch yet, a thin or uncounted record gives a hint at most (see `brand_evidence`);
 - the title naming another product type: a hint (titles name accessories, sets and gifts);
 - attribute rules: a conflict only for a ``required`` rule that the title violates;
 - a predicted category that the graph does not hold (or retired): a conflict.
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 from classifier.fusion.knowledge import BrandEntry, KnowledgeSnapshot
 from classifier.fusion.routing import Finding, Severity
@@ -42,6 +45,9 @@ AUDIENCE_MAP = {
 MIN_BRAND_SUPPORT = 20
 # Depth of the branch compared (0 master category, 1 sub-category).
 BRAND_LEVEL = 1
+# A specialist brand: this share of its listings in its this-many largest branches.
+SPECIALIST_SHARE = 0.9
+SPECIALIST_BRANCHES = 2
 
 
 def _norm_name(s: str) -> tuple[str, ...]:
@@ -67,18 +73,22 @@ def brand_evidence(
 ) -> tuple[Severity | None, str]:
     """How the brand's relations bear on the predicted leaf: (None, "") when they agree with it.
 
-    Returns (CONFLICT, message) only on positive evidence, (HINT, message) when the brand was not
-    seen in the branch but the record is too thin (or uncounted) to say it is wrong.
+    Positive evidence (CONFLICT) takes a brand with at least ``min_support`` counted listings,
+    none of them in the predicted branch, and either
+    - none in the predicted master category at all (a watch brand and a T-shirt), or
+    - a specialist: at least ``SPECIALIST_SHARE`` of its listings in its ``SPECIALIST_BRANCHES``
+      largest branches (a brand of two trades, and not this one).
+    A generalist merely not seen in this branch yet, a thin or uncounted record: HINT.
     """
     known = [(i, c) for i, c in enumerate(brand.category_ids) if snapshot.has_category(c)]
     if not known:
         return None, ""
     chain = snapshot.ancestors(leaf_id, include_self=True)
-    leaf_name = snapshot.category(leaf_id).name
+    leaf_key = _norm_name(snapshot.category(leaf_id).name)
     level = min(brand_level, len(chain) - 1)
-    branch = chain[level]
-    leaf_key = _norm_name(leaf_name)
-    in_branch = 0
+    branch, master = chain[level], chain[0]
+    per_branch: Counter[str] = Counter()
+    in_master = 0
     outside: list[str] = []
     uncounted = False
     for i, c in known:
@@ -88,24 +98,26 @@ def brand_evidence(
         if c in chain:
             return None, ""
         # the same type under another parent (a stray placement) is the same evidence
-        same_type = _norm_name(snapshot.category(c).name) == leaf_key
-        if branch in c_chain or same_type:
-            in_branch += 1 if support is None else max(support, 1)
-            continue
+        if branch in c_chain or _norm_name(snapshot.category(c).name) == leaf_key:
+            return None, ""
         if support is None:
             uncounted = True
+            support = 0
+        per_branch[c_chain[min(level, len(c_chain) - 1)]] += support
+        in_master += support if c_chain[0] == master else 0
         outside.append(snapshot.category(c).name)
-    if in_branch:
-        return None, ""
     total = brand.support_total
     branch_name = snapshot.category(branch).name
     sells = _join(outside)
     if total is not None and not uncounted and total >= min_support:
-        return (
-            Severity.CONFLICT,
-            f"brand {brand.name} sells {sells}, not {branch_name} "
-            f"({total} approved listings, none in {branch_name})",
-        )
+        largest = sum(n for _, n in per_branch.most_common(SPECIALIST_BRANCHES))
+        specialist = largest >= SPECIALIST_SHARE * total
+        if in_master == 0 or specialist:
+            where = snapshot.category(master).name if in_master == 0 else branch_name
+            return (
+                Severity.CONFLICT,
+                f"brand {brand.name} sells {sells}, not {where} ({total} approved listings, none in {where})",
+            )
     seen = f"seen {total} times" if total is not None else "relations not counted"
     return Severity.HINT, f"brand {brand.name} not seen in {branch_name} yet ({seen}: {sells})"
 

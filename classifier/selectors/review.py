@@ -14,7 +14,7 @@ from django.db.models import Count, Exists, F, FloatField, OuterRef, Q, QuerySet
 from django.db.models.functions import Cast, Floor, TruncHour
 from django.utils import timezone
 
-from classifier.models import AuditEvent, Listing, ReviewDecision, ReviewTask
+from classifier.models import AuditEvent, Listing, ReviewDecision, ReviewTask, RouteReasonChoice
 from classifier.services.review import COUNTS_CACHE_KEY
 from knowledge.models import Brand, BrandAlias, Category, CategoryAlias
 from knowledge.selectors import category_path_labels
@@ -71,11 +71,25 @@ def review_queue_counts(*, fresh: bool = False) -> dict[str, Any]:
             .annotate(n=Count("id"))
             .order_by("-n")[:40]
         )
+        by_route = {
+            row["route_reason"]: row["n"]
+            for row in ReviewTask.objects.filter(status=Status.PENDING)
+            .exclude(route_reason="")
+            .values("route_reason")
+            .annotate(n=Count("id"))
+            .order_by()
+        }
         labels = category_path_labels()
         overdue = ReviewTask.objects.filter(status=Status.PENDING, created_at__lt=review_sla_cutoff()).count()
         claimed = ReviewTask.objects.filter(status=Status.CLAIMED).count()
         return {
             "by_reason": [{"reason": r.value, "label": r.label, "n": by_reason[r.value]} for r in Reason],
+            # why the router sent them (the knowledge check or confidence); "route:<reason>" filters
+            "by_route": [
+                {"reason": ROUTE_FILTER_PREFIX + r.value, "label": r.label, "n": by_route.get(r.value, 0)}
+                for r in RouteReasonChoice
+                if r != RouteReasonChoice.AUTO_ACCEPTED
+            ],
             "by_category": [
                 {
                     "category_id": row["category_id"],
@@ -110,13 +124,24 @@ def review_queue_counts(*, fresh: bool = False) -> dict[str, Any]:
     return value
 
 
+ROUTE_FILTER_PREFIX = "route:"
+
+
+def review_reason_filter(reason: str) -> dict[str, str]:
+    """The queue filter a `reason` parameter stands for: a task reason ("escalated"), or the
+    router's reason when written "route:<reason>" ("route:unknown_category")."""
+    if reason.startswith(ROUTE_FILTER_PREFIX):
+        return {"route_reason": reason[len(ROUTE_FILTER_PREFIX) :]}
+    return {"reason": reason}
+
+
 def review_queue_tasks(
     *, reason: str | None = None, category_id: int | None = None, limit: int = 50
 ) -> list[ReviewTask]:
     """The head of a queue in serving order: overdue first (oldest first), then by priority."""
     base = ReviewTask.objects.filter(status=Status.PENDING).select_related("listing", "prediction")
     if reason:
-        base = base.filter(reason=reason)
+        base = base.filter(**review_reason_filter(reason))
     if category_id:
         base = base.filter(category_id=category_id)
     cutoff = review_sla_cutoff()

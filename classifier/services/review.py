@@ -240,7 +240,9 @@ def review_claim_next(
 
     pending = ReviewTask.objects.filter(status=Status.PENDING)
     if reason:
-        pending = pending.filter(reason=reason)
+        from classifier.selectors.review import review_reason_filter
+
+        pending = pending.filter(**review_reason_filter(reason))
     if category_id:
         pending = pending.filter(category_id=category_id)
     excluded = review_skip_excluded_ids(auditor_id=auditor.pk, now=now)

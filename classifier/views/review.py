@@ -22,7 +22,7 @@ from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url
 
-from classifier.models import ReviewDecision, ReviewTask
+from classifier.models import ReviewDecision, ReviewTask, RouteReasonChoice
 from classifier.selectors import review as sel
 from classifier.selectors import review_ui
 from classifier.services import review as svc
@@ -44,7 +44,9 @@ def _int_or_none(value: Any) -> int | None:
 
 def _queue_filters(data) -> dict[str, Any]:
     reason = data.get("reason") or None
-    if reason not in Reason.values:
+    # a task reason, or the router's reason as "route:<reason>" (e.g. route:unknown_category)
+    routes = {sel.ROUTE_FILTER_PREFIX + r for r in RouteReasonChoice.values}
+    if reason not in Reason.values and reason not in routes:
         reason = None
     return {"reason": reason, "category_id": _int_or_none(data.get("category"))}
 
@@ -107,6 +109,23 @@ def _item_context(
     return context
 
 
+def _draft(data, *, unknown_brand: str = "") -> dict[str, Any]:
+    """What the auditor typed in the correction panel, to render it again after a refusal."""
+    from knowledge.models import Category
+
+    category_id = _int_or_none(data.get("category_id"))
+    category = Category.objects.filter(pk=category_id).first() if category_id else None
+    return {
+        "action": data.get("action", ""),
+        "category_id": category_id or "",
+        "category_label": category.path_label if category else "",
+        "brand": (data.get("brand") or "")[:200],
+        "cause": data.get("cause", ""),
+        "comment": (data.get("comment") or "")[:2000],
+        "unknown_brand": unknown_brand,
+    }
+
+
 def _render_item(
     request: HttpRequest,
     task: ReviewTask | None,
@@ -114,10 +133,18 @@ def _render_item(
     notice: tuple[str, str] | None = None,
     filters: dict | None = None,
     push: bool = True,
+    draft: dict | None = None,
 ) -> HttpResponse:
     if task is not None:
         task = sel.review_task_get(task_id=task.pk)
-    context = _item_context(request, task, notice, filters=filters or {"reason": None, "category_id": None})
+    context = _item_context(
+        request,
+        task,
+        notice,
+        filters=filters or {"reason": None, "category_id": None},
+        draft=draft or {},
+        can_add_brand=request.user.has_perm(Perm.EDIT_KNOWLEDGE),
+    )
     if request.htmx:
         response = render(request, "classifier/partials/review_item.html", context)
         if push:
@@ -191,11 +218,15 @@ def decide(request: HttpRequest, task_id: int) -> HttpResponse:
             brand_name=data.get("brand", ""),
             cause=data.get("cause", ""),
             comment=data.get("comment", ""),
+            brand_unresolved=data.get("brand_unresolved") == "1",
         )
     except svc.InvalidDecision as exc:
-        # Stay on the item: the auditor fixes the input.
+        # Stay on the item with what the auditor typed: they fix the input, nothing is lost.
         task = sel.review_task_get(task_id=task_id)
-        return _render_item(request, task, notice=("error", str(exc)), filters=filters, push=False)
+        draft = _draft(data, unknown_brand=getattr(exc, "brand_name", ""))
+        return _render_item(
+            request, task, notice=("error", str(exc)), filters=filters, push=False, draft=draft
+        )
     except svc.ReviewError as exc:
         # Claim lost or already recorded: nothing was written; move on to the next item.
         task = svc.review_claim_next(auditor=request.user, **filters)
@@ -216,6 +247,29 @@ def decide(request: HttpRequest, task_id: int) -> HttpResponse:
     if task is None:
         text += " The queue is empty."
     return _render_item(request, task, notice=("success", text), filters=filters)
+
+
+@perm_required(Perm.EDIT_KNOWLEDGE)
+@require_POST
+def brand_add(request: HttpRequest, task_id: int) -> HttpResponse:
+    """Ops, from a refused correction: add the brand it named, then show the correction again as typed."""
+    from knowledge.services import KnowledgeError, brand_create
+
+    data = request.POST
+    filters = _queue_filters(data)
+    name = (data.get("brand") or "").strip()
+    task = sel.review_task_get(task_id=task_id)
+    try:
+        brand = brand_create(
+            actor=request.user, name=name, reason=f"named in a correction of review task {task_id}"
+        )
+    except KnowledgeError as exc:
+        notice = ("error", str(exc))
+        draft = _draft(data, unknown_brand=name)
+    else:
+        notice = ("success", f"Brand “{brand.name}” added (pending publish); save the correction again.")
+        draft = _draft(data)
+    return _render_item(request, task, notice=notice, filters=filters, push=False, draft=draft)
 
 
 @reviewer_required

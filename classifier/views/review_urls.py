@@ -10,6 +10,7 @@ urlpatterns = [
     path("task/<int:task_id>/claim/", review.claim_task, name="review-claim"),
     path("task/<int:task_id>/decide/", review.decide, name="review-decide"),
     path("task/<int:task_id>/release/", review.release, name="review-release"),
+    path("task/<int:task_id>/brand/", review.brand_add, name="review-brand-add"),
     path("search/categories/", review.category_search, name="review-category-search"),
     path("search/brands/", review.brand_search, name="review-brand-search"),
     path("bulk/", review.bulk, name="review-bulk"),

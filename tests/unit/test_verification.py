@@ -184,3 +184,30 @@ def test_catalogue_miner_counts_support_finds_bare_brands_and_reports_merges(tmp
     assert all(len(item) == 3 and item[2] for item in report)  # every merge says why
     # without the option nothing is merged (the model's training labels are left alone)
     assert snapshot_from_catalogue(p, splits=("train",)).has_category(STRAY_SANDALS)
+
+
+def test_a_generalist_not_seen_in_a_branch_yet_is_a_hint_but_not_in_a_whole_master_category():
+    leaves = [f"Apparel > Sub{i} > Leaf{i}" for i in range(5)]
+    snap = KnowledgeSnapshot(
+        1,
+        _tree(*leaves, "Apparel > Topwear > Tshirts", WATCHES),
+        (BrandEntry("pe", "Peter England", (), tuple(leaves), (20, 20, 20, 20, 20)),),
+    )
+    # 100 listings spread over five sub-categories: an unseen sixth one is not evidence
+    assert _severities(_check(snap, "Peter England Men Tshirt", TSHIRTS), "brand_category") == ["hint"]
+    # ...but never once in Accessories is
+    findings = _check(snap, "Peter England Men Watch", WATCHES)
+    assert _severities(findings, "brand_category") == ["conflict"]
+    assert "none in Accessories" in findings[0]["message"]
+
+
+def test_a_specialist_brand_outside_its_trade_is_a_conflict_within_the_same_master():
+    flip_flops = "Footwear > Flip Flops > Flip Flops"
+    snap = KnowledgeSnapshot(
+        1,
+        _tree(CASUAL, SANDALS, flip_flops),
+        (BrandEntry("woodland", "Woodland", (), (CASUAL, SANDALS), (90, 5)),),
+    )
+    findings = _check(snap, "Woodland Men Flip Flops", flip_flops)
+    assert _severities(findings, "brand_category") == ["conflict"]
+    assert "none in Flip Flops" in findings[0]["message"]

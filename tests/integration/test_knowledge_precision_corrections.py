@@ -1,0 +1,155 @@
+"""Corrections never lose work; decisions feed relation support; the route reason is shown and filters."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from classifier.models import ReviewDecision, ReviewTask
+from classifier.services import review as svc
+from knowledge import services as kg
+from knowledge.models import Brand, BrandCategory, Suggestion
+from tests import factories
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+
+HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "review-work"}
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache(settings):
+    factories.plain_static_storage(settings)
+    factories.review_cache_reset()
+    yield
+    factories.review_cache_reset()
+
+
+def _client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _claimed_task(user, **kwargs) -> ReviewTask:
+    task = factories.review_task(**kwargs)
+    svc.review_claim_task(auditor=user, task_id=task.pk)
+    task.refresh_from_db()
+    return task
+
+
+def _correct(client, task, **fields):
+    data = {
+        "action": "correct",
+        "version": task.version,
+        "category_id": fields.pop("category_id"),
+        "brand": fields.pop("brand", ""),
+        "cause": fields.pop("cause", "knowledge_gap"),
+        **fields,
+    }
+    return client.post(reverse("review-decide", args=[task.pk]), data, **HTMX)
+
+
+def test_a_correction_with_an_unknown_brand_keeps_its_text_and_offers_the_way_out(auditor):
+    lips = factories.category_path("Personal Care", "Lips", "Lipstick")
+    task = _claimed_task(auditor, title="Lakme Absolute Lipstick")
+    response = _correct(_client(auditor), task, category_id=lips.pk, brand="Lakme", cause="knowledge_gap")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Unknown brand “Lakme”" in html
+    assert 'value="Lakme"' in html, "the typed brand is still in the panel"
+    assert f'id="cat-id" value="{lips.pk}"' in html and "Personal Care &gt; Lips &gt; Lipstick" in html
+    assert '<option value="knowledge_gap"  selected>' in html or 'value="knowledge_gap" selected' in html
+    assert 'id="panel-correct" class="rv-panel" open' in html
+    assert "Send with brand unresolved" in html
+    assert "btn-brand-add" not in html, "auditors cannot add brands"
+    assert not ReviewDecision.objects.exists()
+    task.refresh_from_db()
+    assert task.status == ReviewTask.Status.CLAIMED
+
+    # Sent with the brand unresolved: saved without a brand, the gap becomes an ops suggestion.
+    response = _correct(_client(auditor), task, category_id=lips.pk, brand="Lakme", brand_unresolved="1")
+    decision = ReviewDecision.objects.get(task=task)
+    assert decision.action == "correct" and decision.category_id == lips.pk and decision.brand_id is None
+    gap = Suggestion.objects.get(kind=Suggestion.Kind.BRAND_NEW)
+    assert gap.alias == "Lakme" and gap.evidence_count == 1 and gap.example_listing_ids == [task.listing_id]
+    kg.suggestions_refresh()
+    assert Suggestion.objects.filter(kind=Suggestion.Kind.BRAND_NEW, status="pending").exists()
+
+
+def test_ops_add_the_brand_from_the_panel_and_keep_the_correction(ops_user):
+    lips = factories.category_path("Personal Care", "Lips", "Lipstick")
+    task = _claimed_task(ops_user, title="Revlon Lipstick")
+    client = _client(ops_user)
+    html = _correct(client, task, category_id=lips.pk, brand="Revlon").content.decode()
+    assert "btn-brand-add" in html
+    response = client.post(
+        reverse("review-brand-add", args=[task.pk]),
+        {
+            "action": "correct",
+            "version": task.version,
+            "category_id": lips.pk,
+            "brand": "Revlon",
+            "cause": "",
+        },
+        **HTMX,
+    )
+    html = response.content.decode()
+    assert "Brand “Revlon” added" in html and 'value="Revlon"' in html and f'value="{lips.pk}"' in html
+    assert Brand.objects.filter(name="Revlon").exists()
+    _correct(client, task, category_id=lips.pk, brand="Revlon")
+    assert ReviewDecision.objects.get(task=task).brand.name == "Revlon"
+
+
+def test_auditors_cannot_add_brands(auditor):
+    task = _claimed_task(auditor)
+    response = _client(auditor).post(reverse("review-brand-add", args=[task.pk]), {"brand": "X"}, **HTMX)
+    assert response.status_code == 403 and not Brand.objects.filter(name="X").exists()
+
+
+def test_decisions_add_to_the_support_of_the_relation_they_confirm_and_undo_takes_it_back(auditor, ops_user):
+    tshirts = factories.category_path("Apparel", "Topwear", "Tshirts")
+    caps = factories.category_path("Accessories", "Headwear", "Caps")
+    puma = factories.brand("Puma")
+    BrandCategory.objects.create(brand=puma, category=tshirts, support=10, source="import")
+    task = _claimed_task(auditor, category=tshirts, brand_obj=puma, title="Puma Men Tshirt")
+    svc.review_decide(auditor=auditor, task_id=task.pk, version=task.version, action="approve")
+    assert BrandCategory.objects.get(brand=puma, category=tshirts).support == 11
+    svc.review_undo_last(auditor=auditor)
+    assert BrandCategory.objects.get(brand=puma, category=tshirts).support == 10
+
+    # Corrections to a category the brand is not known to sell: a suggestion with its evidence,
+    # accepted in bulk above a threshold, with that evidence as the relation's support.
+    for i in range(3):
+        t = _claimed_task(auditor, category=tshirts, brand_obj=puma, title=f"Puma Unisex Cap {i}")
+        svc.review_decide(
+            auditor=auditor,
+            task_id=t.pk,
+            version=t.version,
+            action="correct",
+            category_id=caps.pk,
+            brand_name="Puma",
+        )
+    kg.suggestions_refresh()
+    gap = Suggestion.objects.get(kind=Suggestion.Kind.BRAND_CATEGORY, category=caps)
+    assert gap.evidence_count == 3
+    assert kg.suggestions_accept_bulk(actor=ops_user, min_evidence=4) == {"accepted": 0}
+    assert kg.suggestions_accept_bulk(actor=ops_user, min_evidence=3) == {"accepted": 1}
+    relation = BrandCategory.objects.get(brand=puma, category=caps)
+    assert relation.support == 3 and relation.source == BrandCategory.Source.DECISIONS
+
+
+def test_the_route_reason_is_shown_and_filters_the_queue(auditor):
+    unknown = factories.review_task(title="Mystery item", reason="knowledge_conflict")
+    ReviewTask.objects.filter(pk=unknown.pk).update(route_reason="unknown_category")
+    low = factories.review_task(title="Blurry shoe")
+    ReviewTask.objects.filter(pk=low.pk).update(route_reason="low_confidence")
+    client = _client(auditor)
+    page = client.get(reverse("review-queues")).content.decode()
+    assert "By route reason" in page and "?reason=route:unknown_category" in page
+    filtered = client.get(reverse("review-queues") + "?reason=route:unknown_category").content.decode()
+    assert "Mystery item" in filtered and "Blurry shoe" not in filtered
+    task = svc.review_claim_next(auditor=auditor, reason="route:unknown_category")
+    assert task.pk == unknown.pk
+    item = client.get(reverse("review-task", args=[unknown.pk])).content.decode()
+    assert 'data-testid="route-reason"' in item and "routed: Unknown category" in item
