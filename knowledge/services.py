@@ -1321,7 +1321,8 @@ def _title_brand_prefix(title: str) -> str | None:
 
 
 def suggestions_refresh() -> dict[str, int]:
-    """Derive pending suggestions from review decisions (approve/correct, not undone). Idempotent.
+    """Derive pending suggestions from review decisions (approve/correct, not undone) and
+    auto-accepted listings. Idempotent.
 
     - brand_category: the decision names a brand and a category the brand does not sell (at that
       node or any ancestor);
@@ -1380,6 +1381,31 @@ def suggestions_refresh() -> dict[str, int]:
                 },
             )
             gap["listings"].append(decision.listing_id)
+    # Auto-accepted listings are evidence too ("Puma sells Caps? seen 14 times"): the knowledge
+    # check left them a hint, and ops decide whether the relation is real.
+    from classifier.models import Listing
+
+    accepted = Listing.objects.filter(
+        status=Listing.Status.ACCEPTED, final_brand__isnull=False, final_category__isnull=False
+    ).values_list("id", "final_brand_id", "final_category_id")
+    for listing_id, brand_id, category_id in accepted.iterator(chunk_size=5000):
+        chain, cur = set(), category_id
+        while cur is not None and cur not in chain:
+            chain.add(cur)
+            cur = parents.get(cur)
+        if not chain & sells.get(brand_id, set()):
+            key = f"brand_category:{brand_id}:{category_id}"
+            gap = gaps.setdefault(
+                key,
+                {
+                    "kind": Suggestion.Kind.BRAND_CATEGORY,
+                    "brand_id": brand_id,
+                    "category_id": category_id,
+                    "alias": "",
+                    "listings": [],
+                },
+            )
+            gap["listings"].append(listing_id)
     created = updated = 0
     with transaction.atomic():
         for key, gap in gaps.items():

@@ -153,3 +153,19 @@ def test_the_route_reason_is_shown_and_filters_the_queue(auditor):
     assert task.pk == unknown.pk
     item = client.get(reverse("review-task", args=[unknown.pk])).content.decode()
     assert 'data-testid="route-reason"' in item and "routed: Unknown category" in item
+
+
+def test_auto_accepted_listings_outside_the_brands_record_become_a_suggestion_with_their_count():
+    from classifier.models import Listing
+
+    caps = factories.category_path("Accessories", "Headwear", "Caps")
+    puma = factories.brand("Puma", sells=factories.category_path("Apparel", "Topwear", "Tshirts"))
+    for i in range(14):
+        task = factories.review_task(title=f"Puma Unisex Cap {i}", category=caps, brand_obj=puma)
+        ReviewTask.objects.filter(pk=task.pk).update(status=ReviewTask.Status.DONE)
+        Listing.objects.filter(pk=task.listing_id).update(
+            status=Listing.Status.ACCEPTED, final_brand=puma, final_category=caps
+        )
+    kg.suggestions_refresh()
+    gap = Suggestion.objects.get(kind=Suggestion.Kind.BRAND_CATEGORY, brand=puma, category=caps)
+    assert gap.evidence_count == 14 and gap.status == Suggestion.Status.PENDING
