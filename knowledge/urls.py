@@ -24,6 +24,11 @@ urlpatterns = [
     path("versions/", views.versions, name="knowledge-versions"),
     path("versions/<int:number>/", views.version_detail, name="knowledge-version"),
     path("versions/<int:number>/restore", views.version_restore, name="knowledge-version-restore"),
+    path(
+        "versions/<int:number>/reroute-undo",
+        views.version_reroute_undo,
+        name="knowledge-version-reroute-undo",
+    ),
     path("changes/", views.changes, name="knowledge-changes"),
     path("suggestions/", views.suggestions, name="knowledge-suggestions"),
     path("suggestions/refresh", views.suggestions_refresh, name="knowledge-suggestions-refresh"),

@@ -584,10 +584,26 @@ def version_restore(request: HttpRequest, number: int) -> HttpResponse:
     return redirect("knowledge-versions")
 
 
+@editor
+@require_POST
+def version_reroute_undo(request: HttpRequest, number: int) -> HttpResponse:
+    """Put back in the queue the review tasks this version's publish resolved (where still possible)."""
+    from knowledge.reroute import reroute_undo_version
+
+    result = reroute_undo_version(number=number, actor=request.user)
+    text = f"{result['undone']} tasks resolved by v{number} are back in the review queue."
+    if result["refused"]:
+        text += f" {result['refused']} could not be put back (decided or re-queued since)."
+    messages.success(request, text)
+    return redirect("knowledge-version", number=number)
+
+
 @viewer
 @require_GET
 def changes(request: HttpRequest) -> HttpResponse:
-    rows = ChangeLog.objects.select_related("actor", "knowledge_version")[:300]
+    rows = ChangeLog.objects.select_related("actor", "knowledge_version").defer(
+        "knowledge_version__snapshot", "knowledge_version__row_ids"
+    )[:300]
     return render(request, "knowledge/changes.html", {"changes": rows, **_common(request)})
 
 

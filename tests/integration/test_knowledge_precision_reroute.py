@@ -213,3 +213,29 @@ def test_a_concurrent_auditor_decision_on_a_task_being_rerouted_wins(ops_user, a
     assert task.status == ReviewTask.Status.DONE and task.resolved_by_knowledge_version is None
     assert Listing.objects.get(pk=task.listing_id).final_category_id == shirts.pk
     assert job.resolved_task_ids == [] and job.status == RerouteJob.Status.DONE
+
+
+@pytest.mark.django_db
+def test_the_version_page_shows_the_reroute_and_ops_can_put_the_tasks_back(
+    ops_user, auditor, graph, django_capture_on_commit_callbacks
+):
+    from django.test import Client
+    from django.urls import reverse
+
+    tshirts = graph["tshirts"]
+    tasks = [_knowledge_task(f"Titan Men Tshirt {i}", tshirts) for i in range(2)]
+    services.brand_category_add(actor=ops_user, brand=factories.brand("Titan"), category=tshirts)
+    ops = Client()
+    ops.force_login(ops_user)
+    preview = ops.get(reverse("knowledge-publish")).content.decode()
+    assert 'data-testid="reroute-resolve">2<' in preview
+    v2 = _publish(ops_user, django_capture_on_commit_callbacks, "Titan sells T-shirts")
+    page = ops.get(reverse("knowledge-version", args=[v2.number])).content.decode()
+    assert "2/2 open tasks checked, 2 resolved" in page and 'data-testid="reroute-undo"' in page
+    other = Client()
+    other.force_login(auditor)
+    assert other.post(reverse("knowledge-version-reroute-undo", args=[v2.number])).status_code == 403
+    ops.post(reverse("knowledge-version-reroute-undo", args=[v2.number]))
+    for task in tasks:
+        task.refresh_from_db()
+        assert task.status == ReviewTask.Status.PENDING
