@@ -37,5 +37,7 @@ echo "### knowledge graph: snapshot build/memory at scale, publish-to-first-use"
 $PY tests/bench/bench_knowledge_snapshot.py "${knowledge[@]}"
 echo "### fine-tuning: frozen-set accuracy kept, corrected category improved, time per job"
 $PY tests/bench/bench_finetune.py --data "$DATA" "${finetune[@]}"
+echo "### knowledge check: correct predictions it holds, conflict precision, demo queue (targets <= 1%, >= 60%, <= 5%)"
+$PY tests/bench/bench_knowledge_precision.py --data "$DATA" $([ "${1:-}" = "--quick" ] && echo "--limit 300")
 echo "### attention map: share of its mass inside the product's bounding box (target >= 70%)"
 $PY tests/bench/bench_attention.py --data "$DATA" "${attention[@]}"
