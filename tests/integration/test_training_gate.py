@@ -57,6 +57,8 @@ def test_every_version_is_evaluated_when_registered_against_production(
     frozen = v0.metrics["frozen_eval"]
     assert frozen["metrics"]["n"] == 20 and len(frozen["items"]) == 20
     assert frozen["set"].startswith("frozen:sample:test:n=20")
+    # real figures: the bundled model gets most of the sample's test photos right
+    assert frozen["metrics"]["accuracy"]["article"] > 0.7, (frozen["metrics"], frozen["items"][:5])
 
     # A candidate (same weights, another directory): evaluated on registration, against v0.
     v1 = svc.model_version_register(
