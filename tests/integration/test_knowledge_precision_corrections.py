@@ -169,3 +169,80 @@ def test_auto_accepted_listings_outside_the_brands_record_become_a_suggestion_wi
     kg.suggestions_refresh()
     gap = Suggestion.objects.get(kind=Suggestion.Kind.BRAND_CATEGORY, brand=puma, category=caps)
     assert gap.evidence_count == 14 and gap.status == Suggestion.Status.PENDING
+
+
+def test_the_pipeline_routes_with_route_at_the_serving_versions_threshold_and_stores_the_reason(
+    monkeypatch, settings
+):
+    """listings_classify with a stand-in engine: one routing rule, the stored threshold, hints never route."""
+    from types import SimpleNamespace
+
+    from classifier.fusion.engine import FusionPrediction
+    from classifier.models import Listing, Prediction
+    from classifier.services.classification import listings_classify
+
+    settings.REVIEW_THRESHOLD = None
+    tshirts = factories.category_path("Apparel", "Topwear", "Tshirts")
+    version = factories.model_version("routing-v1")
+    version.review_threshold = 0.95  # stored with the version: it wins over the engine's 0.5
+    version.save(update_fields=["review_threshold"])
+    hint = {"code": "brand_category", "message": "brand Puma not seen in Topwear yet", "severity": "hint"}
+    conflict = {
+        "code": "brand_category",
+        "message": "brand Titan sells Watches, not Apparel",
+        "severity": "conflict",
+    }
+    cases = {"hint-sure": (0.99, [hint]), "unsure": (0.9, []), "conflict": (0.99, [conflict])}
+    listings = {
+        key: Listing.objects.create(
+            source="t",
+            external_id=key,
+            title=key,
+            image=factories.tiny_image_name(),
+            image_sha256=key.ljust(64, "0"),
+        )
+        for key in cases
+    }
+
+    def predict_batch(items, review_threshold=None):
+        assert review_threshold == 0.95
+        out = []
+        for item in items:
+            confidence, findings = cases[Listing.objects.get(pk=int(item.key)).external_id]
+            out.append(
+                FusionPrediction(
+                    "Apparel",
+                    "Topwear",
+                    "Tshirts",
+                    "Apparel > Topwear > Tshirts",
+                    (1.0, 1.0, confidence),
+                    confidence,
+                    {},
+                    None,
+                    0.0,
+                    False,
+                    [],
+                    findings,
+                    [],
+                    "full",
+                    1.0,
+                    0.1,
+                    key=item.key,
+                )
+            )
+        return out
+
+    engine = SimpleNamespace(predict_batch=predict_batch, review_threshold=0.5, snapshot_version=1)
+    monkeypatch.setattr(
+        "classifier.inference.engine_for_batch", lambda: SimpleNamespace(engine=engine, version=version)
+    )
+    report = listings_classify(listing_ids=[listing.pk for listing in listings.values()])
+    assert len(report.classified) == 3
+    routed = {key: Prediction.objects.get(listing=listing) for key, listing in listings.items()}
+    assert routed["hint-sure"].route_reason == "auto_accepted" and not routed["hint-sure"].needs_review
+    assert Listing.objects.get(pk=listings["hint-sure"].pk).status == Listing.Status.ACCEPTED
+    assert routed["unsure"].route_reason == "low_confidence"
+    assert ReviewTask.objects.get(listing=listings["unsure"]).route_reason == "low_confidence"
+    task = ReviewTask.objects.get(listing=listings["conflict"])
+    assert task.route_reason == "knowledge_conflict" and task.reason == "knowledge_conflict"
+    assert "Titan" in task.reason_detail and tshirts.pk == task.category_id
