@@ -41,7 +41,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
+    "fusionreview.apps.FusionReviewConfig",
     "knowledge",
     "classifier",
     "classifier.webhooks",
@@ -49,6 +51,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "fusionreview.middleware.ApiErrorMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -94,6 +97,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["OPTIONS"] = {"timeout": 20}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:
+    # A database that went away (restart, failover) is noticed before a request uses the
+    # connection, and a connect to a dead server gives up quickly (the API answers 503).
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -136,7 +146,14 @@ MAX_TITLE_LENGTH = env_int("MAX_TITLE_LENGTH", 300, minimum=20)
 # --- Redis, cache, Celery ------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # Short timeouts: the cache (claims, throttles, sent marks) must never hang a request when Redis is away.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -158,30 +175,116 @@ CELERY_TASK_ROUTES = {
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=10)
-}
 CELERY_RESULT_EXPIRES = 3600
+# Workers log through LOGGING below (JSON lines with the listing ids when LOG_FORMAT=json).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+
+# --- timing that must agree (tasks, broker, claims, sweeper) --------------------------------
+# A classification batch is warned at the soft limit (it gives its listings back) and killed at
+# the hard limit. Claims a worker holds in the cache last exactly that long: no live task can
+# still be working on a listing whose claim has expired.
+CLASSIFY_TIME_LIMIT = env_int("CLASSIFY_TIME_LIMIT", 120, minimum=10)
+CLASSIFY_SOFT_TIME_LIMIT = env_int("CLASSIFY_SOFT_TIME_LIMIT", CLASSIFY_TIME_LIMIT - 20, minimum=5)
+INFERENCE_CLAIM_TTL_SECONDS = CLASSIFY_TIME_LIMIT
+# Retries are bounded by time, not count: a task whose database (or broker) is away retries with
+# back-off (at most CLASSIFY_RETRY_MAX_DELAY apart) for CLASSIFY_RETRY_WINDOW seconds, which
+# outlives an outage of several minutes; after that the sweeper still owns the listing.
+CLASSIFY_RETRY_WINDOW = env_int("CLASSIFY_RETRY_WINDOW", 900, minimum=60)
+CLASSIFY_RETRY_MAX_DELAY = env_int("CLASSIFY_RETRY_MAX_DELAY", 30, minimum=1)
+# Redis redelivers a message that was delivered but not acknowledged after the visibility
+# timeout (a worker killed with -9). It must exceed the longest a message can legitimately stay
+# unacknowledged -- the hard time limit plus the longest retry countdown (Redis keeps ETA
+# messages unacknowledged on the worker) -- or a running task would be handed out twice.
+# Training jobs run longer; their redelivery is harmless (claimed queued -> running once).
+# The check `fusionreview.W001` warns when it does not hold.
+CELERY_VISIBILITY_TIMEOUT = env_int(
+    "CELERY_VISIBILITY_TIMEOUT", 2 * (CLASSIFY_TIME_LIMIT + CLASSIFY_RETRY_MAX_DELAY), minimum=10
+)
+# The broker must never make a web request wait: short connect/socket timeouts, and the
+# publish itself retries once at most (fusionreview.dispatch). Redis down -> the listing is
+# accepted, the send fails in about a second, the sweeper sends it later.
+BROKER_TIMEOUT_SECONDS = env_float("BROKER_TIMEOUT_SECONDS", 1.0, minimum=0.1, maximum=60.0)
+CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_TIMEOUT_SECONDS
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers and beat keep reconnecting through a Redis restart (None: no limit).
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    "socket_connect_timeout": BROKER_TIMEOUT_SECONDS,
+    "socket_timeout": max(3.0, 2 * BROKER_TIMEOUT_SECONDS),
+    "retry_on_timeout": False,
+    "health_check_interval": 25,
+}
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = BROKER_TIMEOUT_SECONDS
+CELERY_REDIS_SOCKET_TIMEOUT = max(3.0, 2 * BROKER_TIMEOUT_SECONDS)
+# The Redis result backend subscribes to a task's result when it is sent; its reconnect policy
+# (20 tries by default, ~19 s with Redis down) would otherwise hold the ingest request.
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": BROKER_TIMEOUT_SECONDS,
+    "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
+}
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
+CELERY_RESULT_BACKEND_MAX_RETRIES = 10
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+
+# The sweeper (classifier.tasks.sweeper) runs every SWEEP_INTERVAL seconds. It sends again the
+# listings still queued without a live "sent" mark (never sent: broker down at ingest; lost:
+# Redis restarted without persistence; stuck: the worker was killed), once they are
+# SWEEP_MIN_AGE old (the on-commit send of a fresh listing is not raced). A sent mark lives
+# CLASSIFY_REDISPATCH_AFTER seconds -- longer than a batch may run -- so a listing whose message
+# is merely waiting is not sent twice in that time. Failed listings are tried again after the
+# same delay, at most CLASSIFY_FAILED_MAX_ATTEMPTS times.
+SWEEP_INTERVAL = env_int("SWEEP_INTERVAL", 30, minimum=5)
+SWEEP_MIN_AGE = env_int("SWEEP_MIN_AGE", 30, minimum=1)
+SWEEP_BATCH_LIMIT = env_int("SWEEP_BATCH_LIMIT", 5000, minimum=10)
+CLASSIFY_REDISPATCH_AFTER = env_int(
+    "CLASSIFY_REDISPATCH_AFTER", CLASSIFY_TIME_LIMIT + CLASSIFY_RETRY_MAX_DELAY + 30, minimum=10
+)
+CLASSIFY_FAILED_MAX_ATTEMPTS = env_int("CLASSIFY_FAILED_MAX_ATTEMPTS", 3, minimum=0)
+
+# Every periodic job, in one place. Review claims last CLAIM_TTL_SECONDS (below); the release
+# runs every SWEEP_INTERVAL, so an abandoned claim is back in the queue within TTL + interval.
 CELERY_BEAT_SCHEDULE: dict = {
-    # Claims whose auditor walked away go back to the queue (claiming also releases them on demand).
+    "listings-sweep": {
+        "task": "classifier.tasks.listings_sweep",
+        "schedule": float(SWEEP_INTERVAL),
+        "options": {"queue": "default", "expires": SWEEP_INTERVAL},
+    },
     "review-release-expired": {
         "task": "classifier.tasks.review.review_release_expired",
-        "schedule": 60.0,
-        "options": {"queue": "default"},
+        "schedule": float(SWEEP_INTERVAL),
+        "options": {"queue": "default", "expires": SWEEP_INTERVAL},
     },
     # Fine-tuning: fail jobs whose worker died (stale heartbeat); watch auto-accept accuracy for drift.
     "training-jobs-sweep": {
         "task": "classifier.tasks.training_jobs_sweep",
         "schedule": 60.0,
-        "options": {"queue": "default"},
+        "options": {"queue": "default", "expires": 60},
     },
     "drift-check": {
         "task": "classifier.tasks.drift_check",
         "schedule": 3600.0,
-        "options": {"queue": "default"},
+        "options": {"queue": "default", "expires": 3600},
+    },
+    # Knowledge: push published versions the entity cache missed; derive suggestions from decisions.
+    "knowledge-activation-sweep": {
+        "task": "knowledge.tasks.knowledge_activation_sweep",
+        "schedule": 30.0,
+        "options": {"queue": "default", "expires": 30},
+    },
+    "knowledge-suggestions-refresh": {
+        "task": "knowledge.tasks.knowledge_suggestions_refresh",
+        "schedule": 15 * 60.0,
+        "options": {"queue": "default", "expires": 15 * 60},
+    },
+    # Re-route jobs a publish could not queue (broker down) run here.
+    "knowledge-reroute-sweep": {
+        "task": "knowledge.tasks.knowledge_reroute_sweep",
+        "schedule": 60.0,
+        "options": {"queue": "default", "expires": 60},
     },
 }
 
@@ -232,13 +335,32 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
+    # Every error body is {"detail", "code"[, "errors"]} (fusionreview/api_errors.py).
+    "EXCEPTION_HANDLER": "fusionreview.api_errors.exception_handler",
+    # The token endpoint (fusionreview.auth): requests per client address, on top of the lockout.
+    "DEFAULT_THROTTLE_RATES": {"auth": env_str("AUTH_THROTTLE_RATE", "30/min")},
 }
+# Sign-in lockout (login page and token endpoint, fusionreview/auth.py).
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_IP_FAILURE_LIMIT = env_int("LOGIN_IP_FAILURE_LIMIT", 100, minimum=1)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+# /metrics (Prometheus): a bearer token for the scraper, or a scrape from these addresses (none by default).
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", [])
+# Retry-After of a 503 from the API while PostgreSQL or Redis is down (fusionreview/middleware.py).
+API_RETRY_AFTER_SECONDS = env_int("API_RETRY_AFTER_SECONDS", 30, minimum=1)
 SPECTACULAR_SETTINGS = {
     "TITLE": "FusionReview API",
     "DESCRIPTION": "Listing ingestion, predictions and review state.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Swagger UI and ReDoc from the installed drf-spectacular-sidecar package: no CDN, works offline.
+    # Request and response shapes apart: an upload is `format: binary` in, a URL out.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "ListingStatusEnum": "classifier.models.Listing.Status",
         "ReviewTaskStatusEnum": "classifier.models.ReviewTask.Status",
@@ -261,8 +383,20 @@ SESSION_COOKIE_HTTPONLY = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {
+            "()": "fusionreview.logging.ContextTextFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        },
+        "json": {"()": "fusionreview.logging.JsonFormatter"},
+    },
+    # LOG_FORMAT=json: one JSON object per line with the listing ids (fusionreview/logging.py).
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if env_str("LOG_FORMAT", "plain") == "json" else "plain",
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # One line per task is the worker's own log; in-process (demo) runs would repeat every batch twice.
     "loggers": {"celery.app.trace": {"level": "WARNING" if CELERY_TASK_ALWAYS_EAGER else "INFO"}},

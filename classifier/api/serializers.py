@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from classifier.models import Listing, Prediction, ReviewTask
+
+# PostgreSQL text cannot hold NUL; the schema says so (a `pattern`) instead of a surprise 400.
+NO_NUL = RegexValidator(r"^[^\x00]*$", message="must not contain NUL characters")
 
 
 class ListingCreateInput(serializers.Serializer):
@@ -44,7 +48,26 @@ class ListingCreateInput(serializers.Serializer):
 
 class ListingListQuery(serializers.Serializer):
     status = serializers.ChoiceField(choices=Listing.Status.choices, required=False)
-    search = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    search = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        help_text="Substring of the title, or an exact external id",
+        validators=[NO_NUL],
+    )
+    page = serializers.IntegerField(required=False, min_value=1)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # DRF reads `?status=` as "not given"; the schema says it must be one of the statuses.
+        blank = [
+            name
+            for name, field in self.fields.items()
+            if self.initial_data.get(name) == "" and not getattr(field, "allow_blank", False)
+        ]
+        if blank:
+            raise serializers.ValidationError({name: ["must not be empty when given"] for name in blank})
+        return attrs
 
 
 class PredictionOutput(serializers.ModelSerializer):
@@ -182,4 +205,17 @@ class ListingOutput(serializers.ModelSerializer):
 class ErrorOutput(serializers.Serializer):
     detail = serializers.CharField()
     code = serializers.CharField()
-    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+
+
+class TokenOutput(serializers.Serializer):
+    token = serializers.CharField()
+
+
+class ListingPageOutput(serializers.Serializer):
+    """One page of the listing list (DRF's page-number pagination)."""
+
+    count = serializers.IntegerField(min_value=0)
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = ListingSummaryOutput(many=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.http import Http404
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -16,9 +16,9 @@ from classifier.api.serializers import (
     ListingCreateInput,
     ListingListQuery,
     ListingOutput,
+    ListingPageOutput,
     ListingSummaryOutput,
 )
-from classifier.models import Listing
 from classifier.selectors.listings import listing_detail, listing_list
 from classifier.services.listings import ListingConflict, ListingRejected, listing_ingest
 from fusionreview.roles import Perm, has_perm
@@ -88,13 +88,12 @@ class ListingCollection(APIView):
 
     @extend_schema(
         operation_id="listings_list",
-        parameters=[
-            OpenApiParameter("status", str, enum=[c for c, _ in Listing.Status.choices]),
-            OpenApiParameter("search", str, description="Substring of the title, or an exact external id"),
-            OpenApiParameter("page", int),
-            OpenApiParameter("page_size", int),
-        ],
-        responses={200: ListingSummaryOutput(many=True), 400: ErrorOutput},
+        parameters=[ListingListQuery],
+        responses={
+            200: ListingPageOutput,
+            400: ErrorOutput,
+            404: OpenApiResponse(ErrorOutput, description="A page past the last one"),
+        },
     )
     def get(self, request: Request) -> Response:
         query = ListingListQuery(data=request.query_params)

@@ -125,6 +125,7 @@ def image_validate(image_file: IO[bytes] | bytes | None) -> ValidatedImage:
             # verify() leaves the image unusable; decode it again, fully, to catch truncation.
             with Image.open(io.BytesIO(data)) as full:
                 full.load()
+                stored, width, height = image_normalise(full, data=data, fmt=fmt)
         except ListingRejected:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -143,9 +144,75 @@ def image_validate(image_file: IO[bytes] | bytes | None) -> ValidatedImage:
             ) from None
     if width < 1 or height < 1:
         raise ListingRejected("image_corrupt", "image: the image has no pixels", field="image")
+    # The hash is the upload's, so the same upload again is recognised as a repeat.
     return ValidatedImage(
-        data=data, sha256=hashlib.sha256(data).hexdigest(), width=width, height=height, format=fmt
+        data=stored, sha256=hashlib.sha256(data).hexdigest(), width=width, height=height, format=fmt
     )
+
+
+# Modes stored as they are; everything else becomes RGB (see image_normalise).
+_PLAIN_MODES = {"RGB", "L"}
+_EXIF_ORIENTATION = 0x0112
+
+
+def image_normalise(image: Image.Image, *, data: bytes, fmt: str) -> tuple[bytes, int, int]:
+    """The copy to store: upright, 8-bit, opaque, one frame. Returns (bytes, width, height).
+
+    Phones store pixels as the sensor read them and an EXIF Orientation tag telling viewers how
+    to turn them; the stored copy is turned upright (and the tag dropped) so every reader --
+    the model, the review page, an export -- sees the same picture. CMYK, 16-bit, palette and
+    alpha images become 8-bit RGB (transparent areas on white, as a shop page shows them);
+    an animated image keeps its first frame. An image already upright, 8-bit RGB/L and still is
+    stored byte for byte as uploaded.
+    """
+    from PIL import ImageOps
+
+    changed = False
+    if getattr(image, "n_frames", 1) > 1:
+        image.seek(0)
+        image = image.copy()
+        changed = True
+    try:
+        orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # unreadable EXIF: keep the pixels as they are
+        orientation = 1
+    if orientation not in (None, 1):
+        image = ImageOps.exif_transpose(image)
+        changed = True
+    if image.mode not in _PLAIN_MODES:
+        image = _to_rgb(image)
+        changed = True
+    if not changed:
+        return data, image.width, image.height
+    out = io.BytesIO()
+    if fmt == "JPEG":
+        image.save(out, format="JPEG", quality=95)
+    elif fmt == "WEBP":
+        image.save(out, format="WEBP", quality=95)
+    else:
+        image.save(out, format="PNG", optimize=False)
+    return out.getvalue(), image.width, image.height
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        import numpy as np
+
+        # 16-bit (or 32-bit) grey: scale the full range down to 8 bits instead of clipping at 255.
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
+        grey = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif mode in ("LA", "La", "PA") or mode == "RGBa":
+        image = image.convert("RGBA")
+    if image.mode == "RGBA":
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A"))
+        return background
+    return image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, 1
 
 
 def _clean_text(value: Any, *, field: str, max_length: int, required: bool) -> str:
@@ -212,24 +279,139 @@ def _resolve_existing(
     )
 
 
+# A live "sent" mark says: a classify message for this listing went to the broker recently, so
+# the sweeper leaves it alone until the mark expires (settings.CLASSIFY_REDISPATCH_AFTER).
+SENT_KEY = "classify:sent:{id}"
+# How many times the sweeper already sent a failed listing again.
+FAILED_ATTEMPTS_KEY = "classify:failed-attempts:{id}"
+
+
+def _mark_sent(ids: list[int]) -> None:
+    from django.core.cache import cache
+
+    with contextlib.suppress(Exception):  # cache down: the sweeper may send once more, harmless
+        cache.set_many({SENT_KEY.format(id=i): 1 for i in ids}, timeout=settings.CLASSIFY_REDISPATCH_AFTER)
+
+
 def listing_classification_dispatch(*, listing_ids: list[int]) -> None:
-    """Queue classification once the current transaction commits (the worker must see the rows)."""
+    """Queue classification once the current transaction commits (the worker must see the rows).
+
+    Never raises and never blocks for long: when the broker is down the listing stays queued
+    and `listings_sweep` sends it later (see `fusionreview.dispatch`).
+    """
     if not listing_ids:
         return
-    ids = list(listing_ids)
+    from classifier.tasks.inference import classify_listings
+    from fusionreview.dispatch import task_dispatch
 
-    def _send() -> None:
-        from classifier.tasks.inference import classify_listings
+    ids = [int(i) for i in listing_ids]
+    task_dispatch(classify_listings, args=[ids], after_send=lambda sent: _mark_sent(ids) if sent else None)
 
-        try:
-            classify_listings.delay(ids)
-        except Exception:
-            # In the in-process demo a model problem must not turn a saved listing into a 500;
-            # the listing stays queued and `classify_pending` picks it up. With a broker, a
-            # send failure is the same: the rows are committed and can be swept.
-            log.exception("could not run/queue classification for listings %s", ids)
 
-    transaction.on_commit(_send)
+@dataclass
+class SweepReport:
+    """What one sweep sent again, and what it could not send."""
+
+    queued: int = 0
+    failed_retried: int = 0
+    sent_batches: int = 0
+    unsent: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "queued": self.queued,
+            "failed_retried": self.failed_retried,
+            "sent_batches": self.sent_batches,
+            "unsent": self.unsent,
+        }
+
+
+def _without_live_mark(ids: list[int]) -> list[int]:
+    from django.core.cache import cache
+
+    if not ids:
+        return []
+    try:
+        marked = cache.get_many([SENT_KEY.format(id=i) for i in ids])
+    except Exception:
+        log.warning("cache unavailable; the sweeper treats every stuck listing as unsent")
+        return ids
+    return [i for i in ids if SENT_KEY.format(id=i) not in marked]
+
+
+def _failed_retryable(ids: list[int]) -> list[int]:
+    """Failed listings that have not used up their attempts; counts this attempt."""
+    from django.core.cache import cache
+
+    limit = settings.CLASSIFY_FAILED_MAX_ATTEMPTS
+    if not ids or limit <= 0:
+        return []
+    keys = {i: FAILED_ATTEMPTS_KEY.format(id=i) for i in ids}
+    try:
+        attempts = cache.get_many(list(keys.values()))
+    except Exception:
+        return []  # without the count a permanent failure would be retried forever: wait for the cache
+    chosen = [i for i in ids if int(attempts.get(keys[i], 0)) < limit]
+    with contextlib.suppress(Exception):
+        cache.set_many({keys[i]: int(attempts.get(keys[i], 0)) + 1 for i in chosen}, timeout=7 * 24 * 3600)
+    return chosen
+
+
+def listings_sweep(
+    *, limit: int | None = None, now: Any = None, min_age: float | None = None, respect_marks: bool = True
+) -> SweepReport:
+    """Send classification again for listings whose message was never sent, lost or stuck.
+
+    Picks (oldest first, at most `limit`):
+      - `queued` listings older than SWEEP_MIN_AGE with no live "sent" mark: the broker was
+        down at ingest, Redis lost its queue in a restart, or the worker died holding them;
+      - `failed` listings unchanged for CLASSIFY_REDISPATCH_AFTER seconds, at most
+        CLASSIFY_FAILED_MAX_ATTEMPTS times each (a failure may be a passing one).
+
+    Sending twice is harmless: classification skips a listing that already has a prediction
+    from the serving model (and the unique (listing, version) constraint backs that up).
+    """
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from classifier.tasks.inference import classify_listings
+    from fusionreview.dispatch import task_publish
+
+    now = now or timezone.now()
+    limit = limit or settings.SWEEP_BATCH_LIMIT
+    min_age = settings.SWEEP_MIN_AGE if min_age is None else min_age
+    queued = list(
+        Listing.objects.filter(status=Listing.Status.QUEUED, created_at__lt=now - timedelta(seconds=min_age))
+        .order_by("created_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if respect_marks:
+        queued = _without_live_mark(queued)
+    failed = list(
+        Listing.objects.filter(
+            status=Listing.Status.FAILED,
+            updated_at__lt=now - timedelta(seconds=settings.CLASSIFY_REDISPATCH_AFTER),
+        )
+        .order_by("updated_at", "pk")
+        .values_list("pk", flat=True)[: max(0, limit - len(queued))]
+    )
+    failed = _failed_retryable(_without_live_mark(failed) if respect_marks else failed)
+    report = SweepReport(queued=len(queued), failed_retried=len(failed))
+    ids = queued + failed
+    size = settings.INFERENCE_BATCH_SIZE
+    for start in range(0, len(ids), size):
+        batch = ids[start : start + size]
+        if task_publish(classify_listings, args=[batch]):
+            _mark_sent(batch)
+            report.sent_batches += 1
+        else:
+            # The broker is down: the rest would fail the same way; the next sweep tries again.
+            report.unsent = len(ids) - start
+            break
+    if ids:
+        log.info("sweep: %s", report.as_dict())
+    return report
 
 
 def listing_ingest(

@@ -2,4 +2,5 @@
 
 from classifier.tasks.inference import *  # noqa: F403
 from classifier.tasks.review import *  # noqa: F403
+from classifier.tasks.sweeper import *  # noqa: F403
 from classifier.tasks.training import *  # noqa: F403

@@ -16,6 +16,7 @@ import csv
 import io
 from typing import Any
 
+from fusionreview.csvsafe import csv_safe
 from knowledge.sources.catalogue import SourceError
 
 HEADER = ("name", "aliases", "categories")
@@ -86,5 +87,8 @@ def brands_csv_export() -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(HEADER)
     for brand in sorted(snapshot.brands, key=lambda b: b.name.lower()):
-        writer.writerow([brand.name, SEP.join(brand.aliases), SEP.join(brand.category_ids)])
+        # csv_safe: a cell a spreadsheet would run as a formula (=, +, -, @, tab, CR) gets a leading '.
+        writer.writerow(
+            [csv_safe(v) for v in (brand.name, SEP.join(brand.aliases), SEP.join(brand.category_ids))]
+        )
     return out.getvalue()

@@ -8,10 +8,10 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 # Open on purpose: the landing redirect, health check, login/logout, Django admin (its own
-# staff check), the token endpoint (it authenticates), the OpenAPI schema/docs (IsAuthenticated
+# staff check), the token endpoint (it authenticates), the OpenAPI schema/docs/redoc (IsAuthenticated
 # only: the API's shape is not a secret from a logged-in user), the favicon and served media/static files.
 PUBLIC = re.compile(
-    r"^(|healthz|favicon\.ico|accounts/.*|admin/.*|api/auth/token/|api/schema/|api/docs/|media/.*|static/.*)$"
+    r"^(|healthz|favicon\.ico|accounts/.*|admin/.*|api/auth/token/|api/schema/|api/docs/|api/redoc/|media/.*|static/.*)$"
 )
 
 

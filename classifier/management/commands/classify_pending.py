@@ -1,9 +1,11 @@
-"""Queue every listing still waiting for a prediction from the serving model (a sweeper).
+"""Send classification for every listing still waiting for it (the sweeper, run by hand).
 
     manage.py classify_pending [--limit N] [--sync]
 
-Use it after an outage (broker down when listings arrived) or after promoting a model that
-should also classify the backlog. Safe to run any time: classification is idempotent.
+Beat runs the same sweep every SWEEP_INTERVAL seconds (`classifier.tasks.listings_sweep`);
+by hand it ignores the age and "recently sent" marks and sends every queued listing (and the
+failed ones with attempts left). Safe to run any time: classification is idempotent.
+`--sync` classifies the queued listings here, in this process, without a broker.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from tqdm import tqdm
 
 from classifier.inference import EngineUnavailable, model_version_serving
 from classifier.selectors.listings import listings_pending_ids
+from classifier.services.listings import listings_sweep
 
 
 class Command(BaseCommand):
@@ -26,6 +29,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, limit: int, sync: bool, **options) -> None:
+        if not sync:
+            report = listings_sweep(limit=limit, min_age=0, respect_marks=False)
+            self.stdout.write(f"sweep: {report.as_dict()}")
+            if report.unsent:
+                raise CommandError(f"{report.unsent} listings could not be sent: is the broker up?")
+            return
+        from classifier.services.classification import listings_classify
+
         try:
             version = model_version_serving()
         except EngineUnavailable as exc:
@@ -33,18 +44,9 @@ class Command(BaseCommand):
         ids = listings_pending_ids(version=version, limit=limit)
         size = settings.INFERENCE_BATCH_SIZE
         batches = [ids[i : i + size] for i in range(0, len(ids), size)]
-        if sync:
-            from classifier.services.classification import listings_classify
-
-            totals = {"accepted": 0, "in_review": 0, "failed": 0}
-            for batch in tqdm(batches, unit="batch", desc="classify"):
-                report = listings_classify(listing_ids=batch)
-                for key in totals:
-                    totals[key] += len(getattr(report, key))
-            self.stdout.write(f"{len(ids)} listings classified with {version.name}: {totals}")
-            return
-        from classifier.tasks.inference import classify_listings
-
-        for batch in batches:
-            classify_listings.delay(batch)
-        self.stdout.write(f"{len(ids)} listings queued in {len(batches)} batches for {version.name}")
+        totals = {"accepted": 0, "in_review": 0, "failed": 0}
+        for batch in tqdm(batches, unit="batch", desc="classify"):
+            report = listings_classify(listing_ids=batch)
+            for key in totals:
+                totals[key] += len(getattr(report, key))
+        self.stdout.write(f"{len(ids)} listings classified with {version.name}: {totals}")
