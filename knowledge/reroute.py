@@ -69,13 +69,21 @@ class Checker:
     """`check(title, category_label, confidence, version) -> RouteDecision` under one snapshot."""
 
     def __init__(self, snapshot: KnowledgeSnapshot) -> None:
-        from classifier.fusion.text import EntityExtractor
         from classifier.fusion.verification import verify
 
         self.snapshot = snapshot
-        self._extractor = EntityExtractor(snapshot)
+        self._extractor_built = None
         self._verify = verify
         self._thresholds: dict[int | None, float] = {}
+
+    @property
+    def _extractor(self):
+        # built on first use: a publish with no open knowledge task never pays for the gazetteer
+        if self._extractor_built is None:
+            from classifier.fusion.text import EntityExtractor
+
+            self._extractor_built = EntityExtractor(self.snapshot)
+        return self._extractor_built
 
     def threshold(self, version: Any) -> float:
         key = getattr(version, "pk", None)
@@ -224,15 +232,11 @@ def reroute_job_create(*, version: Any, planned_task_ids: Iterable[int]) -> Any:
 def reroute_job_dispatch(job_id: int) -> None:
     """Queue the job once the publish has committed (in-process when there is no broker)."""
 
-    def send() -> None:
-        from knowledge.tasks import knowledge_reroute
+    from fusionreview.dispatch import task_dispatch
+    from knowledge.tasks import knowledge_reroute
 
-        try:
-            knowledge_reroute.apply_async(args=[job_id])
-        except Exception:  # the broker is down: the periodic sweep starts queued jobs
-            log.exception("could not queue re-route job %s; the sweep will run it", job_id)
-
-    transaction.on_commit(send)
+    # A failed send (broker down) is logged by the helper; the periodic sweep starts queued jobs.
+    task_dispatch(knowledge_reroute, args=[job_id])
 
 
 def knowledge_reroute_run(*, job_id: int, on_progress: Callable[[Any], None] | None = None) -> Any:

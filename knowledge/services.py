@@ -1220,13 +1220,11 @@ def _schedule_push(number: int) -> None:
         # In-process tasks would retry at once against the same dead cache; the sweep retries later.
         log.warning("entity cache down: knowledge v%s waits for the activation sweep", number)
         return
-    try:
-        from knowledge.tasks import knowledge_snapshot_push
+    from fusionreview.dispatch import task_publish
+    from knowledge.tasks import knowledge_snapshot_push
 
-        knowledge_snapshot_push.apply_async(args=[number], countdown=5)
-    except Exception:
-        # The broker is often the same Redis: the periodic sweep will push it.
-        log.exception("could not queue the retry of knowledge v%s; the sweep will push it", number)
+    # The broker is often the same Redis: a failed send is logged, the periodic sweep pushes it.
+    task_publish(knowledge_snapshot_push, args=[number], countdown=5)
 
 
 def snapshot_push(*, number: int, snapshot: KnowledgeSnapshot | None = None, raw: str | None = None) -> bool:

@@ -7,7 +7,6 @@ against another production version, corrupted artifact) is a 409 with the reason
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
@@ -19,6 +18,7 @@ from classifier.api.common import ApiErrorOutput, ApiPagination, api_error
 from classifier.models import ModelEvaluation, ModelVersion
 from classifier.selectors import training as training_sel
 from classifier.services import training as training_svc
+from fusionreview.dispatch import task_dispatch
 from fusionreview.roles import Perm, has_perm
 
 
@@ -146,7 +146,7 @@ class ModelVersionEvaluate(APIView):
         from classifier.tasks.training import evaluate_model_version
 
         user_id = request.user.pk
-        transaction.on_commit(lambda: evaluate_model_version.delay(version.pk, user_id))
+        task_dispatch(evaluate_model_version, args=[version.pk, user_id])
         body = {
             "detail": f"Evaluation of {version.name} queued; its result appears in latest_evaluation.",
             "version": ModelVersionOutput(version).data,

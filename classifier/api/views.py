@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
@@ -21,7 +23,10 @@ from classifier.api.serializers import (
 )
 from classifier.selectors.listings import listing_detail, listing_list
 from classifier.services.listings import ListingConflict, ListingRejected, listing_ingest
+from fusionreview.metrics import INGEST_SECONDS
 from fusionreview.roles import Perm, has_perm
+
+log = logging.getLogger(__name__)
 
 
 def _error(code: str, message: str, *, field: str, http_status: int) -> Response:
@@ -65,6 +70,10 @@ class ListingCollection(APIView):
         description="Submit a listing (photo + title). Idempotent on (source, external_id).",
     )
     def post(self, request: Request) -> Response:
+        with INGEST_SECONDS.time():
+            return self._create(request)
+
+    def _create(self, request: Request) -> Response:
         data = ListingCreateInput(data=request.data)
         if not data.is_valid():
             return _serializer_error(data.errors)
@@ -83,6 +92,7 @@ class ListingCollection(APIView):
             return _error(exc.code, exc.message, field=exc.field, http_status=status.HTTP_409_CONFLICT)
         except ListingRejected as exc:
             return _error(exc.code, exc.message, field=exc.field, http_status=status.HTTP_400_BAD_REQUEST)
+        log.info("listing %s", "accepted" if created else "repeated", extra={"listing_id": listing.pk})
         body = ListingOutput(listing, context={"request": request}).data
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

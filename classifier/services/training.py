@@ -26,6 +26,7 @@ from django.utils import timezone
 from classifier.models import DriftAlert, ModelEvaluation, ModelVersion, TrainingJob
 from classifier.selectors import training as sel
 from classifier.services.audit import audit_record
+from fusionreview.dispatch import task_dispatch
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def model_version_evaluate_soon(*, version: ModelVersion, actor: Any = None) -> 
     from classifier.tasks.training import evaluate_model_version
 
     actor_id = actor.pk if getattr(actor, "is_authenticated", False) else None
-    transaction.on_commit(lambda: evaluate_model_version.delay(version.pk, actor_id))
+    task_dispatch(evaluate_model_version, args=[version.pk, actor_id])
     return True
 
 
@@ -477,7 +478,7 @@ def training_job_start(
 
     from classifier.tasks.training import train_model_version
 
-    transaction.on_commit(lambda: train_model_version.delay(job.pk))
+    task_dispatch(train_model_version, args=[job.pk])
     return job
 
 

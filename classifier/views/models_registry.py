@@ -13,7 +13,6 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -22,6 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from classifier.models import DriftAlert, ModelVersion, TrainingJob
 from classifier.selectors import training as sel
 from classifier.services import training as svc
+from fusionreview.dispatch import task_dispatch
 from fusionreview.roles import Perm, perm_required
 
 manage_models = perm_required(Perm.MANAGE_MODELS)
@@ -195,7 +195,7 @@ def model_evaluate(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404("no such model version")
     from classifier.tasks.training import evaluate_model_version
 
-    transaction.on_commit(lambda: evaluate_model_version.delay(version.pk, request.user.pk))
+    task_dispatch(evaluate_model_version, args=[version.pk, request.user.pk])
     messages.success(
         request, f"Evaluation of {version.name} queued on the training queue; reload in a minute."
     )

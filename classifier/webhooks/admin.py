@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
 
 from classifier.webhooks import services
 from classifier.webhooks.models import EventType, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from fusionreview.dispatch import task_dispatch
 
 
 def _manager(request) -> bool:
@@ -90,7 +90,7 @@ def send_again(modeladmin, request, queryset) -> None:
     count = 0
     for delivery in queryset:
         if services.webhook_delivery_retry_now(delivery=delivery):
-            transaction.on_commit(lambda pk=delivery.pk: webhook_deliver.delay(pk))
+            task_dispatch(webhook_deliver, args=[delivery.pk])
             count += 1
     messages.success(request, f"{count} deliveries queued again.")
 

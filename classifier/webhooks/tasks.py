@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django.db import transaction
+
+from fusionreview.dispatch import task_dispatch, task_publish
 
 
 @shared_task(name="webhooks.collect", ignore_result=True)
@@ -14,7 +15,7 @@ def webhooks_collect() -> int:
     ids = webhook_events_collect()
     ids += [i for i in webhook_deliveries_due() if i not in set(ids)]
     for delivery_id in ids:
-        transaction.on_commit(lambda delivery_id=delivery_id: webhook_deliver.delay(delivery_id))
+        task_dispatch(webhook_deliver, args=[delivery_id])
     return len(ids)
 
 
@@ -25,5 +26,5 @@ def webhook_deliver(delivery_id: int) -> bool:
 
     result = webhook_delivery_attempt(delivery_id=delivery_id)
     if result.retry_in is not None:
-        webhook_deliver.apply_async(args=[delivery_id], countdown=result.retry_in)
+        task_publish(webhook_deliver, args=[delivery_id], countdown=result.retry_in)
     return result.delivered
