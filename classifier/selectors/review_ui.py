@@ -18,22 +18,41 @@ DISPLAY_TTL = 60
 SEP = " > "
 
 
+def _labels_key() -> str:
+    """A cache key that changes with any category edit (count, newest edit, newest id): one aggregate
+    query instead of walking parents row by row, and never a stale name after a rename."""
+    from django.db.models import Count, Max
+
+    row = Category.objects.aggregate(n=Count("id"), last=Max("updated_at"), top=Max("id"))
+    stamp = row["last"].timestamp() if row["last"] else 0
+    return f"{DISPLAY_KEY}:{row['n']}:{row['top']}:{stamp}"
+
+
+def _labels() -> dict[str, dict[int, str]]:
+    def compute() -> dict[str, dict[int, str]]:
+        paths = category_path_labels()
+        names = Counter(label.rsplit(SEP, 1)[-1].lower() for label in paths.values())
+        display = {
+            pk: (label if names[label.rsplit(SEP, 1)[-1].lower()] > 1 else label.rsplit(SEP, 1)[-1])
+            for pk, label in paths.items()
+        }
+        return {"paths": paths, "display": display}
+
+    return _cached(_labels_key(), DISPLAY_TTL, compute)
+
+
+def category_paths() -> dict[int, str]:
+    """id -> path label of every category."""
+    return _labels()["paths"]
+
+
 def category_display_labels() -> dict[int, str]:
     """id -> the category's leaf name when no other category has that name, else its full path.
 
     "Tshirts" alone is fine while there is one; once Men > Tshirts and Women > Tshirts both exist, a
     bare "Tshirts" is ambiguous, so both are shown with their paths.
     """
-
-    def compute() -> dict[int, str]:
-        labels = category_path_labels()
-        names = Counter(label.rsplit(SEP, 1)[-1].lower() for label in labels.values())
-        return {
-            pk: (label if names[label.rsplit(SEP, 1)[-1].lower()] > 1 else label.rsplit(SEP, 1)[-1])
-            for pk, label in labels.items()
-        }
-
-    return _cached(DISPLAY_KEY, DISPLAY_TTL, compute)
+    return _labels()["display"]
 
 
 def _leaves_by_name() -> dict[str, list[tuple[int, str]]]:

@@ -96,7 +96,7 @@ def _item_context(
             attention_words=review_ui.attention_words(prediction.entities),
             picker=review_ui.category_picker(q="", prediction=prediction, auditor=request.user),
             findings=sel.findings_in_words(prediction.knowledge_findings),
-            similar=sel.review_similar_reviewed(task=task),
+            similar=_with_labels(sel.review_similar_reviewed(task=task)),
             events=sel.review_task_events(task_id=task.pk),
             decisions=sel.review_task_decisions(task_id=task.pk),
             level_confidences=[
@@ -124,6 +124,14 @@ def _draft(data, *, unknown_brand: str = "") -> dict[str, Any]:
         "comment": (data.get("comment") or "")[:2000],
         "unknown_brand": unknown_brand,
     }
+
+
+def _with_labels(similar: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each similar listing's label as people read it, from the cached labels (no per-row parent walk)."""
+    display = review_ui.category_display_labels()
+    for row in similar:
+        row["category_label"] = display.get(row["listing"].final_category_id, "")
+    return similar
 
 
 def _render_item(
@@ -237,7 +245,11 @@ def decide(request: HttpRequest, task_id: int) -> HttpResponse:
         "skip": "Skipped",
         "escalate": "Escalated",
     }[outcome.decision.action]
-    label = outcome.decision.category.path_label if outcome.decision.category else ""
+    label = (
+        review_ui.category_paths().get(outcome.decision.category_id, "")
+        if outcome.decision.category_id
+        else ""
+    )
     text = (
         f"{done}: “{outcome.task.listing.title[:60]}”"
         + (f" → {label}" if label else "")
