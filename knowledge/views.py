@@ -561,6 +561,16 @@ def version_detail(request: HttpRequest, number: int) -> HttpResponse:
         "version": comparison.version,
         "comparison": comparison,
         "diff": comparison.diff,
+        "unchanged": [
+            title
+            for title, section in (
+                ("brands", comparison.diff.brands),
+                ("categories", comparison.diff.categories),
+                ("attribute rules", comparison.diff.rules),
+                ("noise terms", comparison.diff.noise_terms),
+            )
+            if section.empty
+        ],
         "changes": comparison.changes,
         "numbers": [n for n in selectors.knowledge_version_numbers() if n != number],
         **_common(request),
