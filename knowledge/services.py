@@ -735,7 +735,9 @@ def brands_import_rows(*, actor: Any, rows: Sequence[dict[str, Any]], reason: st
                 category = category_by_path_label(path)
                 if category is None:
                     raise KnowledgeError(f"unknown category {path!r}")
-                _, created = BrandCategory.objects.get_or_create(brand=brand, category=category)
+                _, created = BrandCategory.objects.get_or_create(
+                    brand=brand, category=category, defaults={"source": BrandCategory.Source.IMPORT}
+                )
                 counts["relations"] += int(created)
         except KnowledgeError as exc:
             raise KnowledgeError(f"line {line}: {exc}") from exc
