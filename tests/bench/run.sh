@@ -41,3 +41,5 @@ echo "### knowledge check: correct predictions it holds, conflict precision, dem
 $PY tests/bench/bench_knowledge_precision.py --data "$DATA" $([ "${1:-}" = "--quick" ] && echo "--limit 300")
 echo "### attention map: share of its mass inside the product's bounding box (target >= 70%)"
 $PY tests/bench/bench_attention.py --data "$DATA" "${attention[@]}"
+echo "### ops pages: brand list/search paging and the version diff at 50,000 brands (time, queries)"
+$PY tests/bench/bench_brands.py $([ "${1:-}" = "--quick" ] && echo "--brands 5000")
