@@ -1008,3 +1008,11 @@ def relation_list(*, brand_id: int | None = None, category_id: int | None = None
     if category_id is not None:
         qs = qs.filter(category_id=category_id)
     return qs
+
+
+def attribute_rule_list(*, category_id: int | None = None) -> QuerySet[CategoryAttribute]:
+    """Attribute rules (allowed values, required, excluded), by category then name."""
+    qs = CategoryAttribute.objects.order_by("category_id", Lower("name"))
+    if category_id is not None:
+        qs = qs.filter(category_id=category_id)
+    return qs

@@ -131,3 +131,35 @@ class KnowledgeVersionDetailOutput(KnowledgeVersionOutput):
     def get_diff(self, obj: KnowledgeVersion) -> dict:
         """What changed against the previous version (or `?against=N`), counted per kind."""
         return self.context["diff"]
+
+
+RULE_KINDS = [("allowed", "Allowed values only"), ("required", "Required"), ("excluded", "Excluded")]
+
+
+class RuleOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    category_id = serializers.IntegerField()
+    category = serializers.CharField(help_text="The category's full path")
+    name = serializers.CharField()
+    allowed_values = serializers.ListField(child=serializers.CharField())
+    rule = serializers.ChoiceField(choices=RULE_KINDS)
+
+
+class RuleInput(serializers.Serializer):
+    category_id = serializers.IntegerField()
+    name = serializers.CharField(max_length=100)
+    allowed_values = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, default=list
+    )
+    rule = serializers.ChoiceField(choices=RULE_KINDS, default="allowed")
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
+
+
+class RuleUpdateInput(serializers.Serializer):
+    allowed_values = serializers.ListField(child=serializers.CharField(max_length=200), required=False)
+    rule = serializers.ChoiceField(choices=RULE_KINDS, required=False)
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
+
+
+class RuleQuery(serializers.Serializer):
+    category_id = serializers.IntegerField(required=False)

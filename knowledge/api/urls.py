@@ -1,4 +1,4 @@
-"""/api/knowledge/: brands, categories, relations, publish, versions."""
+"""/api/knowledge/: brands, categories, relations, attribute rules, publish, versions."""
 
 from django.urls import path
 
@@ -15,6 +15,8 @@ urlpatterns = [
         views.RelationItem.as_view(),
         name="api-knowledge-relation",
     ),
+    path("rules/", views.RuleCollection.as_view(), name="api-knowledge-rules"),
+    path("rules/<int:pk>/", views.RuleItem.as_view(), name="api-knowledge-rule"),
     path("publish/", views.Publish.as_view(), name="api-knowledge-publish"),
     path("versions/", views.VersionCollection.as_view(), name="api-knowledge-versions"),
     path("versions/<int:number>/", views.VersionItem.as_view(), name="api-knowledge-version"),

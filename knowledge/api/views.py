@@ -1,4 +1,4 @@
-"""Knowledge API: brands, categories, brand-sells-category relations, publish and versions.
+"""Knowledge API: brands, categories, relations (brand sells category; attribute rules), publish, versions.
 
 Reading needs Perm.VIEW_KNOWLEDGE (auditors, ops, admins); every write needs Perm.EDIT_KNOWLEDGE
 (ops, admins). Writes go through `knowledge.services` exactly as the editor's do: each is logged
@@ -24,7 +24,7 @@ from classifier.api.common import ApiErrorOutput, ApiPagination, api_error, api_
 from fusionreview.roles import Perm
 from knowledge import selectors, services
 from knowledge.api import serializers as s
-from knowledge.models import Brand, Category, KnowledgeVersion
+from knowledge.models import Brand, Category, CategoryAttribute, KnowledgeVersion
 from knowledge.services import KnowledgeError, StaleEdit
 
 
@@ -517,3 +517,128 @@ class VersionItem(APIView):
             "noise_terms": counts(d.noise_terms),
         }
         return Response(s.KnowledgeVersionDetailOutput(comparison.version, context={"diff": diff}).data)
+
+
+# ---- attribute rules (category requires / excludes / allows values) -----------------------------
+
+
+def _rule_dict(attr: CategoryAttribute, labels: dict[int, str]) -> dict[str, Any]:
+    return {
+        "id": attr.pk,
+        "category_id": attr.category_id,
+        "category": labels.get(attr.category_id, "?"),
+        "name": attr.name,
+        "allowed_values": list(attr.allowed_values or []),
+        "rule": "required" if attr.required else "excluded" if attr.excluded else "allowed",
+    }
+
+
+class RuleCollection(APIView):
+    """Attribute rules of categories: list; add or replace one (by category and name)."""
+
+    def get_permissions(self) -> list:
+        return perms_by_method(self, read=Perm.VIEW_KNOWLEDGE, write=Perm.EDIT_KNOWLEDGE)
+
+    @extend_schema(
+        operation_id="knowledge_rules_list",
+        tags=["knowledge"],
+        parameters=[OpenApiParameter("category_id", int)],
+        responses={200: s.RuleOutput(many=True), 400: ApiErrorOutput},
+    )
+    def get(self, request: Request) -> Response:
+        query = s.RuleQuery(data=request.query_params)
+        if not query.is_valid():
+            return api_invalid(query.errors)
+        qs = selectors.attribute_rule_list(category_id=query.validated_data.get("category_id"))
+        paginator = ApiPagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        labels = selectors.category_path_labels()
+        return paginator.get_paginated_response([_rule_dict(a, labels) for a in page])
+
+    @extend_schema(
+        operation_id="knowledge_rules_set",
+        tags=["knowledge"],
+        request=s.RuleInput,
+        responses={
+            201: OpenApiResponse(s.RuleOutput, description="Added (pending until published)"),
+            200: OpenApiResponse(s.RuleOutput, description="The category's rule of that name, replaced"),
+            **_WRITE_ERRORS,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        data = s.RuleInput(data=request.data)
+        if not data.is_valid():
+            return api_invalid(data.errors)
+        v = data.validated_data
+        category = Category.objects.filter(pk=v["category_id"]).first()
+        if category is None:
+            return api_error(
+                f"No category with id {v['category_id']}.",
+                code="invalid",
+                field="category_id",
+                http_status=400,
+            )
+        existed = CategoryAttribute.objects.filter(category=category, name__iexact=v["name"].strip()).exists()
+        try:
+            attr = services.attribute_set(
+                actor=request.user,
+                category=category,
+                name=v["name"],
+                allowed_values=v["allowed_values"],
+                required=v["rule"] == "required",
+                excluded=v["rule"] == "excluded",
+                reason=v["reason"],
+            )
+        except KnowledgeError as exc:
+            return _knowledge_error(exc)
+        body = _rule_dict(attr, selectors.category_path_labels())
+        return Response(body, status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED)
+
+
+class RuleItem(APIView):
+    def get_permissions(self) -> list:
+        return perms_by_method(self, read=Perm.VIEW_KNOWLEDGE, write=Perm.EDIT_KNOWLEDGE)
+
+    @extend_schema(
+        operation_id="knowledge_rules_update",
+        tags=["knowledge"],
+        request=s.RuleUpdateInput,
+        responses={200: s.RuleOutput, 404: ApiErrorOutput, **_WRITE_ERRORS},
+    )
+    def patch(self, request: Request, pk: int) -> Response:
+        attr = _get_or_404(CategoryAttribute, pk, "attribute rule")
+        data = s.RuleUpdateInput(data=request.data)
+        if not data.is_valid():
+            return api_invalid(data.errors)
+        v = data.validated_data
+        current = "required" if attr.required else "excluded" if attr.excluded else "allowed"
+        rule = v.get("rule", current)
+        try:
+            attr = services.attribute_set(
+                actor=request.user,
+                category=attr.category,
+                name=attr.name,
+                allowed_values=v.get("allowed_values", attr.allowed_values or []),
+                required=rule == "required",
+                excluded=rule == "excluded",
+                reason=v["reason"],
+            )
+        except KnowledgeError as exc:
+            return _knowledge_error(exc)
+        return Response(_rule_dict(attr, selectors.category_path_labels()))
+
+    @extend_schema(
+        operation_id="knowledge_rules_delete",
+        tags=["knowledge"],
+        parameters=[OpenApiParameter("reason", str, description="Why (goes into the change log)")],
+        responses={
+            204: OpenApiResponse(description="Removed (pending until published)"),
+            404: ApiErrorOutput,
+        },
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        attr = _get_or_404(CategoryAttribute, pk, "attribute rule")
+        services.attribute_delete(
+            actor=request.user, attribute=attr, reason=request.query_params.get("reason", "")[:1000]
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)

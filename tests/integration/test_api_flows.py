@@ -199,6 +199,34 @@ def test_ops_edit_brands_categories_and_relations_then_publish(ops_user):
     assert not BrandCategory.objects.filter(brand_id=zephyr["id"], category=tshirts).exists()
     assert api.delete(f"/api/knowledge/relations/{zephyr['id']}/{tshirts.pk}/").status_code == 404
 
+    # Attribute rules: set (create), set again (replace), update, list, delete.
+    rule = api.post(
+        "/api/knowledge/rules/",
+        {
+            "category_id": sandals["id"],
+            "name": "Strap",
+            "allowed_values": ["buckle", "velcro"],
+            "reason": "r",
+        },
+        format="json",
+    )
+    assert rule.status_code == 201 and rule.json()["rule"] == "allowed"
+    replaced = api.post(
+        "/api/knowledge/rules/",
+        {"category_id": sandals["id"], "name": "strap", "allowed_values": ["buckle"]},
+        format="json",
+    )
+    assert replaced.status_code == 200 and replaced.json()["id"] == rule.json()["id"]
+    required = api.patch(f"/api/knowledge/rules/{rule.json()['id']}/", {"rule": "required"}, format="json")
+    assert required.json() == {**replaced.json(), "rule": "required"}
+    both = api.post("/api/knowledge/rules/", {"category_id": 999999, "name": "x"}, format="json")
+    assert both.status_code == 400 and both.json()["errors"] == {
+        "category_id": ["No category with id 999999."]
+    }
+    assert api.get("/api/knowledge/rules/", {"category_id": sandals["id"]}).json()["count"] == 1
+    assert api.delete(f"/api/knowledge/rules/{rule.json()['id']}/").status_code == 204
+    assert api.get("/api/knowledge/rules/", {"category_id": sandals["id"]}).json()["count"] == 0
+
     # Publish, then read the version with its diff counts.
     assert api.post("/api/knowledge/publish/", {}, format="json").status_code == 400  # reason required
     published = api.post("/api/knowledge/publish/", {"reason": "Zephyr and sandals"}, format="json")

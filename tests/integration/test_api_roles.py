@@ -14,7 +14,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from classifier.models import ModelVersion, TrainingJob
-from knowledge.models import BrandCategory
+from knowledge.models import BrandCategory, CategoryAttribute
 from tests import factories
 from tests.conftest import make_user
 
@@ -44,7 +44,8 @@ def _objects() -> dict[str, Any]:
     job = TrainingJob.objects.create(
         base_version=version, data_window_end=version.created_at, status=TrainingJob.Status.SUCCEEDED
     )
-    return {"tshirts": tshirts, "puma": puma, "task": task, "version": version, "job": job}
+    rule = CategoryAttribute.objects.create(category=tshirts, name="fabric", allowed_values=["cotton"])
+    return {"tshirts": tshirts, "puma": puma, "task": task, "version": version, "job": job, "rule": rule}
 
 
 ENDPOINTS: dict[str, Endpoint] = {
@@ -92,6 +93,20 @@ ENDPOINTS: dict[str, Endpoint] = {
     "relation delete": Endpoint(
         "delete", lambda o: f"/api/knowledge/relations/{o['puma'].pk}/{o['tshirts'].pk}/", KNOWLEDGE_EDITORS
     ),
+    "rules list": Endpoint("get", lambda o: f"/api/knowledge/rules/?category_id={o['tshirts'].pk}", ALL),
+    "rule set": Endpoint(
+        "post",
+        lambda o: "/api/knowledge/rules/",
+        KNOWLEDGE_EDITORS,
+        lambda o: {"category_id": o["tshirts"].pk, "name": "sleeve", "allowed_values": ["short"]},
+    ),
+    "rule update": Endpoint(
+        "patch",
+        lambda o: f"/api/knowledge/rules/{o['rule'].pk}/",
+        KNOWLEDGE_EDITORS,
+        lambda o: {"rule": "required"},
+    ),
+    "rule delete": Endpoint("delete", lambda o: f"/api/knowledge/rules/{o['rule'].pk}/", KNOWLEDGE_EDITORS),
     "publish": Endpoint(
         "post", lambda o: "/api/knowledge/publish/", KNOWLEDGE_EDITORS, lambda o: {"reason": "r"}
     ),
@@ -121,7 +136,7 @@ def test_the_matrix_covers_every_operation_in_the_openapi_schema():
         for method, op in item.items()
         if op["operationId"].startswith(("review_", "knowledge_", "models_", "training_"))
     }
-    assert len(operations) == len(ENDPOINTS) == 27, sorted(operations)
+    assert len(operations) == len(ENDPOINTS) == 31, sorted(operations)
 
 
 @pytest.mark.parametrize("role", [*ALL, "nobody", "anonymous"])
@@ -145,3 +160,4 @@ def test_role_matrix(name: str, role: str):
         # Refused means unchanged.
         assert BrandCategory.objects.filter(brand=objs["puma"], category=objs["tshirts"]).exists()
         assert not ModelVersion.objects.filter(status=ModelVersion.Status.PROMOTED).exists()
+        assert CategoryAttribute.objects.filter(pk=objs["rule"].pk, required=False).exists()
