@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from classifier.api.common import ApiErrorOutput, ApiPagination, api_error, api_invalid
-from classifier.models import ReviewDecision, ReviewTask
+from classifier.models import ReviewDecision, ReviewTask, RouteReasonChoice
 from classifier.selectors import review as review_sel
 from classifier.services import review as review_svc
 from fusionreview.roles import Perm, has_perm
@@ -42,6 +42,7 @@ class ReviewTaskOutput(serializers.ModelSerializer):
             "status",
             "reason",
             "reason_detail",
+            "route_reason",
             "priority",
             "listing_id",
             "listing_title",
@@ -59,6 +60,7 @@ class ReviewTaskOutput(serializers.ModelSerializer):
 class ReviewTaskListQuery(serializers.Serializer):
     status = serializers.ChoiceField(choices=ReviewTask.Status.choices, required=False)
     reason = serializers.ChoiceField(choices=ReviewTask.Reason.choices, required=False)
+    route_reason = serializers.ChoiceField(choices=RouteReasonChoice.choices, required=False)
     category_id = serializers.IntegerField(required=False, min_value=1)
     claimed_by_me = serializers.BooleanField(required=False, default=False)
 
@@ -108,7 +110,12 @@ class DecisionOutcomeOutput(serializers.Serializer):
 
 
 def review_task_list(
-    *, status: str = "", reason: str = "", category_id: int | None = None, claimed_by: Any = None
+    *,
+    status: str = "",
+    reason: str = "",
+    route_reason: str = "",
+    category_id: int | None = None,
+    claimed_by: Any = None,
 ) -> QuerySet[ReviewTask]:
     """Tasks newest first, filtered; the queue's serving order is `claim next`'s business."""
     qs = ReviewTask.objects.select_related("listing", "prediction", "claimed_by").order_by(
@@ -118,6 +125,8 @@ def review_task_list(
         qs = qs.filter(status=status)
     if reason:
         qs = qs.filter(reason=reason)
+    if route_reason:
+        qs = qs.filter(route_reason=route_reason)
     if category_id:
         qs = qs.filter(category_id=category_id)
     if claimed_by is not None:
@@ -150,6 +159,9 @@ class ReviewTaskCollection(APIView):
         parameters=[
             OpenApiParameter("status", str, enum=ReviewTask.Status.values),
             OpenApiParameter("reason", str, enum=ReviewTask.Reason.values),
+            OpenApiParameter(
+                "route_reason", str, enum=RouteReasonChoice.values, description="Why the router sent it"
+            ),
             OpenApiParameter("category_id", int),
             OpenApiParameter("claimed_by_me", bool, description="Only the tasks you hold"),
             OpenApiParameter("page", int),
@@ -165,6 +177,7 @@ class ReviewTaskCollection(APIView):
         qs = review_task_list(
             status=v.get("status", ""),
             reason=v.get("reason", ""),
+            route_reason=v.get("route_reason", ""),
             category_id=v.get("category_id"),
             claimed_by=request.user if v["claimed_by_me"] else None,
         )

@@ -52,6 +52,10 @@ def test_an_auditor_claims_decides_and_undoes_through_the_api(auditor):
         api.get("/api/review/tasks/", {"reason": "knowledge_conflict"}).json()["results"][0]["id"]
         == conflict.pk
     )
+    ReviewTask.objects.filter(pk=conflict.pk).update(route_reason="knowledge_conflict")
+    routed = api.get("/api/review/tasks/", {"route_reason": "knowledge_conflict"}).json()
+    assert [t["id"] for t in routed["results"]] == [conflict.pk]
+    assert routed["results"][0]["route_reason"] == "knowledge_conflict"
     bad = api.get("/api/review/tasks/", {"status": "sleeping"})
     assert bad.status_code == 400 and bad.json()["detail"].startswith("status:")
 
