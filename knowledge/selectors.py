@@ -1016,3 +1016,16 @@ def attribute_rule_list(*, category_id: int | None = None) -> QuerySet[CategoryA
     if category_id is not None:
         qs = qs.filter(category_id=category_id)
     return qs
+
+
+def change_page(*, number: int = 1, size: int = 100) -> Page:
+    """A page of the change log, newest first (the joined versions' snapshots are never fetched)."""
+    total = ChangeLog.objects.count()
+    number = _page_bounds(number, size, total)
+    start = (number - 1) * size
+    rows = list(
+        ChangeLog.objects.select_related("actor", "knowledge_version")
+        .defer("knowledge_version__snapshot", "knowledge_version__row_ids")
+        .order_by("-created_at", "-id")[start : start + size]
+    )
+    return Page(rows=rows, total=total, number=number, size=size)

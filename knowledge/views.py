@@ -23,7 +23,6 @@ from knowledge.models import (
     Brand,
     Category,
     CategoryAttribute,
-    ChangeLog,
     KnowledgeVersion,
     NoiseTerm,
     Suggestion,
@@ -611,10 +610,9 @@ def version_reroute_undo(request: HttpRequest, number: int) -> HttpResponse:
 @viewer
 @require_GET
 def changes(request: HttpRequest) -> HttpResponse:
-    rows = ChangeLog.objects.select_related("actor", "knowledge_version").defer(
-        "knowledge_version__snapshot", "knowledge_version__row_ids"
-    )[:300]
-    return render(request, "knowledge/changes.html", {"changes": rows, **_common(request)})
+    page = selectors.change_page(number=_page_number(request), size=100)
+    ctx = {"changes": page.rows, "page": page, "query": "", **_common(request)}
+    return render(request, "knowledge/changes.html", ctx)
 
 
 # ---- suggestions, noise, import/export ------------------------------------------------------------

@@ -151,3 +151,16 @@ def test_auditors_read_the_diff_but_get_no_restore_button(auditor, ops_user):
     services.knowledge_publish(actor=ops_user, reason="baseline")
     body = _client(auditor).get(reverse("knowledge-version", args=[1])).content.decode()
     assert "Knowledge v1" in body and "Restore this version" not in body
+
+
+def test_the_change_log_is_paged_newest_first(ops_user, django_assert_max_num_queries):
+    for i in range(230):
+        services.noise_term_add(actor=ops_user, term=f"promo {i:03d}", reason=f"reason {i:03d}")
+    client = _client(ops_user)
+    client.get(reverse("knowledge-changes"))
+    with django_assert_max_num_queries(12):
+        body = client.get(reverse("knowledge-changes"), {"page": 3}).content.decode()
+    assert "201–230 of 230 changes, newest first" in body and "page 3 of 3" in body
+    assert "reason 029" in body and "reason 030" not in body  # the oldest 30 on the last page
+    first = client.get(reverse("knowledge-changes")).content.decode()
+    assert "reason 229" in first and "reason 129" not in first
