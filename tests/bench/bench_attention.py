@@ -72,6 +72,63 @@ def concentration(att_px: np.ndarray, box: tuple[int, int, int, int]) -> dict[st
     return {"inside": inside, "area": area, "peak_inside": float(peak_inside)}
 
 
+def probe(model_dir: str, rows, data: Path, padded: bool) -> None:
+    """Inside-box share of three maps per item: the shipped attention (mean of the stages' sigmoid gates),
+    the gated features' magnitude (what the attention-weighted pooling actually draws on), and the raw
+    stage features' magnitude (what the CNN responds to before any text guidance)."""
+    import torch
+    import torch.nn.functional as F
+
+    from classifier.fusion.engine import InferenceEngine, ListingInput
+    from classifier.fusion.modeling import TextGuidedAttention
+
+    engine = InferenceEngine.load(model_dir, device="cpu")  # fresh: no cached answers, every item runs
+    captured: list[tuple] = []
+
+    def hook(module, inputs, output) -> None:
+        gated, gate, _text = output
+        captured.append((inputs[0].detach(), gated.detach(), gate.detach()))
+
+    handles = [
+        m.register_forward_hook(hook) for m in engine.model.modules() if isinstance(m, TextGuidedAttention)
+    ]
+    stages = len(handles)
+    shares: dict[str, list[float]] = {"attention (shipped)": [], "gated features": [], "stage features": []}
+    try:
+        for row in rows:
+            captured.clear()
+            pred = engine.predict_batch(
+                [ListingInput(image=(data / row.image).read_bytes(), title=row.title)]
+            )[0]
+            photo = Image.open(data / row.image).convert("RGB")
+            box = product_box(photo)
+            if pred.attention_map is None or box is None or len(captured) < stages:
+                continue
+            first = captured[:stages]  # the full path's pass (a high-resolution second pass comes after)
+            size = first[0][2].shape[-2:]
+
+            def up(t: torch.Tensor, size=size) -> np.ndarray:
+                m = F.interpolate(t, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+                return m / (m.max() + 1e-9)
+
+            maps = {
+                "attention (shipped)": np.mean([up(g) for _, _, g in first], 0),
+                "gated features": np.mean([up(x.abs().mean(1, keepdim=True)) for _, x, _ in first], 0),
+                "stage features": np.mean([up(f.abs().mean(1, keepdim=True)) for f, _, _ in first], 0),
+            }
+            for name, m in maps.items():
+                shares[name].append(
+                    concentration(map_to_photo(m, photo.size, padded_square=padded), box)["inside"]
+                )
+    finally:
+        for h in handles:
+            h.remove()
+    print(f"probe ({len(shares['stage features'])} items with a map): mass inside the product box")
+    for name, values in shares.items():
+        if values:
+            print(f"  {name:<20} mean {100 * np.mean(values):.1f}% · median {100 * np.median(values):.1f}%")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "fashion"))
@@ -82,6 +139,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--quick", action="store_true", help="40 items")
     ap.add_argument("--out", default="")
+    ap.add_argument(
+        "--probe",
+        action="store_true",
+        help="also measure, per item, what the stages' feature maps and the gated features put on the product "
+        "(forward hooks on the text-guided attention modules; one item at a time): where a fix should go",
+    )
     a = ap.parse_args()
     if a.quick:
         a.n = min(a.n, 40)
@@ -143,6 +206,8 @@ def main() -> None:
     worst = sorted(((np.mean(v), k, len(v)) for k, v in by_type.items() if len(v) >= 3))[:5]
     if worst:
         print("  lowest article types: " + ", ".join(f"{k} {100 * m:.0f}% (n={n})" for m, k, n in worst))
+    if a.probe:
+        probe(a.model, rows, data, padded)
     if a.out:
         out = Path(a.out)
         out.parent.mkdir(parents=True, exist_ok=True)
