@@ -246,3 +246,14 @@ def test_the_pipeline_routes_with_route_at_the_serving_versions_threshold_and_st
     task = ReviewTask.objects.get(listing=listings["conflict"])
     assert task.route_reason == "knowledge_conflict" and task.reason == "knowledge_conflict"
     assert "Titan" in task.reason_detail and tshirts.pk == task.category_id
+
+
+def test_ops_accept_a_missing_brand_suggestion_from_the_suggestions_page(ops_user):
+    kg.suggestion_brand_gap_record(name="Lakme", listing_id=factories.review_task().listing_id)
+    gap = Suggestion.objects.get(kind=Suggestion.Kind.BRAND_NEW)
+    client = _client(ops_user)
+    page = client.get(reverse("knowledge-suggestions")).content.decode()
+    assert "add brand “Lakme”" in page and 'data-testid="accept-bulk"' in page
+    client.post(reverse("knowledge-suggestion-decide", args=[gap.pk, "accept"]))
+    gap.refresh_from_db()
+    assert gap.status == Suggestion.Status.ACCEPTED and gap.brand.name == "Lakme"
