@@ -11,6 +11,7 @@ import csv
 import io
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.cache import cache
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -189,3 +190,43 @@ def test_a_database_outage_longer_than_the_old_retry_budget_does_not_fail_listin
     finally:
         worker.stop(kill=True)
         proxy.stop()
+
+
+@pytest.fixture
+def black_hole_broker():
+    """A TCP port that accepts connections and never answers: a hung Redis."""
+    import socket
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    listener.close()
+
+
+@pytest.mark.timeout(120)
+def test_ingest_returns_while_the_broker_hangs(
+    transactional_db, worker_media_root, worker_cache, celery_broker, black_hole_broker, ops_user, data_dir
+):
+    """Fault 5: without socket timeouts a send to a hung Redis blocks the request forever.
+
+    With them the listing is accepted (201, queued) and the failed send is left to the sweeper;
+    pytest-timeout fails this test if any request hangs.
+    """
+    from fusionreview.celery import app
+
+    live, live_options = app.conf.broker_url, app.conf.broker_transport_options
+    # The production transport options (the worker fixture keeps only a short visibility timeout).
+    app.conf.update(
+        broker_url=black_hole_broker,
+        result_backend=black_hole_broker,
+        broker_transport_options=dict(django_settings.CELERY_BROKER_TRANSPORT_OPTIONS),
+    )
+    _reset_connections(app)
+    try:
+        ids = _post_catalogue_rows(_api_client(ops_user), data_dir, 2, source="redis-hung")
+    finally:
+        app.conf.update(broker_url=live, result_backend=live, broker_transport_options=live_options)
+        _reset_connections(app)
+    assert Listing.objects.filter(pk__in=ids, status=Listing.Status.QUEUED).count() == 2
