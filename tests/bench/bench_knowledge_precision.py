@@ -14,7 +14,9 @@ builder the `knowledge_import_catalogue` command and the demo use. Each predicti
   correct predictions whose confidence clears the threshold;
 - conflict precision: share of knowledge-routed items where the model was in fact wrong (>= 60%);
 - model errors caught by the knowledge check that confidence alone would have auto-accepted;
-- auto-accept share and precision with confidence alone, and with the knowledge check.
+- auto-accept share and precision with confidence alone, and with the knowledge check;
+- the same figures for the previous check (a brand not seen with the sub-category, or a title
+  naming another type, was a conflict), re-applied to the same predictions, for comparison.
 
 Then the demo: its 300-listing sample (`fusionreview/demo/sample/catalogue.csv`) against the demo's
 own graph (`fusionreview/demo/sample/knowledge.json`, what `demo_setup` loads): of the queued
@@ -127,6 +129,41 @@ def figures(records: list[dict], snapshot: KnowledgeSnapshot, threshold: float) 
     }
 
 
+def legacy_findings(snapshot: KnowledgeSnapshot, leaf_id: str, entities: list[dict]) -> list[dict]:
+    """The check before evidence counted (for comparison): a brand not seen with the predicted
+    sub-category, or a title naming another type, was a conflict whatever the brand's record."""
+    from classifier.fusion.verification import _norm_name
+
+    out: list[dict] = []
+    if not snapshot.has_category(leaf_id):
+        return [{"code": "unknown_category", "message": "", "severity": "conflict"}]
+    chain = snapshot.ancestors(leaf_id, include_self=True)
+    chain_names = {_norm_name(snapshot.category(c).name) for c in chain}
+    for e in entities:
+        if e["type"] == "brand" and e["start"] == 0:
+            brand = snapshot.find_brand(e["value"])
+            known = [c for c in (brand.category_ids if brand else ()) if snapshot.has_category(c)]
+            if known:
+                level = min(1, len(chain) - 1)
+                sold_at = set()
+                for c in known:
+                    a = snapshot.ancestors(c, include_self=True)
+                    sold_at.add(a[min(level, len(a) - 1)])
+                if chain[level] not in sold_at and not any(
+                    leaf_id in snapshot.ancestors(c, include_self=True) for c in known
+                ):
+                    out.append({"code": "brand_category", "message": "", "severity": "conflict"})
+        elif e["type"] == "product_type" and snapshot.has_category(e["value"]):
+            related = e["value"] in chain or leaf_id in snapshot.ancestors(e["value"], include_self=True)
+            same = (
+                _norm_name(snapshot.category(e["value"]).name) in chain_names
+                or _norm_name(e["text"]) in chain_names
+            )
+            if not (same or related):
+                out.append({"code": "title_type", "message": "", "severity": "conflict"})
+    return out
+
+
 def demo_figures(records: list[dict], snapshot: KnowledgeSnapshot, threshold: float) -> dict[str, float]:
     queued = held_correct = 0
     for r in records:
@@ -198,6 +235,16 @@ def main() -> int:
     both = figures(records_all["full titles"] + records_all["vague titles"], snapshot, threshold)
     _print(f"== {a.split}, full and vague together ==", both)
     results["together"] = both
+    legacy = [
+        {**r, "findings": legacy_findings(snapshot, r["pred"], r["entities"])}
+        for kind in ("full titles", "vague titles")
+        for r in records_all[kind]
+    ]
+    results["previous_check"] = figures(legacy, snapshot, threshold)
+    _print(
+        "== for comparison: the previous check (absence = conflict), re-applied to the same predictions ==",
+        results["previous_check"],
+    )
 
     demo_graph = DEMO_DIR / "knowledge.json"
     if not a.no_demo and demo_graph.exists():
