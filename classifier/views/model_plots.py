@@ -31,7 +31,7 @@ def _png(plt, fig) -> bytes:
     return buffer.getvalue()
 
 
-def _short_names(labels: list[str]) -> dict[str, str]:
+def short_category_names(labels: list[str]) -> dict[str, str]:
     """Leaf names where they are unique among `labels`, else the last two path levels."""
     leaves = Counter(label.rsplit(SEP, 1)[-1] for label in labels)
     out = {}
@@ -56,7 +56,7 @@ def confusion_matrix_data(items: list[list], *, top: int = 20) -> dict[str, Any]
 
 def confusion_png(items: list[list], *, title: str) -> bytes:
     data = confusion_matrix_data(items)
-    names = _short_names(data["labels"])
+    names = short_category_names(data["labels"])
     ticks = [names[label] for label in data["labels"]] + ["(other)"]
     rows = [
         [c / max(1, sum(row)) for c in row]

@@ -258,9 +258,12 @@ def model_compare(request: HttpRequest) -> HttpResponse:
         )
         pa, pb = fa.get("per_category") or {}, fb.get("per_category") or {}
         cats = sorted(set(pa) | set(pb), key=lambda c: -max(pa.get(c, [0])[0], pb.get(c, [0])[0]))[:15]
+        from classifier.views.model_plots import short_category_names
+
+        short = short_category_names(cats)  # a leaf name twice (Men/Women > Tshirts) keeps its parent
         per_cat = [
             (
-                f"{c.split(' > ')[-1]} (n={max(pa.get(c, [0])[0], pb.get(c, [0])[0])})",
+                f"{short[c]} (n={max(pa.get(c, [0])[0], pb.get(c, [0])[0])})",
                 _pct(pa[c][1] / pa[c][0]) if pa.get(c) and pa[c][0] else None,
                 _pct(pb[c][1] / pb[c][0]) if pb.get(c) and pb[c][0] else None,
             )
