@@ -287,6 +287,8 @@ def _metrics_for(version: ModelVersion, engine: Any, set_name: str, items: list,
     cached = (version.metrics or {}).get("frozen_eval") or {}
     if set_name.startswith("frozen:") and cached.get("set") == set_name and cached.get("items"):
         return cached["metrics"]
+    # Said out loud: in the demo this runs in-process during the first batch and takes a while.
+    log.info("evaluating %s on %s (%d items)", version.name, set_name, len(items))
     recording = _Recording(engine)
     metrics = evaluate(recording, items, progress_callback=progress)
     if set_name.startswith("frozen:"):
