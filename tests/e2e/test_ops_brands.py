@@ -12,6 +12,7 @@ from knowledge import cache, services
 from knowledge.models import Brand, BrandAlias, BrandCategory, KnowledgeVersion
 from tests import factories
 from tests.e2e.conftest import shoot
+from tests.integration.test_ops_brand_search import insert_brands
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +27,7 @@ def fifty_thousand_brands(transactional_db, admin_user):
     cache.memo_clear()
     men = factories.category_path("Footwear", "Men", "Sandals")
     factories.category_path("Footwear", "Women", "Sandals")
-    Brand.objects.bulk_create([Brand(name=f"Brand {i:05d}") for i in range(N_BRANDS - 1)], batch_size=5000)
+    insert_brands(N_BRANDS - 1)
     zephyr = Brand.objects.create(name="Zephyr Outdoor")
     BrandCategory.objects.create(brand=zephyr, category=men)
     services.knowledge_publish(actor=admin_user, reason="catalogue import")

@@ -21,6 +21,17 @@ def _static(settings):
     factories.plain_static_storage(settings)
 
 
+def insert_brands(count: int) -> None:
+    """`count` brands "Brand 00000", "Brand 00001", ... in one INSERT ... SELECT (the ORM's bulk_create
+    takes ~15 s for 50,000 on a shared CPU; this takes well under one)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Brand._meta.db_table} (name, description, is_active, version, created_at, updated_at) "
+            "SELECT 'Brand ' || lpad(i::text, 5, '0'), '', true, 1, now(), now() FROM generate_series(0, %s) AS i",
+            [count - 1],
+        )
+
+
 @pytest.fixture(scope="module")
 def _brands_in_db(django_db_setup, django_db_blocker):
     """50,000 brands, a few with aliases and categories; two leaves share the name "Sandals".
@@ -31,9 +42,7 @@ def _brands_in_db(django_db_setup, django_db_blocker):
         men_sandals = factories.category_path("Footwear", "Men", "Sandals")
         women_sandals = factories.category_path("Footwear", "Women", "Sandals")
         tshirts = factories.category_path("Apparel", "Topwear", "Tshirts")
-        Brand.objects.bulk_create(
-            [Brand(name=f"Brand {i:05d}") for i in range(N_BRANDS - 3)], batch_size=5000
-        )
+        insert_brands(N_BRANDS - 3)
         zephyr = Brand.objects.create(name="Zephyr Outdoor")
         benetton = Brand.objects.create(name="United Colors of Benetton")
         Brand.objects.create(name="Old Brand", is_active=False)
@@ -50,12 +59,12 @@ def _brands_in_db(django_db_setup, django_db_blocker):
             cursor.execute("ANALYZE knowledge_brand; ANALYZE knowledge_brandalias")
     yield {"zephyr": zephyr, "benetton": benetton}
     with django_db_blocker.unblock():
-        # Plain DELETEs: the ORM's cascade collector would walk 50,000 brands one relation at a time.
-        for model in (BrandCategory, BrandAlias, Brand):
-            model.objects.all()._raw_delete(connection.alias)
-        Category.objects.filter(parent__isnull=False, children__isnull=True).delete()
-        Category.objects.filter(parent__isnull=False).delete()
-        Category.objects.all().delete()
+        # TRUNCATE: deleting 50,000 brands row by row checks every foreign key to them (seconds).
+        # CASCADE also empties the tables that point at brands and categories, which hold nothing
+        # outside a test's own (rolled-back) transaction at this point.
+        tables = [m._meta.db_table for m in (BrandCategory, BrandAlias, Brand, Category)]
+        with connection.cursor() as cursor:
+            cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
 
 
 @pytest.fixture
