@@ -25,6 +25,7 @@ from knowledge.models import (
     CategoryAttribute,
     KnowledgeVersion,
     NoiseTerm,
+    RerouteJob,
     Suggestion,
 )
 from knowledge.services import KnowledgeError
@@ -493,6 +494,14 @@ def publish(request: HttpRequest) -> HttpResponse:
             except KnowledgeError as exc:
                 messages.error(request, str(exc))
             else:
+                job = RerouteJob.objects.filter(knowledge_version=version).first()
+                if job is not None and job.planned_task_ids:
+                    messages.info(
+                        request,
+                        f"The review queue is re-checked against v{version.number} in the background: "
+                        f"{len(job.planned_task_ids)} open task(s) no longer conflict and are being resolved "
+                        "(progress and undo on the version page).",
+                    )
                 if version.activated_at:
                     messages.success(
                         request,
