@@ -32,12 +32,16 @@ def _png(plt, fig) -> bytes:
 
 
 def short_category_names(labels: list[str]) -> dict[str, str]:
-    """Leaf names where they are unique among `labels`, else the last two path levels."""
-    leaves = Counter(label.rsplit(SEP, 1)[-1] for label in labels)
+    """Each path's shortest tail that no other path in `labels` shares: the leaf name where it is unique,
+    else as many parents as it takes (Men > Topwear > Tshirts vs Women > Topwear > Tshirts)."""
+    parts = {label: label.split(SEP) for label in labels}
     out = {}
-    for label in labels:
-        leaf = label.rsplit(SEP, 1)[-1]
-        out[label] = leaf if leaves[leaf] == 1 else SEP.join(label.split(SEP)[-2:])
+    for label, path in parts.items():
+        for k in range(1, len(path) + 1):
+            tail = path[-k:]
+            if sum(1 for other in parts.values() if other[-k:] == tail) == 1:
+                break
+        out[label] = SEP.join(tail)
     return out
 
 
