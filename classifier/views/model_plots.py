@@ -138,10 +138,11 @@ def history_png(rows: list[dict[str, Any]], *, current: str, title: str) -> byte
     for x, row in zip(xs, rows, strict=True):
         if row.get("promoted"):
             ax.annotate("in production", (x, 100 * row["accuracy"].get("article", 0.0)), fontsize=7,
-                        textcoords="offset points", xytext=(0, -14), ha="center")  # fmt: skip
+                        textcoords="offset points", xytext=(0, 8), ha="center")  # fmt: skip
     ax.set_xticks(xs, names, rotation=20, fontsize=7, ha="right")
     ax.set_ylabel("accuracy on the frozen set (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="best")
+    ax.margins(x=0.08, y=0.15)  # room for the "in production" note above its point
     ax.set_title(title, fontsize=10)
     return _png(plt, fig)
