@@ -191,7 +191,7 @@ class LockoutObtainAuthToken(ObtainAuthToken):
 
 def _locked_response(seconds: int) -> Response:
     return Response(
-        {"detail": lockout_message(seconds), "code": "locked_out", "retry_after": seconds},
+        {"detail": lockout_message(seconds), "code": "locked_out", "errors": {}, "retry_after": seconds},
         status=status.HTTP_429_TOO_MANY_REQUESTS,
         headers={"Retry-After": str(seconds)},
     )

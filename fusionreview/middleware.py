@@ -1,7 +1,7 @@
 """JSON errors under /api/: a script never gets an HTML page, and an outage says "retry later".
 
 - A backing service down while a request runs (PostgreSQL, the Redis broker or cache) -> 503
-  `{"detail", "code": "service_unavailable", "service"}` with `Retry-After`.
+  `{"detail", "code": "service_unavailable", "errors": {}, "service"}` with `Retry-After`.
 - Any other unhandled error -> 500 `{"detail", "code": "server_error"}` (logged with the trace).
 - Django's own HTML error pages (404 for an unknown URL, 400, 403, 413) under /api/ are
   replaced by the same JSON shape.
@@ -41,6 +41,7 @@ def service_unavailable(service: str) -> JsonResponse:
         {
             "detail": f"The {service} is unavailable right now; nothing was changed. Retry in {retry_after} s.",
             "code": "service_unavailable",
+            "errors": {},
             "service": service,
         },
         status=503,
@@ -74,7 +75,8 @@ class ApiErrorMiddleware:
                 return service_unavailable(service)
         log.exception("API %s %s failed", request.method, request.path)
         return JsonResponse(
-            {"detail": "Internal server error; it has been logged.", "code": "server_error"}, status=500
+            {"detail": "Internal server error; it has been logged.", "code": "server_error", "errors": {}},
+            status=500,
         )
 
 
@@ -91,7 +93,7 @@ def _as_json(response: HttpResponse) -> JsonResponse:
     code = {404: "not_found", 403: "permission_denied", 400: "bad_request", 413: "too_large"}.get(
         status, "server_error" if status >= 500 else "error"
     )
-    json_response = JsonResponse({"detail": phrase, "code": code}, status=status)
+    json_response = JsonResponse({"detail": phrase, "code": code, "errors": {}}, status=status)
     if status == 503:
         json_response["Retry-After"] = response.get("Retry-After", str(settings.API_RETRY_AFTER_SECONDS))
     return json_response

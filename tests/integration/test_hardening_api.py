@@ -145,7 +145,7 @@ def test_api_answers_json_503_with_retry_after_while_the_database_is_down(databa
 def test_unknown_api_urls_answer_json_not_html(client):
     response = client.get("/api/no-such-thing/")
     assert response.status_code == 404 and response["Content-Type"] == "application/json"
-    assert response.json() == {"detail": "Not Found", "code": "not_found"}
+    assert response.json() == {"detail": "Not Found", "code": "not_found", "errors": {}}
 
 
 def test_drf_errors_carry_a_code(ops_user):
