@@ -10,9 +10,8 @@ from fusionreview.celery import Queue
 
 log = logging.getLogger(__name__)
 
-# Seconds between sweeps that push versions the cache missed, and between suggestion refreshes.
-SWEEP_EVERY_S = 30.0
-SUGGESTIONS_EVERY_S = 15 * 60.0
+# Beat runs the activation sweep, the suggestions refresh and the re-route sweep: see
+# CELERY_BEAT_SCHEDULE in fusionreview/settings.py (the one schedule).
 
 
 @shared_task(
@@ -47,26 +46,6 @@ def knowledge_suggestions_refresh() -> dict[str, int]:
     from knowledge.services import suggestions_refresh
 
     return suggestions_refresh()
-
-
-BEAT_SCHEDULE = {
-    "knowledge-activation-sweep": {
-        "task": "knowledge.tasks.knowledge_activation_sweep",
-        "schedule": SWEEP_EVERY_S,
-        "options": {"queue": Queue.DEFAULT.value},
-    },
-    "knowledge-suggestions-refresh": {
-        "task": "knowledge.tasks.knowledge_suggestions_refresh",
-        "schedule": SUGGESTIONS_EVERY_S,
-        "options": {"queue": Queue.DEFAULT.value},
-    },
-    # Re-route jobs a publish could not queue (broker down) run here.
-    "knowledge-reroute-sweep": {
-        "task": "knowledge.tasks.knowledge_reroute_sweep",
-        "schedule": 60.0,
-        "options": {"queue": Queue.DEFAULT.value},
-    },
-}
 
 
 @shared_task(
