@@ -81,6 +81,7 @@ def test_corrections_to_promoted_version_to_prediction_and_rollback(
     from classifier.tasks.inference import classify_listings
 
     factories.plain_static_storage(settings)
+    settings.FINETUNE_MIN_CORRECTIONS = 10  # the web process refuses below it too (worker: worker_extra_env)
     v0 = model_version_bundled_register()
     assert v0.status == ModelVersion.Status.PROMOTED
     corrections = make_catalogue_listings(12, split="val", source="reviewed")
