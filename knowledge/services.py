@@ -202,6 +202,27 @@ def _check_brand_aliases_free(aliases: Sequence[str], *, brand: Brand | None) ->
             )
 
 
+def brand_by_folded_name(name: str) -> Brand | None:
+    """The brand whose name or alias equals `name` case- and accent-folded ("Lakmé" finds "LAKME"),
+    looked up in the published snapshot (the gazetteer the model matches titles with)."""
+    try:
+        snapshot = cache.snapshot_current()
+    except Exception:  # the cache is down: the exact lookups still guard
+        return None
+    entry = snapshot.find_brand(name) if snapshot is not None and name else None
+    if entry is None or not entry.id.isdigit():
+        return None
+    brand = Brand.objects.filter(pk=int(entry.id), is_active=True).first()
+    if brand is None:
+        return None
+    # The snapshot may be older than the tables: the row itself must carry the folded spelling.
+    from classifier.fusion.knowledge import fold_text
+
+    wanted = fold_text(name).strip()
+    spellings = [brand.name, *brand.aliases.values_list("alias", flat=True)]
+    return brand if any(fold_text(s).strip() == wanted for s in spellings) else None
+
+
 def _check_brand_name_free(name: str, *, brand: Brand | None) -> None:
     other = Brand.objects.filter(name__iexact=name).exclude(pk=brand.pk if brand else None).first()
     if other is not None:
@@ -209,6 +230,9 @@ def _check_brand_name_free(name: str, *, brand: Brand | None) -> None:
     alias = BrandAlias.objects.filter(alias__iexact=name).exclude(brand=brand).select_related("brand").first()
     if alias is not None:
         raise KnowledgeError(f"{name!r} is already an alias of brand {alias.brand.name!r}.")
+    folded = brand_by_folded_name(name)
+    if folded is not None and (brand is None or folded.pk != brand.pk):
+        raise KnowledgeError(f"{name!r} is brand {folded.name!r} written with other accents or case.")
 
 
 def _check_sibling_free(name: str, *, parent: Category | None, exclude: Category | None) -> None:

@@ -347,6 +347,10 @@ def _validate_brand(brand_name: str, *, unresolved_ok: bool = False) -> Brand | 
     if len(brand_name) > 200:
         raise InvalidDecision("The brand name is too long (200 characters at most).")
     brand = brand_by_name(brand_name)
+    if brand is None:
+        from knowledge.services import brand_by_folded_name
+
+        brand = brand_by_folded_name(brand_name)  # "Lakmé" is the graph's "Lakme"
     if brand is None and not unresolved_ok:
         raise UnknownBrand(
             f"Unknown brand “{brand_name}”: it is not in the knowledge graph yet. Send the correction "

@@ -257,3 +257,21 @@ def test_ops_accept_a_missing_brand_suggestion_from_the_suggestions_page(ops_use
     client.post(reverse("knowledge-suggestion-decide", args=[gap.pk, "accept"]))
     gap.refresh_from_db()
     assert gap.status == Suggestion.Status.ACCEPTED and gap.brand.name == "Lakme"
+
+
+def test_a_brand_written_with_other_accents_is_the_same_brand(auditor, ops_user):
+    lips = factories.category_path("Personal Care", "Lips", "Lipstick")
+    factories.brand("Lakme")
+    kg.knowledge_publish(actor=ops_user, reason="Lakme")
+    task = _claimed_task(auditor, title="Lakmé Absolute Lipstick")
+    svc.review_decide(
+        auditor=auditor,
+        task_id=task.pk,
+        version=task.version,
+        action="correct",
+        category_id=lips.pk,
+        brand_name="LAKMÉ",
+    )
+    assert ReviewDecision.objects.get(task=task).brand.name == "Lakme"
+    with pytest.raises(kg.KnowledgeError, match="other accents"):
+        kg.brand_create(actor=ops_user, name="Lakmé")
