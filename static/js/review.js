@@ -128,6 +128,12 @@
     if (el && el.id === "cat-search") {
       var opts = options();
       var cur = opts.findIndex(function (o) { return o.classList.contains("active"); });
+      // With the box still empty, 1-9 pick that entry of the list (the model's suggestions come first).
+      if (!el.value && /^[1-9]$/.test(ev.key) && opts[parseInt(ev.key, 10) - 1]) {
+        ev.preventDefault();
+        pick(opts[parseInt(ev.key, 10) - 1]);
+        return;
+      }
       if (ev.key === "ArrowDown") { ev.preventDefault(); activate(cur + 1); return; }
       if (ev.key === "ArrowUp") { ev.preventDefault(); activate(cur - 1); return; }
       if (ev.key === "Enter") {

@@ -113,9 +113,14 @@ def test_auditor_works_ten_items_with_the_keyboard_only(live_server, browser_pag
     page.keyboard.press("Enter")  # from the brand field: save
     _wait_for_task(page, tasks[2])
 
-    # 3: approve; 4: correct through the search (the previous pick is now among the recent ones)
-    page.keyboard.press("a")
+    # 3: correct with a digit: the second entry of the list (the model's second suggestion, Shirts)
+    page.keyboard.press("c")
+    page.keyboard.press("2")
+    page.wait_for_function("document.querySelector('#cat-chosen').textContent.includes('Shirts')")
+    page.keyboard.press("Enter")
     _wait_for_task(page, tasks[3])
+
+    # 4: correct through the search (the earlier picks are now among the recent ones)
     page.keyboard.press("c")
     assert "your recent picks" in page.inner_text("#cat-results").lower()
     page.keyboard.type("jeans")
@@ -150,7 +155,7 @@ def test_auditor_works_ten_items_with_the_keyboard_only(live_server, browser_pag
     assert decided == [
         (tasks[0].pk, "approve"),
         (tasks[1].pk, "correct"),
-        (tasks[2].pk, "approve"),
+        (tasks[2].pk, "correct"),
         (tasks[3].pk, "correct"),
         (tasks[4].pk, "approve"),
         *[(tasks[n].pk, "approve") for n in range(5, 10)],
@@ -158,6 +163,7 @@ def test_auditor_works_ten_items_with_the_keyboard_only(live_server, browser_pag
     assert ReviewDecision.objects.filter(action="skip", task=tasks[4]).get().undone_by is not None
     by_task = {d.task_id: d for d in ReviewDecision.objects.filter(action="correct")}
     assert by_task[tasks[1].pk].category.path_label == "Women > Topwear > Tops"
+    assert by_task[tasks[2].pk].category.path_label == "Men > Topwear > Shirts"
     assert by_task[tasks[3].pk].category == cats["jeans"] and by_task[tasks[3].pk].brand.name == "Levis"
     assert Listing.objects.filter(status=Listing.Status.REVIEWED).count() == 10
 
