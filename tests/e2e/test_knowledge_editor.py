@@ -9,7 +9,7 @@ import pytest
 from django.core.cache import cache as django_cache
 
 from knowledge import cache, services
-from knowledge.models import BrandAlias, Category, KnowledgeVersion
+from knowledge.models import BrandAlias, BrandCategory, Category, KnowledgeVersion
 from tests import factories
 from tests.e2e.conftest import shoot
 
@@ -28,6 +28,8 @@ def knowledge_graph(transactional_db, ops_user):
     factories.category_path("Footwear", "Shoes", "Sandals")
     factories.category_path("Footwear", "Sandal", "Sandals")
     puma = factories.brand("Puma", sells=tshirts)
+    # 40 approved T-shirt listings: Puma's record is evidence (knowledge check: evidence, not absence)
+    BrandCategory.objects.filter(brand=puma).update(support=40)
     factories.brand("Nike", sells=factories.category_path("Footwear"))
     factories.brand("United Colors of Benetton", sells=shirts)
     services.knowledge_publish(actor=ops_user, reason="baseline")
