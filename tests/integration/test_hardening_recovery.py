@@ -136,7 +136,8 @@ def test_a_worker_killed_with_sigkill_leaves_nothing_stuck(
     cache.delete_many([SENT_KEY.format(id=i) for i in ids])
     idle_worker.start()
     report = listings_sweep(min_age=0)
-    assert report.queued == len(ids) - done_at_kill
+    # Messages the dead worker had not taken may already be running on the new one.
+    assert report.queued <= len(ids) - done_at_kill and report.unsent == 0
     wait_until(
         lambda: Prediction.objects.filter(listing_id__in=ids).count() == len(ids),
         timeout=240,
