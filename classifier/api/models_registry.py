@@ -12,9 +12,17 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from classifier.api.common import ApiErrorOutput, ApiPagination, api_error
+from classifier.api.common import (
+    PAGE_PARAMETERS,
+    ApiErrorOutput,
+    ApiPagination,
+    JsonAPIView,
+    PageQuery,
+    api_error,
+    api_invalid,
+    paged,
+)
 from classifier.models import ModelEvaluation, ModelVersion
 from classifier.selectors import training as training_sel
 from classifier.services import training as training_svc
@@ -103,19 +111,29 @@ def _refused(exc: ValidationError) -> Response:
 _DENIED = {403: OpenApiResponse(ApiErrorOutput, description="Needs the manage-models permission")}
 
 
-class ModelVersionCollection(APIView):
+class ModelVersionCollection(JsonAPIView):
     permission_classes = [has_perm(Perm.MANAGE_MODELS)]
 
     @extend_schema(
-        operation_id="models_list", tags=["models"], responses={200: ModelVersionOutput(many=True), **_DENIED}
+        operation_id="models_list",
+        tags=["models"],
+        parameters=PAGE_PARAMETERS,
+        responses={
+            200: paged(ModelVersionOutput, "PaginatedModelVersionList"),
+            400: ApiErrorOutput,
+            **_DENIED,
+        },
     )
     def get(self, request: Request) -> Response:
+        query = PageQuery(data=request.query_params)
+        if not query.is_valid():
+            return api_invalid(query.errors)
         paginator = ApiPagination()
         page = paginator.paginate_queryset(training_sel.model_versions_all(), request, view=self)
         return paginator.get_paginated_response(ModelVersionOutput(page, many=True).data)
 
 
-class ModelVersionItem(APIView):
+class ModelVersionItem(JsonAPIView):
     permission_classes = [has_perm(Perm.MANAGE_MODELS)]
 
     @extend_schema(
@@ -127,7 +145,7 @@ class ModelVersionItem(APIView):
         return Response(ModelVersionOutput(_version_or_404(pk)).data)
 
 
-class ModelVersionEvaluate(APIView):
+class ModelVersionEvaluate(JsonAPIView):
     """Queue the evaluation gate (frozen set + recent reviews vs the version in production)."""
 
     permission_classes = [has_perm(Perm.MANAGE_MODELS)]
@@ -154,7 +172,7 @@ class ModelVersionEvaluate(APIView):
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
-class ModelVersionPromote(APIView):
+class ModelVersionPromote(JsonAPIView):
     """Put a version that passed the gate against the current production version into production."""
 
     permission_classes = [has_perm(Perm.MANAGE_MODELS)]
@@ -178,7 +196,7 @@ class ModelVersionPromote(APIView):
         return Response(ModelVersionOutput(version).data)
 
 
-class ModelVersionRollback(APIView):
+class ModelVersionRollback(JsonAPIView):
     """Put the version that served before the current one back into production."""
 
     permission_classes = [has_perm(Perm.MANAGE_MODELS)]

@@ -10,13 +10,22 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.http import Http404
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from classifier.api.common import ApiErrorOutput, ApiPagination, api_error, api_invalid
+from classifier.api.common import (
+    ApiErrorOutput,
+    ApiPagination,
+    JsonAPIView,
+    PageQuery,
+    StrictCharField,
+    StrictIntegerField,
+    api_error,
+    api_invalid,
+    paged,
+)
 from classifier.models import ReviewDecision, ReviewTask, RouteReasonChoice
 from classifier.selectors import review as review_sel
 from classifier.services import review as review_svc
@@ -57,28 +66,32 @@ class ReviewTaskOutput(serializers.ModelSerializer):
         ]
 
 
-class ReviewTaskListQuery(serializers.Serializer):
+class ReviewTaskListQuery(PageQuery):
     status = serializers.ChoiceField(choices=ReviewTask.Status.choices, required=False)
     reason = serializers.ChoiceField(choices=ReviewTask.Reason.choices, required=False)
-    route_reason = serializers.ChoiceField(choices=RouteReasonChoice.choices, required=False)
+    route_reason = serializers.ChoiceField(
+        choices=RouteReasonChoice.choices, required=False, help_text="Why the router sent it"
+    )
     category_id = serializers.IntegerField(required=False, min_value=1)
-    claimed_by_me = serializers.BooleanField(required=False, default=False)
+    claimed_by_me = serializers.BooleanField(
+        required=False, default=False, help_text="Only the tasks you hold"
+    )
 
 
 class ClaimNextInput(serializers.Serializer):
     reason = serializers.ChoiceField(choices=ReviewTask.Reason.choices, required=False)
-    category_id = serializers.IntegerField(required=False, min_value=1)
+    category_id = StrictIntegerField(required=False, min_value=1)
 
 
 class DecideInput(serializers.Serializer):
-    version = serializers.IntegerField(help_text="The task version returned when you claimed it")
+    version = StrictIntegerField(help_text="The task version returned when you claimed it")
     action = serializers.ChoiceField(
         choices=[c for c in ReviewDecision.Action.choices if c[0] != ReviewDecision.Action.UNDO]
     )
-    category_id = serializers.IntegerField(required=False, allow_null=True, help_text="Leaf; for `correct`")
-    brand = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+    category_id = StrictIntegerField(required=False, allow_null=True, help_text="Leaf; for `correct`")
+    brand = StrictCharField(required=False, allow_blank=True, default="", max_length=200)
     cause = serializers.ChoiceField(choices=ReviewDecision.Cause.choices, required=False, default="")
-    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+    comment = StrictCharField(required=False, allow_blank=True, default="", max_length=2000)
 
 
 class DecisionOutput(serializers.ModelSerializer):
@@ -136,7 +149,7 @@ def review_task_list(
 
 def _review_error(exc: review_svc.ReviewError) -> Response:
     if isinstance(exc, review_svc.InvalidDecision):
-        return api_error(str(exc), code="invalid_decision", http_status=status.HTTP_400_BAD_REQUEST)
+        return api_error(str(exc), code="invalid_decision", http_status=status.HTTP_409_CONFLICT)
     if isinstance(exc, review_svc.AlreadyRecorded):
         return api_error(str(exc), code="already_recorded", http_status=status.HTTP_409_CONFLICT)
     return api_error(str(exc), code="claim_lost", http_status=status.HTTP_409_CONFLICT)
@@ -150,24 +163,14 @@ _ERRORS = {
 }
 
 
-class ReviewTaskCollection(APIView):
+class ReviewTaskCollection(JsonAPIView):
     permission_classes = [has_perm(Perm.REVIEW)]
 
     @extend_schema(
         operation_id="review_tasks_list",
         tags=["review"],
-        parameters=[
-            OpenApiParameter("status", str, enum=ReviewTask.Status.values),
-            OpenApiParameter("reason", str, enum=ReviewTask.Reason.values),
-            OpenApiParameter(
-                "route_reason", str, enum=RouteReasonChoice.values, description="Why the router sent it"
-            ),
-            OpenApiParameter("category_id", int),
-            OpenApiParameter("claimed_by_me", bool, description="Only the tasks you hold"),
-            OpenApiParameter("page", int),
-            OpenApiParameter("page_size", int),
-        ],
-        responses={200: ReviewTaskOutput(many=True), **_ERRORS},
+        parameters=[ReviewTaskListQuery],
+        responses={200: paged(ReviewTaskOutput, "PaginatedReviewTaskList"), **_ERRORS},
     )
     def get(self, request: Request) -> Response:
         query = ReviewTaskListQuery(data=request.query_params)
@@ -186,7 +189,7 @@ class ReviewTaskCollection(APIView):
         return paginator.get_paginated_response(ReviewTaskOutput(page, many=True).data)
 
 
-class ReviewTaskItem(APIView):
+class ReviewTaskItem(JsonAPIView):
     permission_classes = [has_perm(Perm.REVIEW)]
 
     @extend_schema(
@@ -201,7 +204,7 @@ class ReviewTaskItem(APIView):
         return Response(ReviewTaskOutput(task).data)
 
 
-class ReviewClaimNext(APIView):
+class ReviewClaimNext(JsonAPIView):
     """Hand the caller the next task of the queue (or the one they already hold)."""
 
     permission_classes = [has_perm(Perm.REVIEW)]
@@ -230,7 +233,7 @@ class ReviewClaimNext(APIView):
         return Response(ReviewTaskOutput(review_sel.review_task_get(task_id=task.pk)).data)
 
 
-class ReviewDecide(APIView):
+class ReviewDecide(JsonAPIView):
     """Approve, correct, skip or escalate a task you hold, at the version you saw."""
 
     permission_classes = [has_perm(Perm.REVIEW)]
@@ -274,7 +277,7 @@ class ReviewDecide(APIView):
         )
 
 
-class ReviewUndo(APIView):
+class ReviewUndo(JsonAPIView):
     """Undo your most recent decision (within the undo window); its task is yours again."""
 
     permission_classes = [has_perm(Perm.REVIEW)]

@@ -12,9 +12,18 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from classifier.api.common import ApiErrorOutput, ApiPagination, api_error, api_invalid
+from classifier.api.common import (
+    PAGE_PARAMETERS,
+    ApiErrorOutput,
+    ApiPagination,
+    JsonAPIView,
+    PageQuery,
+    StrictIntegerField,
+    api_error,
+    api_invalid,
+    paged,
+)
 from classifier.models import TrainingJob
 from classifier.selectors import training as training_sel
 from classifier.services import training as training_svc
@@ -22,10 +31,8 @@ from fusionreview.roles import Perm, has_perm
 
 
 class TrainingJobStartInput(serializers.Serializer):
-    base_version_id = serializers.IntegerField(
-        required=False, help_text="Defaults to the version in production"
-    )
-    epochs = serializers.IntegerField(min_value=1, max_value=training_svc.MAX_EPOCHS, default=3)
+    base_version_id = StrictIntegerField(required=False, help_text="Defaults to the version in production")
+    epochs = StrictIntegerField(min_value=1, max_value=training_svc.MAX_EPOCHS, default=3)
     window_start = serializers.DateTimeField(
         required=False, allow_null=True, help_text="Defaults to the end of the base version's data window"
     )
@@ -66,13 +73,19 @@ class TrainingJobOutput(serializers.ModelSerializer):
         ]
 
 
-class TrainingJobCollection(APIView):
+class TrainingJobCollection(JsonAPIView):
     permission_classes = [has_perm(Perm.MANAGE_MODELS)]
 
     @extend_schema(
-        operation_id="training_jobs_list", tags=["training"], responses={200: TrainingJobOutput(many=True)}
+        operation_id="training_jobs_list",
+        tags=["training"],
+        parameters=PAGE_PARAMETERS,
+        responses={200: paged(TrainingJobOutput, "PaginatedTrainingJobList"), 400: ApiErrorOutput},
     )
     def get(self, request: Request) -> Response:
+        query = PageQuery(data=request.query_params)
+        if not query.is_valid():
+            return api_invalid(query.errors)
         paginator = ApiPagination()
         page = paginator.paginate_queryset(training_sel.training_jobs_recent(limit=1000), request, view=self)
         return paginator.get_paginated_response(TrainingJobOutput(page, many=True).data)
@@ -97,18 +110,18 @@ class TrainingJobCollection(APIView):
             if base is None:
                 return api_error(
                     f"No model version {v['base_version_id']}.",
-                    code="invalid",
+                    code="unknown_reference",
                     field="base_version_id",
-                    http_status=status.HTTP_400_BAD_REQUEST,
+                    http_status=status.HTTP_409_CONFLICT,
                 )
         else:
             base = training_sel.model_version_promoted()
             if base is None:
                 return api_error(
                     "No version is in production; name base_version_id.",
-                    code="invalid",
+                    code="unknown_reference",
                     field="base_version_id",
-                    http_status=status.HTTP_400_BAD_REQUEST,
+                    http_status=status.HTTP_409_CONFLICT,
                 )
         start = v.get("window_start") or training_svc.training_window_default_start(base_version=base)
         try:
@@ -125,7 +138,7 @@ class TrainingJobCollection(APIView):
         return Response(TrainingJobOutput(job).data, status=status.HTTP_201_CREATED)
 
 
-class TrainingJobItem(APIView):
+class TrainingJobItem(JsonAPIView):
     """A job's live status: phase, epoch/step, loss, ETA, and the candidate it produced."""
 
     permission_classes = [has_perm(Perm.MANAGE_MODELS)]

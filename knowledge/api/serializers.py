@@ -5,6 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from classifier.api.common import PageQuery, StrictCharField, StrictIntegerField
 from knowledge.models import BrandCategory, KnowledgeVersion
 
 _ALIASES_HELP = "The complete list of aliases (any script); replaces the current ones"
@@ -26,21 +27,21 @@ class BrandOutput(serializers.Serializer):
 
 
 class BrandCreateInput(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
-    aliases = serializers.ListField(child=serializers.CharField(max_length=200), required=False, default=list)
-    category_ids = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
-    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
+    name = StrictCharField(max_length=200)
+    description = StrictCharField(required=False, allow_blank=True, default="", max_length=5000)
+    aliases = serializers.ListField(child=StrictCharField(max_length=200), required=False, default=list)
+    category_ids = serializers.ListField(child=StrictIntegerField(), required=False, default=list)
+    reason = StrictCharField(required=False, allow_blank=True, default="", max_length=1000)
 
 
 class BrandUpdateInput(serializers.Serializer):
-    version = serializers.IntegerField(min_value=1)
-    name = serializers.CharField(required=False, max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+    version = StrictIntegerField(min_value=1)
+    name = StrictCharField(required=False, max_length=200)
+    description = StrictCharField(required=False, allow_blank=True, max_length=5000)
     aliases = serializers.ListField(
-        child=serializers.CharField(max_length=200), required=False, help_text=_ALIASES_HELP
+        child=StrictCharField(max_length=200), required=False, help_text=_ALIASES_HELP
     )
-    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
+    reason = StrictCharField(required=False, allow_blank=True, default="", max_length=1000)
 
 
 class CategoryOutput(serializers.Serializer):
@@ -55,24 +56,24 @@ class CategoryOutput(serializers.Serializer):
 
 
 class CategoryCreateInput(serializers.Serializer):
-    name = serializers.CharField(max_length=120)
-    parent_id = serializers.IntegerField(required=False, allow_null=True, default=None)
-    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
-    aliases = serializers.ListField(child=serializers.CharField(max_length=200), required=False, default=list)
-    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
+    name = StrictCharField(max_length=120)
+    parent_id = StrictIntegerField(required=False, allow_null=True, default=None)
+    description = StrictCharField(required=False, allow_blank=True, default="", max_length=5000)
+    aliases = serializers.ListField(child=StrictCharField(max_length=200), required=False, default=list)
+    reason = StrictCharField(required=False, allow_blank=True, default="", max_length=1000)
 
 
 class CategoryUpdateInput(serializers.Serializer):
-    version = serializers.IntegerField(min_value=1)
-    name = serializers.CharField(required=False, max_length=120)
-    description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+    version = StrictIntegerField(min_value=1)
+    name = StrictCharField(required=False, max_length=120)
+    description = StrictCharField(required=False, allow_blank=True, max_length=5000)
     aliases = serializers.ListField(
-        child=serializers.CharField(max_length=200), required=False, help_text=_ALIASES_HELP
+        child=StrictCharField(max_length=200), required=False, help_text=_ALIASES_HELP
     )
-    parent_id = serializers.IntegerField(
+    parent_id = StrictIntegerField(
         required=False, allow_null=True, help_text="Move under this category (null: to the top level)"
     )
-    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
+    reason = StrictCharField(required=False, allow_blank=True, default="", max_length=1000)
 
 
 class RelationOutput(serializers.Serializer):
@@ -85,18 +86,38 @@ class RelationOutput(serializers.Serializer):
 
 
 class RelationInput(serializers.Serializer):
-    brand_id = serializers.IntegerField()
-    category_id = serializers.IntegerField()
-    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
+    brand_id = StrictIntegerField()
+    category_id = StrictIntegerField()
+    reason = StrictCharField(required=False, allow_blank=True, default="", max_length=1000)
 
 
-class RelationQuery(serializers.Serializer):
+class BrandSearchQuery(PageQuery):
+    q = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=200,
+        help_text="Name or alias prefix (falls back to a substring when nothing starts with it)",
+    )
+
+
+class CategorySearchQuery(PageQuery):
+    q = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=200,
+        help_text="Substring of the name or an alias; empty: every category",
+    )
+
+
+class RelationQuery(PageQuery):
     brand_id = serializers.IntegerField(required=False)
     category_id = serializers.IntegerField(required=False)
 
 
 class PublishInput(serializers.Serializer):
-    reason = serializers.CharField(max_length=1000, help_text="Why (shown on the version page)")
+    reason = StrictCharField(max_length=1000, help_text="Why (shown on the version page)")
 
 
 class DiffCountsOutput(serializers.Serializer):
@@ -146,20 +167,20 @@ class RuleOutput(serializers.Serializer):
 
 
 class RuleInput(serializers.Serializer):
-    category_id = serializers.IntegerField()
-    name = serializers.CharField(max_length=100)
+    category_id = StrictIntegerField()
+    name = StrictCharField(max_length=100)
     allowed_values = serializers.ListField(
-        child=serializers.CharField(max_length=200), required=False, default=list
+        child=StrictCharField(max_length=200), required=False, default=list
     )
     rule = serializers.ChoiceField(choices=RULE_KINDS, default="allowed")
-    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
+    reason = StrictCharField(required=False, allow_blank=True, default="", max_length=1000)
 
 
 class RuleUpdateInput(serializers.Serializer):
-    allowed_values = serializers.ListField(child=serializers.CharField(max_length=200), required=False)
+    allowed_values = serializers.ListField(child=StrictCharField(max_length=200), required=False)
     rule = serializers.ChoiceField(choices=RULE_KINDS, required=False)
-    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
+    reason = StrictCharField(required=False, allow_blank=True, default="", max_length=1000)
 
 
-class RuleQuery(serializers.Serializer):
+class RuleQuery(PageQuery):
     category_id = serializers.IntegerField(required=False)

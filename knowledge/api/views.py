@@ -18,9 +18,18 @@ from rest_framework import serializers as drf
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from classifier.api.common import ApiErrorOutput, ApiPagination, api_error, api_invalid, perms_by_method
+from classifier.api.common import (
+    PAGE_PARAMETERS,
+    ApiErrorOutput,
+    ApiPagination,
+    JsonAPIView,
+    PageQuery,
+    api_error,
+    api_invalid,
+    paged,
+    perms_by_method,
+)
 from fusionreview.roles import Perm
 from knowledge import selectors, services
 from knowledge.api import serializers as s
@@ -31,17 +40,7 @@ from knowledge.services import KnowledgeError, StaleEdit
 def _knowledge_error(exc: KnowledgeError) -> Response:
     if isinstance(exc, StaleEdit):
         return api_error(str(exc), code="stale", http_status=status.HTTP_409_CONFLICT)
-    return api_error(str(exc), code="refused", http_status=status.HTTP_400_BAD_REQUEST)
-
-
-def _page_params(request: Request) -> tuple[int, int]:
-    def number(name: str, default: int, hi: int) -> int:
-        try:
-            return max(1, min(hi, int(request.query_params.get(name, default))))
-        except (TypeError, ValueError):
-            return default
-
-    return number("page", 1, 10**9), number("page_size", 50, 200)
+    return api_error(str(exc), code="refused", http_status=status.HTTP_409_CONFLICT)
 
 
 def _paged(request: Request, page: selectors.Page, results: list[dict[str, Any]]) -> Response:
@@ -88,39 +87,44 @@ def _categories_or_error(ids: list[int]) -> tuple[list[Category], Response | Non
     if missing:
         return [], api_error(
             f"No category with id {', '.join(map(str, missing))}.",
-            code="invalid",
+            code="unknown_reference",
             field="category_ids",
-            http_status=status.HTTP_400_BAD_REQUEST,
+            http_status=status.HTTP_409_CONFLICT,
         )
     return [found[i] for i in ids], None
 
 
+# 400: the request's shape is wrong (the message names the field). 409: a well-formed request the
+# graph refuses now (a rule of the editor, a stale version, an id that refers to nothing).
 _WRITE_ERRORS = {
-    400: OpenApiResponse(ApiErrorOutput, description="Bad input or refused by a rule; nothing changed"),
+    400: OpenApiResponse(ApiErrorOutput, description="Malformed input; nothing changed"),
     403: OpenApiResponse(ApiErrorOutput, description="Needs the edit-knowledge permission"),
+    409: OpenApiResponse(
+        ApiErrorOutput,
+        description="Refused: a rule of the graph, a stale version or an unknown id; nothing changed",
+    ),
 }
 
 
 # ---- brands -------------------------------------------------------------------------------------
 
 
-class BrandCollection(APIView):
+class BrandCollection(JsonAPIView):
     def get_permissions(self) -> list:
         return perms_by_method(self, read=Perm.VIEW_KNOWLEDGE, write=Perm.EDIT_KNOWLEDGE)
 
     @extend_schema(
         operation_id="knowledge_brands_list",
         tags=["knowledge"],
-        parameters=[
-            OpenApiParameter("q", str, description="Name or alias prefix (falls back to a substring)"),
-            OpenApiParameter("page", int),
-            OpenApiParameter("page_size", int),
-        ],
-        responses={200: _paged_schema(s.BrandOutput, "PaginatedBrandList")},
+        parameters=[s.BrandSearchQuery],
+        responses={200: _paged_schema(s.BrandOutput, "PaginatedBrandList"), 400: ApiErrorOutput},
     )
     def get(self, request: Request) -> Response:
-        number, size = _page_params(request)
-        page = selectors.brand_page(query=request.query_params.get("q", "")[:200], number=number, size=size)
+        query = s.BrandSearchQuery(data=request.query_params)
+        if not query.is_valid():
+            return api_invalid(query.errors)
+        v = query.validated_data
+        page = selectors.brand_page(query=v["q"], number=v.get("page", 1), size=v.get("page_size", 50))
         results = [
             {
                 "id": row.id,
@@ -162,7 +166,7 @@ class BrandCollection(APIView):
         return Response(selectors.brand_as_dict(brand=brand), status=status.HTTP_201_CREATED)
 
 
-class BrandItem(APIView):
+class BrandItem(JsonAPIView):
     def get_permissions(self) -> list:
         return perms_by_method(self, read=Perm.VIEW_KNOWLEDGE, write=Perm.EDIT_KNOWLEDGE)
 
@@ -210,27 +214,22 @@ class BrandItem(APIView):
 # ---- categories ---------------------------------------------------------------------------------
 
 
-class CategoryCollection(APIView):
+class CategoryCollection(JsonAPIView):
     def get_permissions(self) -> list:
         return perms_by_method(self, read=Perm.VIEW_KNOWLEDGE, write=Perm.EDIT_KNOWLEDGE)
 
     @extend_schema(
         operation_id="knowledge_categories_list",
         tags=["knowledge"],
-        parameters=[
-            OpenApiParameter(
-                "q", str, description="Substring of the name or an alias; empty: every category"
-            ),
-            OpenApiParameter("page", int),
-            OpenApiParameter("page_size", int),
-        ],
-        responses={200: _paged_schema(s.CategoryOutput, "PaginatedCategoryList")},
+        parameters=[s.CategorySearchQuery],
+        responses={200: _paged_schema(s.CategoryOutput, "PaginatedCategoryList"), 400: ApiErrorOutput},
     )
     def get(self, request: Request) -> Response:
-        number, size = _page_params(request)
-        page = selectors.category_page(
-            query=request.query_params.get("q", "")[:200], number=number, size=size
-        )
+        query = s.CategorySearchQuery(data=request.query_params)
+        if not query.is_valid():
+            return api_invalid(query.errors)
+        v = query.validated_data
+        page = selectors.category_page(query=v["q"], number=v.get("page", 1), size=v.get("page_size", 50))
         results = selectors.categories_as_dicts(ids=[cat.pk for cat, _label in page.rows])
         return _paged(request, page, results)
 
@@ -251,9 +250,9 @@ class CategoryCollection(APIView):
             if parent is None:
                 return api_error(
                     f"No category with id {v['parent_id']}.",
-                    code="invalid",
+                    code="unknown_reference",
                     field="parent_id",
-                    http_status=status.HTTP_400_BAD_REQUEST,
+                    http_status=status.HTTP_409_CONFLICT,
                 )
         try:
             category = services.category_create(
@@ -269,7 +268,7 @@ class CategoryCollection(APIView):
         return Response(selectors.categories_as_dicts(ids=[category.pk])[0], status=status.HTTP_201_CREATED)
 
 
-class CategoryItem(APIView):
+class CategoryItem(JsonAPIView):
     def get_permissions(self) -> list:
         return perms_by_method(self, read=Perm.VIEW_KNOWLEDGE, write=Perm.EDIT_KNOWLEDGE)
 
@@ -307,9 +306,9 @@ class CategoryItem(APIView):
             if new_parent is None:
                 return api_error(
                     f"No category with id {v['parent_id']}.",
-                    code="invalid",
+                    code="unknown_reference",
                     field="parent_id",
-                    http_status=status.HTTP_400_BAD_REQUEST,
+                    http_status=status.HTTP_409_CONFLICT,
                 )
         editing = any(key in v for key in ("name", "description", "aliases"))
         try:
@@ -355,7 +354,7 @@ def _relation_dict(rel: Any, labels: dict[int, str]) -> dict[str, Any]:
     }
 
 
-class RelationCollection(APIView):
+class RelationCollection(JsonAPIView):
     """Brand sells category (any level of the tree): list, add."""
 
     def get_permissions(self) -> list:
@@ -364,8 +363,8 @@ class RelationCollection(APIView):
     @extend_schema(
         operation_id="knowledge_relations_list",
         tags=["knowledge"],
-        parameters=[OpenApiParameter("brand_id", int), OpenApiParameter("category_id", int)],
-        responses={200: s.RelationOutput(many=True), 400: ApiErrorOutput},
+        parameters=[s.RelationQuery],
+        responses={200: paged(s.RelationOutput, "PaginatedRelationList"), 400: ApiErrorOutput},
     )
     def get(self, request: Request) -> Response:
         query = s.RelationQuery(data=request.query_params)
@@ -399,7 +398,7 @@ class RelationCollection(APIView):
         if brand is None or category is None:
             field = "brand_id" if brand is None else "category_id"
             return api_error(
-                f"No {field[:-3]} with id {v[field]}.", code="invalid", field=field, http_status=400
+                f"No {field[:-3]} with id {v[field]}.", code="unknown_reference", field=field, http_status=409
             )
         try:
             added = services.brand_category_add(
@@ -412,7 +411,7 @@ class RelationCollection(APIView):
         return Response(body, status=status.HTTP_201_CREATED if added else status.HTTP_200_OK)
 
 
-class RelationItem(APIView):
+class RelationItem(JsonAPIView):
     def get_permissions(self) -> list:
         return perms_by_method(self, read=Perm.VIEW_KNOWLEDGE, write=Perm.EDIT_KNOWLEDGE)
 
@@ -441,7 +440,7 @@ class RelationItem(APIView):
 # ---- publish and versions -----------------------------------------------------------------------
 
 
-class Publish(APIView):
+class Publish(JsonAPIView):
     """Publish the pending edits as a new knowledge version; workers use it from their next batch."""
 
     def get_permissions(self) -> list:
@@ -466,16 +465,23 @@ class Publish(APIView):
         return response
 
 
-class VersionCollection(APIView):
+class VersionCollection(JsonAPIView):
     def get_permissions(self) -> list:
         return perms_by_method(self, read=Perm.VIEW_KNOWLEDGE, write=Perm.EDIT_KNOWLEDGE)
 
     @extend_schema(
         operation_id="knowledge_versions_list",
         tags=["knowledge"],
-        responses={200: s.KnowledgeVersionOutput(many=True)},
+        parameters=PAGE_PARAMETERS,
+        responses={
+            200: paged(s.KnowledgeVersionOutput, "PaginatedKnowledgeVersionList"),
+            400: ApiErrorOutput,
+        },
     )
     def get(self, request: Request) -> Response:
+        query = PageQuery(data=request.query_params)
+        if not query.is_valid():
+            return api_invalid(query.errors)
         qs = (
             KnowledgeVersion.objects.select_related("created_by")
             .defer("snapshot", "row_ids")
@@ -486,7 +492,7 @@ class VersionCollection(APIView):
         return paginator.get_paginated_response(s.KnowledgeVersionOutput(page, many=True).data)
 
 
-class VersionItem(APIView):
+class VersionItem(JsonAPIView):
     def get_permissions(self) -> list:
         return perms_by_method(self, read=Perm.VIEW_KNOWLEDGE, write=Perm.EDIT_KNOWLEDGE)
 
@@ -533,7 +539,7 @@ def _rule_dict(attr: CategoryAttribute, labels: dict[int, str]) -> dict[str, Any
     }
 
 
-class RuleCollection(APIView):
+class RuleCollection(JsonAPIView):
     """Attribute rules of categories: list; add or replace one (by category and name)."""
 
     def get_permissions(self) -> list:
@@ -542,8 +548,8 @@ class RuleCollection(APIView):
     @extend_schema(
         operation_id="knowledge_rules_list",
         tags=["knowledge"],
-        parameters=[OpenApiParameter("category_id", int)],
-        responses={200: s.RuleOutput(many=True), 400: ApiErrorOutput},
+        parameters=[s.RuleQuery],
+        responses={200: paged(s.RuleOutput, "PaginatedRuleList"), 400: ApiErrorOutput},
     )
     def get(self, request: Request) -> Response:
         query = s.RuleQuery(data=request.query_params)
@@ -574,9 +580,9 @@ class RuleCollection(APIView):
         if category is None:
             return api_error(
                 f"No category with id {v['category_id']}.",
-                code="invalid",
+                code="unknown_reference",
                 field="category_id",
-                http_status=400,
+                http_status=status.HTTP_409_CONFLICT,
             )
         existed = CategoryAttribute.objects.filter(category=category, name__iexact=v["name"].strip()).exists()
         try:
@@ -595,7 +601,7 @@ class RuleCollection(APIView):
         return Response(body, status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED)
 
 
-class RuleItem(APIView):
+class RuleItem(JsonAPIView):
     def get_permissions(self) -> list:
         return perms_by_method(self, read=Perm.VIEW_KNOWLEDGE, write=Perm.EDIT_KNOWLEDGE)
 

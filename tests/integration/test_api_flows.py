@@ -72,7 +72,7 @@ def test_an_auditor_claims_decides_and_undoes_through_the_api(auditor):
         {"version": claimed["version"], "action": "correct", "category_id": tshirts.parent_id},
         format="json",
     )
-    assert refused.status_code == 400 and "not a leaf" in refused.json()["detail"]
+    assert refused.status_code == 409 and "not a leaf" in refused.json()["detail"]
     assert ReviewTask.objects.get(pk=high.pk).status == "claimed"
     # A stale version is a conflict.
     stale = api.post(url, {"version": claimed["version"] - 1, "action": "approve"}, format="json")
@@ -112,7 +112,7 @@ def test_claim_next_on_an_empty_queue_is_204_and_a_missing_task_404(auditor):
     )
     assert api.get("/api/review/tasks/999999/").status_code == 404
     nothing = api.post("/api/review/undo/")
-    assert nothing.status_code == 400 and "Nothing to undo" in nothing.json()["detail"]
+    assert nothing.status_code == 409 and "Nothing to undo" in nothing.json()["detail"]
 
 
 # ---- knowledge ----------------------------------------------------------------------------------
@@ -141,10 +141,10 @@ def test_ops_edit_brands_categories_and_relations_then_publish(ops_user):
     ).exists()
 
     duplicate = api.post("/api/knowledge/brands/", {"name": "zephyr"}, format="json")
-    assert duplicate.status_code == 400 and Brand.objects.filter(name__iexact="zephyr").count() == 1
+    assert duplicate.status_code == 409 and Brand.objects.filter(name__iexact="zephyr").count() == 1
     assert (
         api.post("/api/knowledge/brands/", {"name": "X", "category_ids": [999999]}, format="json").status_code
-        == 400
+        == 409
     )
 
     found = api.get("/api/knowledge/brands/", {"q": "zph"}).json()  # by alias prefix
@@ -224,7 +224,7 @@ def test_ops_edit_brands_categories_and_relations_then_publish(ops_user):
     required = api.patch(f"/api/knowledge/rules/{rule.json()['id']}/", {"rule": "required"}, format="json")
     assert required.json() == {**replaced.json(), "rule": "required"}
     both = api.post("/api/knowledge/rules/", {"category_id": 999999, "name": "x"}, format="json")
-    assert both.status_code == 400 and both.json()["errors"] == {
+    assert both.status_code == 409 and both.json()["errors"] == {
         "category_id": ["No category with id 999999."]
     }
     assert api.get("/api/knowledge/rules/", {"category_id": sandals["id"]}).json()["count"] == 1
@@ -233,6 +233,12 @@ def test_ops_edit_brands_categories_and_relations_then_publish(ops_user):
 
     # Publish, then read the version with its diff counts.
     assert api.post("/api/knowledge/publish/", {}, format="json").status_code == 400  # reason required
+    # 400 is a malformed request (the message names the field), 409 a well-formed one refused.
+    typed = api.post("/api/knowledge/brands/", {"name": 5}, format="json")
+    assert typed.status_code == 400 and typed.json()["detail"] == "name: Not a valid string."
+    listed = api.post("/api/knowledge/brands/", {"name": "Y", "category_ids": ["x"]}, format="json")
+    assert listed.json()["errors"] == {"category_ids": ["item 0: A valid integer is required."]}
+    assert api.get("/api/knowledge/brands/", {"page": ""}).status_code == 400
     published = api.post("/api/knowledge/publish/", {"reason": "Zephyr and sandals"}, format="json")
     assert published.status_code == 201, published.content
     number = published.json()["number"]
@@ -309,7 +315,7 @@ def test_admins_start_a_training_job_and_follow_it(admin_user, auditor, tmp_path
     bad = api.post("/api/models/training-jobs/", {"epochs": 99}, format="json")
     assert bad.status_code == 400 and bad.json()["detail"].startswith("epochs:")
     none = api.post("/api/models/training-jobs/", {"base_version_id": 999999}, format="json")
-    assert none.status_code == 400 and none.json()["errors"] == {
+    assert none.status_code == 409 and none.json()["errors"] == {
         "base_version_id": ["No model version 999999."]
     }
     empty = api.post("/api/models/training-jobs/", {"epochs": 1}, format="json")
