@@ -25,7 +25,13 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if a.image_size:
         cfg.image_size = a.image_size
     cache = Path(a.cache) if a.cache else Path("var/cache/fusion")
-    train_and_save(a.data, a.out, cfg, cache=cache)
+    prep = None
+    if a.max_train_rows or a.no_test:
+        from classifier.fusion.training import Prepared
+
+        splits = ("train", "val") if a.no_test else ("train", "val", "test", "support")
+        prep = Prepared(a.data, cfg, cache, splits=splits, max_train_rows=a.max_train_rows)
+    train_and_save(a.data, a.out, cfg, cache=cache, prep=prep)
     print(f"model written to {a.out}")
     return 0
 
@@ -37,7 +43,17 @@ def _cmd_predict(a: argparse.Namespace) -> int:
     from classifier.fusion.data import read_catalogue
     from classifier.fusion.engine import InferenceEngine, InvalidImageError, ListingInput
 
-    eng = InferenceEngine.load(a.model)
+    eng = InferenceEngine.load(a.model, quantized=a.quantized)
+    if a.snapshot:
+        from classifier.fusion.knowledge import KnowledgeSnapshot
+
+        try:
+            eng.set_snapshot(KnowledgeSnapshot.load(a.snapshot))
+        except (OSError, ValueError, KeyError) as e:
+            raise SystemExit(f"--snapshot {a.snapshot}: not a knowledge snapshot ({e})") from e
+    if a.examples:
+        used = add_examples_from_csv(eng, Path(a.examples))
+        print(f"prototypes from {a.examples}: {used}")
     rows = read_catalogue(a.catalogue, tuple(a.split.split(",")) if a.split else None)
     base = Path(a.catalogue).parent
     with open(a.out, "w", newline="", encoding="utf-8") as f:
@@ -51,6 +67,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
                 "brand",
                 "confidence",
                 "needs_review",
+                "route_reason",
                 "path",
                 "latency_ms",
             ]
@@ -82,12 +99,44 @@ def _cmd_predict(a: argparse.Namespace) -> int:
                         p.brand or "",
                         f"{p.confidence:.4f}",
                         int(p.needs_review),
+                        p.route_reason,
                         p.path,
                         f"{p.latency_ms:.2f}",
                     ]
                 )
     print(f"{len(rows)} rows -> {a.out}")
     return 0
+
+
+def add_examples_from_csv(engine, csv_path: Path) -> dict[str, int]:
+    """Labelled catalogue rows as few-shot prototypes: category id -> rows used.
+
+    Images are relative to the CSV's folder or absolute. A row whose category is not a leaf of the engine's
+    snapshot or whose image cannot be read is refused with a clear message; nothing is added then.
+    """
+    from classifier.fusion.data import InvalidImageError, load_image, read_catalogue
+    from classifier.fusion.engine import ListingInput
+
+    if not csv_path.exists():
+        raise SystemExit(f"--examples {csv_path}: no such file")
+    leaves = set(engine.leaves)
+    groups: dict[str, list] = {}
+    problems = []
+    for r in read_catalogue(csv_path):
+        img = Path(r.image)
+        img = img if img.is_absolute() else csv_path.parent / img
+        if r.leaf_id not in leaves:
+            problems.append(f"row {r.id}: category {r.leaf_id!r} is not in the knowledge snapshot")
+            continue
+        try:
+            groups.setdefault(r.leaf_id, []).append(ListingInput(load_image(img), r.title, key=r.id))
+        except (OSError, InvalidImageError) as e:
+            problems.append(f"row {r.id}: image {img}: {e}")
+    if problems:
+        raise SystemExit("--examples refused:\n  " + "\n  ".join(problems[:20]))
+    for cat, items in groups.items():
+        engine.add_examples(cat, items)
+    return {c: len(v) for c, v in groups.items()}
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
@@ -158,6 +207,10 @@ def add_subcommands(sub) -> None:
     t.add_argument("--image-size", type=int)
     t.add_argument("--cache", help="cache folder (default var/cache/fusion)")
     t.add_argument("--threads", type=int, default=2)
+    t.add_argument(
+        "--max-train-rows", type=int, help="train on a class-stratified subset of train (a cheaper run)"
+    )
+    t.add_argument("--no-test", action="store_true", help="prepare train and val only (evaluate later)")
     t.set_defaults(func=_cmd_train)
     p = sub.add_parser("predict", help="classify a catalogue CSV (images relative to it)")
     p.add_argument("--model", required=True)
@@ -166,6 +219,14 @@ def add_subcommands(sub) -> None:
     p.add_argument("--split", help="only these splits (comma-separated)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--snapshot", help="knowledge snapshot JSON (from `snapshot` or the knowledge export)")
+    p.add_argument(
+        "--examples",
+        help="labelled catalogue CSV used as prototypes (images relative to the CSV or absolute)",
+    )
+    p.add_argument(
+        "--quantized", action="store_true", help="INT8 serving build (dynamic quantisation of Linear layers)"
+    )
     p.set_defaults(func=_cmd_predict)
     e = sub.add_parser("evaluate", help="figures on a split (full and vague titles) + plots")
     e.add_argument("--model", required=True)

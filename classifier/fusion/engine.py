@@ -4,9 +4,12 @@ high-resolution second pass on conflict -> calibrated, hierarchical prediction w
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 import threading
 import time
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +96,47 @@ class FusionPrediction:
         }
 
 
+def quantize_linear(module: torch.nn.Module) -> torch.nn.Module:
+    """INT8 dynamic quantisation of every ``nn.Linear`` (weights int8, activations quantised on the fly)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's notice that quantised tensors move to torchao
+        return torch.ao.quantization.quantize_dynamic(module.eval(), {torch.nn.Linear}, dtype=torch.qint8)
+
+
+class _LRU:
+    """A small thread-safe LRU map."""
+
+    def __init__(self, capacity: int):
+        self.capacity = int(capacity)
+        self._d: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            v = self._d.get(key)
+            if v is not None:
+                self._d.move_to_end(key)
+            return v
+
+    def put(self, key, value) -> None:
+        if self.capacity <= 0:
+            return
+        with self._lock:
+            self._d[key] = value
+            self._d.move_to_end(key)
+            while len(self._d) > self.capacity:
+                self._d.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
 @dataclass
 class _State:
     """Everything derived from a snapshot; swapped as one object so a batch never sees half of it."""
@@ -119,6 +163,7 @@ class _Raw:
     findings: list[dict]
     attention: np.ndarray | None
     image_logits: torch.Tensor | None = None
+    text_logits: torch.Tensor | None = None  # the text head alone (full path; benchmarks' text-only figure)
 
 
 class InferenceEngine:
@@ -134,6 +179,7 @@ class InferenceEngine:
         encoder: TextEncoder | None = None,
         device: str = "cpu",
         model_version: str = "dev",
+        image_cache_size: int = 256,
     ):
         self.model, self.cfg, self.labels = model.to(device).eval(), cfg, labels
         self.device = device
@@ -148,6 +194,12 @@ class InferenceEngine:
         self.use_gate = True
         self._examples: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
         self._lock = threading.Lock()
+        # backbone outputs of recently seen images (sha1 of the bytes): a repeat listing, or the same image
+        # under another title, skips the vision backbone; cleared with the engine (model version)
+        self._image_cache = _LRU(image_cache_size)
+        # whole answers for a repeat listing (same image bytes + title); keyed by the snapshot's version and
+        # cleared whenever the snapshot or the few-shot examples change (the engine is the model version)
+        self._answer_cache = _LRU(image_cache_size)
         with torch.no_grad():
             self._trained_protos = model.head.prototypes().detach().float().cpu()
         self._state: _State = self._build_state(snapshot)
@@ -155,16 +207,48 @@ class InferenceEngine:
     # ---- construction ----------------------------------------------------------------------------
     @classmethod
     def load(
-        cls, model_dir: str | Path, *, device: str | None = None, snapshot: KnowledgeSnapshot | None = None
+        cls,
+        model_dir: str | Path,
+        *,
+        device: str | None = None,
+        snapshot: KnowledgeSnapshot | None = None,
+        quantized: bool | None = None,
     ) -> InferenceEngine:
-        """Load a model directory (cuda if available, else cpu); ``snapshot`` defaults to the one trained with."""
+        """Load a model directory (cuda if available, else cpu); ``snapshot`` defaults to the one trained with.
+
+        ``quantized``: the INT8 serving build (dynamic quantisation of the Linear layers of the fusion model
+        and of MiniLM; CPU only); None reads the ``FUSION_QUANTIZED`` environment variable (1/true/yes).
+        """
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if quantized is None:
+            quantized = os.environ.get("FUSION_QUANTIZED", "").strip().lower() in {"1", "true", "yes", "on"}
         model_dir = Path(model_dir)
         model, cfg, labels = load_model(model_dir, device)
         calib = read_json(model_dir, "calibration.json", DEFAULT_CALIBRATION)
         snap = snapshot or KnowledgeSnapshot.load(model_dir / "snapshot.json")
         version = f"{model_dir.resolve().name}-{weights_checksum(model_dir)}"
-        return cls(model, cfg, labels, calib, snap, None, device, version)
+        encoder = None
+        if quantized and device == "cpu":
+            model = quantize_linear(model)
+            encoder = TextEncoder(cfg.text_checkpoint, cfg.max_tokens, device)
+            encoder.model = quantize_linear(encoder.model)
+            version += "-int8"
+        return cls(model, cfg, labels, calib, snap, encoder, device, version)
+
+    @staticmethod
+    def _image_key(item: ListingInput) -> str | None:
+        if isinstance(item.image, (bytes, bytearray, memoryview)):
+            return hashlib.sha1(bytes(item.image)).hexdigest()
+        return None
+
+    def clear_caches(self) -> None:
+        """Forget the repeat-listing answers and the cached backbone outputs (benchmarks time cold runs)."""
+        self._image_cache.clear()
+        self._answer_cache.clear()
+
+    def reserve_image_cache(self, n: int) -> None:
+        """Keep at least ``n`` images' backbone outputs (evaluation passes over the same split twice)."""
+        self._image_cache.capacity = max(self._image_cache.capacity, int(n))
 
     @property
     def snapshot(self) -> KnowledgeSnapshot:
@@ -269,6 +353,7 @@ class InferenceEngine:
         state = self._build_state(snapshot)
         with self._lock:
             self._state = state
+            self._answer_cache.clear()
 
     @torch.no_grad()
     def add_examples(self, category_id: str, items: list[ListingInput]) -> None:
@@ -302,8 +387,46 @@ class InferenceEngine:
         self, items: list[ListingInput], *, review_threshold: float | None = None
     ) -> list[FusionPrediction]:
         """Classify a batch. Raises :class:`InvalidImageError` (naming the item) for an undecodable image."""
-        preds, _ = self._predict(items, review_threshold=review_threshold)
-        return preds
+        st = self._state
+        thr = self.review_threshold if review_threshold is None else float(review_threshold)
+        keys = []
+        for it in items:
+            k = self._image_key(it)
+            keys.append(
+                None if k is None else (k, (it.title or "").strip(), st.snapshot.version, id(st), thr)
+            )
+        answers = [self._answer_cache.get(k) if k is not None else None for k in keys]
+        todo = [i for i, a in enumerate(answers) if a is None]
+        if todo:
+            fresh, _ = self._predict([items[i] for i in todo], review_threshold=review_threshold)
+            for i, p in zip(todo, fresh, strict=True):
+                answers[i] = p
+                if keys[i] is not None:
+                    self._answer_cache.put(keys[i], p)
+        out = []
+        for i, (it, p) in enumerate(zip(items, answers, strict=True)):
+            if i in todo:
+                out.append(p)
+            else:  # a repeat listing: the stored answer, under this item's key
+                out.append(replace(p, key=it.key, latency_ms=0.0, top_k=dict(p.top_k)))
+        return out
+
+    def predict_detailed(
+        self,
+        items: list[ListingInput],
+        *,
+        review_threshold: float | None = None,
+        force_path: str | None = None,
+    ) -> tuple[list[FusionPrediction], list[_Raw]]:
+        """Predictions plus the per-item raw scores (uncalibrated ``logits`` of the path taken,
+        ``image_logits``, ``path``, ``findings``) over :attr:`leaves`: what calibration, evaluation and
+        fine-tuning read. ``force_path``: "full" or "light" to bypass the gate (ablations, calibration)."""
+        return self._predict(items, review_threshold=review_threshold, force_path=force_path)
+
+    @property
+    def leaves(self) -> list[str]:
+        """The candidate leaf ids of the current snapshot, in the order of the raw scores' columns."""
+        return list(self._state.leaves)
 
     @torch.no_grad()
     def _predict(
@@ -322,18 +445,21 @@ class InferenceEngine:
         n = len(items)
         cost = np.zeros(n)  # ms per item
         t0 = time.perf_counter()
-        imgs = []
+        keys = [self._image_key(it) for it in items]
+        hits = [self._image_cache.get(k) if k is not None else None for k in keys]
+        imgs: list[PIL.Image.Image | None] = [None] * n
         for i, it in enumerate(items):
-            try:
-                imgs.append(load_image(it.image))
-            except InvalidImageError as e:
-                raise InvalidImageError(f"item {i} (key {it.key!r}): {e}") from e
+            if hits[i] is None:
+                try:
+                    imgs[i] = load_image(it.image)
+                except InvalidImageError as e:
+                    raise InvalidImageError(f"item {i} (key {it.key!r}): {e}") from e
+        miss = [i for i in range(n) if hits[i] is None]
         titles = [(it.title or "").strip() for it in items]
         ents = [st.extractor.extract(t) for t in titles]
-        cplx = np.array([estimate_complexity(im).score for im in imgs])
-        pix = torch.from_numpy(
-            np.stack([image_to_array(im, cfg.image_size, cfg.pad_square) for im in imgs])
-        ).to(dev)
+        cplx = np.array(
+            [hits[i][0] if hits[i] is not None else estimate_complexity(imgs[i]).score for i in range(n)]
+        )
         cost += (time.perf_counter() - t0) * 1000 / n
 
         raws: list[_Raw | None] = [None] * n
@@ -343,7 +469,18 @@ class InferenceEngine:
         if cfg.use_image:
             t1 = time.perf_counter()
             with self._amp():
-                img_emb, hs = self.model.forward_image_only(pix)
+                if miss:
+                    pix_m = torch.from_numpy(
+                        np.stack([image_to_array(imgs[i], cfg.image_size, cfg.pad_square) for i in miss])
+                    ).to(dev)
+                    emb_m, hs_m = self.model.forward_image_only(pix_m)
+                    for k, i in enumerate(miss):
+                        hits[i] = (float(cplx[i]), tuple(h[k] for h in hs_m), emb_m[k])
+                        if keys[i] is not None:
+                            self._image_cache.put(keys[i], hits[i])
+                # the backbone's stages of every item (computed above or repeated images from the cache)
+                hs = tuple(torch.stack([hits[i][1][j] for i in range(n)]) for j in range(len(hits[0][1])))
+                img_emb = torch.stack([hits[i][2] for i in range(n)])
                 img_logits = self.model.head(img_emb, st.image_prototypes).float().cpu()
             cost += (time.perf_counter() - t1) * 1000 / n
         full_idx = list(range(n))
@@ -375,11 +512,14 @@ class InferenceEngine:
             sel = torch.tensor(full_idx, device=dev)
             with self._amp():
                 feats = self.model.forward_features(
-                    pix[sel] if cfg.use_image else None,
+                    None,
                     text,
                     hidden_states=tuple(h[sel] for h in hs) if hs is not None else None,
                 )
                 logits = self.model.forward_head(feats, st.prototypes).logits.float().cpu() + boost[full_idx]
+                txt_logits = None
+                if feats.text_emb is not None:
+                    txt_logits = self.model.head(feats.text_emb, st.prototypes).float().cpu()
             att = feats.attention.float().cpu().numpy() if feats.attention is not None else None
             cost[full_idx] += (time.perf_counter() - t2) * 1000 / len(full_idx)
             hires = []
@@ -392,12 +532,15 @@ class InferenceEngine:
                     findings,
                     None if att is None else att[k],
                     None if img_logits is None else img_logits[i],
+                    None if txt_logits is None else txt_logits[k],
                 )
                 if _conflicts(findings) and cfg.use_image:
                     hires.append((k, i))
             if hires:  # conflict: a second look at a higher resolution, averaged with the first
                 t3 = time.perf_counter()
                 hk = [i for _, i in hires]
+                for i in hk:  # a repeated image came from the cache undecoded
+                    imgs[i] = imgs[i] if imgs[i] is not None else load_image(items[i].image)
                 hp = torch.from_numpy(
                     np.stack([image_to_array(imgs[i], cfg.hires_image_size, cfg.pad_square) for i in hk])
                 ).to(dev)
@@ -414,6 +557,7 @@ class InferenceEngine:
                         verify(st.snapshot, st.leaves[j], ents[i]),
                         raws[i].attention,
                         raws[i].image_logits,
+                        raws[i].text_logits,
                     )
                 cost[hk] += (time.perf_counter() - t3) * 1000 / len(hk)
         elif full_idx:  # image-only model: no text path

@@ -27,6 +27,7 @@ def run_rows(
     desc: str = "predict",
 ):
     preds, raws = [], []
+    engine.reserve_image_cache(len(rows))  # a second pass over the split (vague titles) reuses the backbone
     for i in tqdm(range(0, len(rows), batch_size), desc=desc, leave=False):
         chunk = rows[i : i + batch_size]
         items = [
@@ -35,7 +36,7 @@ def run_rows(
             )
             for k, r in enumerate(chunk)
         ]
-        p, r = engine._predict(items, force_path=force_path, review_threshold=review_threshold)
+        p, r = engine.predict_detailed(items, force_path=force_path, review_threshold=review_threshold)
         preds += p
         raws += r
     return preds, raws

@@ -246,7 +246,9 @@ class _Data:
     text: Any  # TextBatch
 
 
-def _load_items(items: Sequence[Example], leaf_pos: dict[str, int], size: int, emit, tag: str):
+def _load_items(
+    items: Sequence[Example], leaf_pos: dict[str, int], size: int, emit, tag: str, pad: bool = True
+):
     """Decode images and keep the items whose category is a known leaf; returns (kept, skipped reasons)."""
     import numpy as np
 
@@ -264,7 +266,7 @@ def _load_items(items: Sequence[Example], leaf_pos: dict[str, int], size: int, e
             skipped["bad_image"] += 1
             continue
         small = img.resize((max(size, 224), max(size, 224))) if img.width * img.height > 600 * 600 else img
-        arrays.append(image_to_array(img, size))
+        arrays.append(image_to_array(img, size, pad))
         pil.append(small)
         titles.append(title or "")
         labels.append(leaf_pos[category_id])
@@ -335,15 +337,15 @@ def finetune(
 
     import numpy as np
     import torch
-    import torch.nn.functional as F
 
     from classifier.fusion.artifacts import DEFAULT_CALIBRATION, load_model, read_json, save_model
     from classifier.fusion.encoder import TextEncoder
     from classifier.fusion.engine import InferenceEngine, ListingInput
     from classifier.fusion.knowledge import KnowledgeSnapshot
-    from classifier.fusion.modeling import FusionModel, TextBatch, info_nce
+    from classifier.fusion.modeling import FusionModel, TextBatch
+    from classifier.fusion.pipeline import calibrate_items
     from classifier.fusion.text import EntityExtractor, category_text
-    from classifier.fusion.training import augment, choose_threshold, fit_temperature, level_matrices
+    from classifier.fusion.training import augment, compute_loss, level_matrices, mix_text
 
     t_start = time.perf_counter()
 
@@ -401,9 +403,11 @@ def finetune(
     # -- data --
     extractor = EntityExtractor(snapshot)
     ex_imgs, ex_pil, ex_titles, ex_y, ex_skip = _load_items(
-        examples, leaf_pos, cfg.image_size, emit, "corrections"
+        examples, leaf_pos, cfg.image_size, emit, "corrections", cfg.pad_square
     )
-    rp_imgs, rp_pil, rp_titles, rp_y, rp_skip = _load_items(replay, leaf_pos, cfg.image_size, emit, "replay")
+    rp_imgs, rp_pil, rp_titles, rp_y, rp_skip = _load_items(
+        replay, leaf_pos, cfg.image_size, emit, "replay", cfg.pad_square
+    )
     if not ex_y:
         raise FinetuneError(f"none of the {len(examples)} corrections is usable ({ex_skip})")
     images = np.concatenate([ex_imgs, rp_imgs])
@@ -463,35 +467,16 @@ def finetune(
             if not cfg.use_image:
                 choice = torch.zeros_like(choice)
             text = None
-            if cfg.use_text:
-                parts = []
-                for f in ("hidden", "mask", "types", "prior"):
-                    a = getattr(text_all, f)[idx]
-                    e = getattr(empty, f).expand_as(a)
-                    c = choice.view(-1, *([1] * (a.dim() - 1)))
-                    parts.append(torch.where(c == 0, a, e).to(device))
-                text = TextBatch(*parts)
+            if cfg.use_text:  # choice 0 = the title, 2 = none (mix_text's codes)
+                text = mix_text(text_all, text_all, empty, idx, choice * 2).to(device)
             pixels = augment(torch.from_numpy(images[idx.numpy()]), gen).to(device) if cfg.use_image else None
             out = model(pixels, text)
-            ce = F.cross_entropy(out.logits, y, reduction="none", label_smoothing=cfg.label_smoothing)
-            loss = (ce * w).sum() / w.sum()
-            logp = F.log_softmax(out.logits, -1)
-            for m in mats:  # hierarchy: a parent's probability is the sum of its leaves'
-                lp = torch.logsumexp(logp.unsqueeze(-1) + torch.log(m.clamp_min(1e-12)).unsqueeze(0), 1)
-                loss = loss + cfg.hierarchy_weight * 0.5 * F.nll_loss(lp, (m[y] > 0).float().argmax(-1))
-            if out.image_logits is not None and out.features.fused is not None:
-                loss = loss + cfg.image_head_weight * F.cross_entropy(
-                    out.image_logits, y, label_smoothing=cfg.label_smoothing
-                )
-            f = out.features
-            has = (choice == 0).to(device)
-            if f.text_emb is not None and f.image_emb is not None and int(has.sum()) >= 2:
-                loss = loss + cfg.contrastive_weight * info_nce(f.image_emb[has], f.text_emb[has])
+            # the trainer's loss (CE + hierarchy + image head + text head + InfoNCE), corrections weighted
+            loss = compute_loss(model, out, y, (choice * 2).to(device), mats, cfg, sample_weight=w)
             if anchor_weight > 0:  # L2-SP: stay close to the base weights
                 loss = loss + anchor_weight * sum(
                     (p - anchor[k]).pow(2).sum() for k, p in model.named_parameters() if k in anchor
                 )
-            loss = loss + cfg.prototype_delta_l2 * model.head.delta.pow(2).sum(-1).mean()
             if not torch.isfinite(loss):
                 raise FinetuneError(f"loss became {float(loss)} at step {step}")
             opt.zero_grad(set_to_none=True)
@@ -528,32 +513,27 @@ def finetune(
     holdout: dict[str, Any] = {"n": len(hold_idx)}
     if len(hold_idx) >= 10:
         emit({"phase": "calibrating"})
-        st = engine._state
-        pos = {c: i for i, c in enumerate(st.leaves)}
         hold = [int(i) for i in hold_idx]
         truth = [leaves[int(y_all[i])] for i in hold]
         items = [ListingInput(pil[i], titles[i], key=str(i)) for i in hold]
-        engine.calibration.update(temperature=1.0)
-        raws = []
-        for s in range(0, len(items), 64):
-            raws += engine._predict(items[s : s + 64], force_path="full")[1]
-            emit({"phase": "calibrating", "done": min(s + 64, len(items)), "total": len(items)})
-        y = torch.tensor([pos.get(c, -1) for c in truth])
-        cal["temperature"] = fit_temperature(torch.stack([r.logits for r in raws]), y)
-        if raws[0].image_logits is not None:
-            cal["image_temperature"] = fit_temperature(torch.stack([r.image_logits for r in raws]), y)
-        engine.calibration.update(temperature=cal["temperature"], image_temperature=cal["image_temperature"])
-        preds = []
-        for s in range(0, len(items), 64):
-            preds += engine._predict(items[s : s + 64], review_threshold=0.0)[0]
-        conf = np.array([p.confidence for p in preds])
-        correct = np.array([p.category_id == c for p, c in zip(preds, truth, strict=True)])
-        flagged = np.array(["knowledge_conflict" in p.review_reasons for p in preds])
-        corr_mask = np.array([bool(is_corr[i]) for i in hold])
         # A 99%-precision threshold picked on a few hundred items swings wildly (one error moves it);
         # keep the base model's, chosen on the full val split, unless the held-out set is as large.
-        if len(items) >= MIN_ITEMS_FOR_THRESHOLD:
-            cal["review_threshold"] = choose_threshold(conf, correct, flagged, cfg.target_precision)
+        fitted, preds = calibrate_items(
+            engine,
+            items,
+            truth,
+            cfg.target_precision,
+            choose_review_threshold=len(items) >= MIN_ITEMS_FOR_THRESHOLD,
+            log=say,
+        )
+        cal.update(
+            temperature=fitted["temperature"],
+            image_temperature=fitted["image_temperature"],
+            review_threshold=fitted["review_threshold"],
+        )
+        conf = np.array([p.confidence for p in preds])
+        correct = np.array([p.category_id == c for p, c in zip(preds, truth, strict=True)])
+        corr_mask = np.array([bool(is_corr[i]) for i in hold])
         cal["finetune_holdout"] = len(items)
         holdout.update(
             accuracy=float(correct.mean()),

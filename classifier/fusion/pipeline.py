@@ -11,8 +11,8 @@ import torch
 
 from classifier.fusion.artifacts import save_model, write_json
 from classifier.fusion.config import FusionConfig
-from classifier.fusion.engine import InferenceEngine
-from classifier.fusion.evaluation import ece_of_logits, run_rows, summarize
+from classifier.fusion.engine import InferenceEngine, ListingInput
+from classifier.fusion.evaluation import ece, summarize
 from classifier.fusion.routing import route
 from classifier.fusion.training import Prepared, choose_threshold, fit_temperature, train_model
 
@@ -42,48 +42,87 @@ def reroute(preds: list, threshold: float) -> list:
     return out
 
 
-def calibrate_rows(
-    engine: InferenceEngine, rows, data_dir, cfg: FusionConfig, log=print, *, return_preds: bool = False
-):
-    """:func:`calibrate` on explicit ``val`` rows (images relative to ``data_dir``).
+def _run_items(engine: InferenceEngine, items: list, batch: int = 64, **kw):
+    preds, raws = [], []
+    for i in range(0, len(items), batch):
+        p, r = engine.predict_detailed(items[i : i + batch], **kw)
+        preds += p
+        raws += r
+    return preds, raws
 
-    With ``return_preds`` also returns the val predictions at the chosen threshold (no third pass needed).
+
+def calibrate_items(
+    engine: InferenceEngine,
+    items: list,
+    truth: list[str],
+    target_precision: float,
+    *,
+    choose_review_threshold: bool = True,
+    log=print,
+) -> tuple[dict, list]:
+    """The one calibration of training, fine-tuning and the benchmarks (engine public API only).
+
+    Fits the temperatures of the full path and of the image head on ``items`` (their true leaf ids in
+    ``truth``), then, if ``choose_review_threshold``, the lowest review threshold whose auto-accepted items
+    reach ``target_precision``. Sets them on the engine; returns (calibration dict, the items' predictions
+    routed at the chosen threshold).
     """
-    st = engine._state
-    pos = {c: i for i, c in enumerate(st.leaves)}
-    y = torch.tensor([pos.get(r.leaf_id, -1) for r in rows])
+    pos = {c: i for i, c in enumerate(engine.leaves)}
+    y = torch.tensor([pos.get(c, -1) for c in truth])
+    engine.reserve_image_cache(len(items))  # the second pass reuses the backbone's outputs
     engine.calibration.update(temperature=1.0, image_temperature=1.0)
-    _, raws = run_rows(engine, rows, data_dir, force_path="full", desc="calibrate val")
+    _, raws = _run_items(engine, items, force_path="full")
     logits = torch.stack([r.logits for r in raws])
     t_full = fit_temperature(logits, y)
     t_img = 1.0
     if raws[0].image_logits is not None:
         t_img = fit_temperature(torch.stack([r.image_logits for r in raws]), y)
-    ece_before = ece_of_logits(raws, rows, st.leaves, 1.0, st.snapshot)
-    ece_after = ece_of_logits(raws, rows, st.leaves, t_full, st.snapshot)
+    ece_before, ece_after = (ece_of_scores(logits, y, t) for t in (1.0, t_full))
     engine.calibration.update(temperature=t_full, image_temperature=t_img)
-    preds, _ = run_rows(engine, rows, data_dir, review_threshold=0.0, desc="threshold val")
-    conf = np.array([p.confidence for p in preds])
-    correct = np.array([p.article_type == r.article_type for p, r in zip(preds, rows, strict=True)])
-    flagged = np.array(["knowledge_conflict" in p.review_reasons for p in preds])
-    thr = choose_threshold(conf, correct, flagged, cfg.target_precision)
+    preds, _ = _run_items(engine, items, review_threshold=0.0)
+    thr = float(engine.review_threshold)
+    if choose_review_threshold:
+        conf = np.array([p.confidence for p in preds])
+        correct = np.array([p.category_id == c for p, c in zip(preds, truth, strict=True)])
+        flagged = np.array([_conflict(p) for p in preds])
+        thr = choose_threshold(conf, correct, flagged, target_precision)
     engine.review_threshold = thr
     engine.calibration["review_threshold"] = thr
     cal = {
         "temperature": t_full,
         "image_temperature": t_img,
         "review_threshold": thr,
-        "target_precision": cfg.target_precision,
+        "target_precision": target_precision,
+        "calibration_items": len(items),
         "val_ece_before": round(ece_before, 4),
         "val_ece_after": round(ece_after, 4),
     }
     log(
         f"calibration: T={t_full:.3f} T_img={t_img:.3f} threshold={thr:.4f} "
-        f"val ECE {ece_before:.4f} -> {ece_after:.4f}"
+        f"ECE {ece_before:.4f} -> {ece_after:.4f} ({len(items)} items)"
     )
-    if return_preds:
-        return cal, reroute(preds, thr)
-    return cal
+    return cal, reroute(preds, thr)
+
+
+def _conflict(p) -> bool:
+    return any(r in ("knowledge_conflict", "unknown_category") for r in p.review_reasons)
+
+
+def ece_of_scores(logits: torch.Tensor, y: torch.Tensor, temperature: float) -> float:
+    """ECE of the top-1 leaf of ``logits / temperature`` against leaf indices ``y`` (-1 = unknown, wrong)."""
+    p = torch.softmax(logits.float() / temperature, -1)
+    conf, j = p.max(-1)
+    return ece(conf.numpy(), (j == y).numpy())
+
+
+def calibrate_rows(
+    engine: InferenceEngine, rows, data_dir, cfg: FusionConfig, log=print, *, return_preds: bool = False
+):
+    """:func:`calibrate_items` on catalogue ``val`` rows (images relative to ``data_dir``)."""
+    data_dir = Path(data_dir)
+    items = [ListingInput((data_dir / r.image).read_bytes(), r.title, key=r.id) for r in rows]
+    cal, preds = calibrate_items(engine, items, [r.leaf_id for r in rows], cfg.target_precision, log=log)
+    return (cal, preds) if return_preds else cal
 
 
 def train_and_save(

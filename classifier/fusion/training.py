@@ -196,7 +196,8 @@ def mix_text(
 
 def trim_tokens(tb: TextBatch) -> TextBatch:
     """Drop the padding columns every title of the batch has (titles are short; the cache pads to 32)."""
-    n = int(tb.mask.sum(-1).max().clamp_min(1))
+    used = tb.mask.bool().any(0).nonzero()  # columns where some title has a token (dropped words leave holes)
+    n = int(used.max()) + 1 if len(used) else 1
     return TextBatch(tb.hidden[:, :n], tb.mask[:, :n], tb.types[:, :n], tb.prior[:, :n])
 
 
@@ -237,6 +238,20 @@ def level_matrices(
     return names, mats
 
 
+def stratified_subset(rows: list[Row], n: int, min_per_class: int = 5) -> list[int]:
+    """Indices of about ``n`` rows: every class keeps the same share of its rows (so the class priors stay
+    as in the catalogue), and at least ``min_per_class`` (or all it has); evenly spaced, catalogue order."""
+    by: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by.setdefault(r.leaf_id, []).append(i)
+    frac = n / len(rows)
+    picked: list[int] = []
+    for idx in by.values():
+        k = min(len(idx), max(min_per_class, round(frac * len(idx))))
+        picked += [idx[int(t * len(idx) / k)] for t in range(k)]
+    return sorted(picked)
+
+
 class Prepared:
     """Everything training and evaluation need, built once from the data folder."""
 
@@ -247,7 +262,10 @@ class Prepared:
         cache: Path | None = None,
         splits=("train", "val", "test", "support"),
         encoder: TextEncoder | None = None,
+        max_train_rows: int | None = None,
     ):
+        """``max_train_rows``: train on a class-stratified subset (a cheaper run on a busy CPU; every class
+        keeps rows, the largest are cut first); the frozen-stage cache of the whole split is reused."""
         self.data_dir = Path(data_dir)
         cat = self.data_dir / "catalogue.csv"
         all_rows = read_catalogue(cat)
@@ -272,13 +290,21 @@ class Prepared:
             rows = [r for r in all_rows if r.split == sp]
             if not rows:
                 continue
+            keep = None
+            if sp == "train" and max_train_rows and max_train_rows < len(rows):
+                keep = stratified_subset(rows, max_train_rows)
             imgs, early = None, None
-            if efficient:  # only the training split's maps are needed: evaluation runs the engine on files
-                if sp == "train":
-                    s8, s16 = cache_early_features(cfg, rows, self.data_dir, cache, sp)
-                    tag = f"{cfg.image_size}_{len(rows)}_{hashlib.md5(s16[:8].tobytes()).hexdigest()[:10]}"
-                    early = (s8, s16, cache_middle_features(cfg, s16, cache, tag))
-            elif cfg.use_image:
+            # only the training split's maps are needed: evaluation runs the engine on files
+            if efficient and sp == "train":
+                s8, s16 = cache_early_features(cfg, rows, self.data_dir, cache, sp)
+                if keep is not None:
+                    s8, s16 = s8[keep], s16[keep]
+                digest = hashlib.md5(",".join(rows[i].id for i in (keep or range(len(rows)))).encode())
+                tag = f"{cfg.image_size}_{len(s16)}_{digest.hexdigest()[:10]}"
+                early = (s8, s16, cache_middle_features(cfg, s16, cache, tag))
+            if keep is not None:
+                rows = [rows[i] for i in keep]
+            if cfg.use_image and not efficient:
                 imgs = load_image_arrays(rows, self.data_dir, cfg.image_size, cache, desc=sp)
             vt = [vague[r.id] for r in rows]
             self.splits[sp] = SplitData(
@@ -316,6 +342,7 @@ def compute_loss(
     mats: list[torch.Tensor],
     cfg: FusionConfig,
     weight: torch.Tensor | None = None,
+    sample_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """CE on leaves + hierarchy NLL (parents = sums of leaves) + image-head CE + text-head CE + InfoNCE.
 
@@ -325,9 +352,14 @@ def compute_loss(
         out: the model's :class:`FusionOutput`; y: [batch] leaf indices; choice: [batch] 0 full title,
             1 vague, 2 none, 3 words dropped (only full titles enter the text head and the contrastive term).
         weight: per-class CE weights (:func:`class_weights`), or None.
+        sample_weight: [batch] weights of the main CE (fine-tuning weighs corrections above replay rows).
     """
     ls = cfg.label_smoothing
-    loss = F.cross_entropy(out.logits, y, weight=weight, label_smoothing=ls)
+    if sample_weight is None:
+        loss = F.cross_entropy(out.logits, y, weight=weight, label_smoothing=ls)
+    else:
+        ce = F.cross_entropy(out.logits, y, weight=weight, reduction="none", label_smoothing=ls)
+        loss = (ce * sample_weight).sum() / sample_weight.sum()
     logp = F.log_softmax(out.logits, -1)
     for m in mats:  # hierarchy: a parent's probability is the sum of its leaves'
         lp = torch.logsumexp(logp.unsqueeze(-1) + torch.log(m.clamp_min(1e-12)).unsqueeze(0), 1)

@@ -1,0 +1,227 @@
+"""Fusion v2 benchmark on `test` (never tuned on): trained models side by side, full and vague titles.
+
+For each model directory: article-type accuracy of the image head alone, the text head alone, the fused
+model (always the full path) and the gated engine as served; auto-accepted share and precision at the
+model's own `val` threshold; ECE; the emerging types (Track Pants, Kurtis, Caps) zero-shot and with the
+`support` rows as prototypes; items/s for the image-only path, the gated engine, the full path and the
+INT8 serving build (`InferenceEngine.load(..., quantized=True)`), with the share of items on each path.
+`--peer` also runs `shared/tools/pretrained_peer.py` (frozen EfficientNet-Lite0 + LR, naive late fusion
+with MiniLM: slow, it embeds all of `train`).
+
+usage:
+  .venv/bin/python tests/bench/bench_fusion_v2.py --data ../shared/data/fashion \
+      --models v1=var/models/fusion-v1,v2=fusionreview/demo/model [--quantized v2] [--peer] \
+      [--limit N] [--out tests/bench/bench_fusion_v2_results.json]
+
+Prints figures, does not pass or fail; raw figures go to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: spinning threads thrash on a shared CPU
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench_fusion import EMERGING, emerging_snapshot
+
+from classifier.fusion.data import read_catalogue, vague_titles
+from classifier.fusion.engine import InferenceEngine, ListingInput
+from classifier.fusion.evaluation import run_rows, summarize
+
+
+def head_accuracy(raws, rows, leaves: list[str], field: str) -> float | None:
+    """Accuracy of one head's raw scores (``image_logits`` / ``text_logits``) over the engine's leaves."""
+    vals = [getattr(r, field) for r in raws]
+    if any(v is None for v in vals):
+        return None
+    names = [c.rsplit(" > ", 1)[-1] for c in leaves]
+    pred = torch.stack(vals).argmax(-1).tolist()
+    return round(float(np.mean([names[j] == r.article_type for j, r in zip(pred, rows, strict=True)])), 4)
+
+
+def accuracy_report(eng: InferenceEngine, rows, data: Path, vague: dict[str, str], tag: str, log) -> dict:
+    out: dict = {}
+    for kind, titles in (("full_titles", None), ("vague_titles", [vague[r.id] for r in rows])):
+        _, raws = run_rows(eng, rows, data, titles, force_path="full", desc=f"{tag} {kind} full path")
+        fp = list(raws)
+        gated, _ = run_rows(eng, rows, data, titles, desc=f"{tag} {kind} gated")
+        s = summarize(gated, rows, eng.review_threshold)
+        names = [c.rsplit(" > ", 1)[-1] for c in eng.leaves]
+        full_acc = float(
+            np.mean([names[int(r.logits.argmax())] == x.article_type for r, x in zip(fp, rows, strict=True)])
+        )
+        out[kind] = {
+            "image_only": head_accuracy(raws, rows, eng.leaves, "image_logits"),
+            "text_only": head_accuracy(raws, rows, eng.leaves, "text_logits"),
+            "fused_full_path": round(full_acc, 4),
+            "served_gated": s,
+        }
+        g = s
+        log(
+            f"[{tag}] {kind}: image-only {out[kind]['image_only']} text-only {out[kind]['text_only']} "
+            f"fused(full path) {out[kind]['fused_full_path']} served {g['accuracy']['article']} | "
+            f"auto {g['auto_accepted_share']} @ {g['auto_accepted_precision']} | ECE {g['ece']} | "
+            f"paths {g['paths']}"
+        )
+    return out
+
+
+def emerging_report(eng: InferenceEngine, data: Path, all_rows, vague, log) -> dict:
+    base = eng.snapshot
+    eng.set_snapshot(emerging_snapshot(base))
+    rows = [r for r in all_rows if r.split == "test" and r.leaf_id in EMERGING]
+    out = {"n": len(rows)}
+
+    def acc(tag: str) -> dict:
+        res = {}
+        for kind, titles in (("full_titles", None), ("vague_titles", [vague[r.id] for r in rows])):
+            preds, _ = run_rows(eng, rows, data, titles, desc=f"emerging {tag} {kind}")
+            per = {
+                EMERGING[c][0]: round(
+                    float(
+                        np.mean(
+                            [p.category_id == c for p, r in zip(preds, rows, strict=True) if r.leaf_id == c]
+                        )
+                    ),
+                    4,
+                )
+                for c in EMERGING
+            }
+            per["all"] = round(
+                float(np.mean([p.category_id == r.leaf_id for p, r in zip(preds, rows, strict=True)])), 4
+            )
+            res[kind] = per
+        return res
+
+    out["zero_shot"] = acc("zero-shot")
+    sup = [r for r in all_rows if r.split == "support"]
+    for cid in EMERGING:
+        items = [
+            ListingInput((data / r.image).read_bytes(), r.title, key=r.id) for r in sup if r.leaf_id == cid
+        ]
+        eng.add_examples(cid, items)
+    out["support_rows"] = {EMERGING[c][0]: sum(r.leaf_id == c for r in sup) for c in EMERGING}
+    out["few_shot"] = acc("few-shot")
+    log(f"emerging zero-shot {out['zero_shot']} | few-shot {out['few_shot']}")
+    eng._examples.clear()
+    eng.set_snapshot(base)
+    return out
+
+
+def throughput(eng: InferenceEngine, items: list[ListingInput], force: str | None, batch: int = 32) -> dict:
+    eng.clear_caches()
+    eng.predict_detailed(items[:batch], force_path=force)  # warm-up
+    eng.clear_caches()
+    t = time.perf_counter()
+    preds = []
+    for i in range(0, len(items), batch):
+        preds += eng.predict_detailed(items[i : i + batch], force_path=force)[0]
+    dt = time.perf_counter() - t
+    paths: dict[str, int] = {}
+    for p in preds:
+        paths[p.path] = paths.get(p.path, 0) + 1
+    return {
+        "items_per_s": round(len(items) / dt, 2),
+        "paths": {k: round(v / len(preds), 4) for k, v in paths.items()},
+    }
+
+
+def run_peer(data: Path, log) -> dict:
+    tool = (data / "../../tools/pretrained_peer.py").resolve()
+    t = time.time()
+    out = subprocess.run(
+        [sys.executable, str(tool), str(data)], capture_output=True, text=True, check=True
+    ).stdout
+    log(out.strip())
+    res = {"seconds": round(time.time() - t, 1), "raw": out.strip()}
+    m = re.search(r"image-only ([\d.]+)%", out)
+    res["image_only"] = float(m.group(1)) / 100 if m else None
+    for kind in ("full", "vague"):
+        m = re.search(rf"{kind}: text ([\d.]+)% late-fusion ([\d.]+)%", out)
+        if m:
+            res[kind] = {"text_only": float(m.group(1)) / 100, "late_fusion": float(m.group(2)) / 100}
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--models", required=True, help="name=dir,name=dir")
+    ap.add_argument("--quantized", default="", help="names of models also measured as the INT8 build")
+    ap.add_argument("--peer", action="store_true")
+    ap.add_argument("--limit", type=int, help="only the first N test rows (a quick look, not the figures)")
+    ap.add_argument("--throughput-items", type=int, default=256)
+    ap.add_argument("--no-emerging", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="tests/bench/bench_fusion_v2_results.json")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    data = Path(a.data)
+    all_rows = read_catalogue(data / "catalogue.csv")
+    vague = vague_titles(all_rows, all_rows)
+    test = [r for r in all_rows if r.split == "test"]
+    report: dict = {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "machine": {"threads": a.threads, "torch": torch.__version__, "cpus": os.cpu_count()},
+        "limit": a.limit,
+        "models": {},
+    }
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    def save() -> None:
+        Path(a.out).write_text(json.dumps(report, indent=1))
+
+    if a.peer:
+        report["peer"] = run_peer(data, log)
+        save()
+    quant = {q for q in a.quantized.split(",") if q}
+    for spec in a.models.split(","):
+        name, d = spec.split("=", 1)
+        for q in (False, True) if name in quant else (False,):
+            tag = name + ("-int8" if q else "")
+            eng = InferenceEngine.load(d, device="cpu", quantized=q)
+            known = set(eng.leaves)
+            rows = [r for r in test if r.leaf_id in known][: a.limit or None]
+            rep = {"model_version": eng.model_version, "calibration": eng.calibration, "n_test": len(rows)}
+            rep["test"] = accuracy_report(eng, rows, data, vague, tag, log)
+            if not q and not a.no_emerging:
+                rep["emerging"] = emerging_report(eng, data, all_rows, vague, log)
+            items = [
+                ListingInput((data / r.image).read_bytes(), r.title, key=r.id)
+                for r in test[: a.throughput_items]
+            ]
+            rep["throughput"] = {
+                "image_only_path": throughput(eng, items, "light"),
+                "gated": throughput(eng, items, None),
+                "full_path": throughput(eng, items, "full"),
+            }
+            log(f"[{tag}] throughput {rep['throughput']}")
+            m = (
+                json.loads((Path(d) / "metrics.json").read_text())
+                if (Path(d) / "metrics.json").exists()
+                else {}
+            )
+            rep["train_seconds"] = m.get("train_seconds")
+            report["models"][tag] = rep
+            save()
+    log(f"written {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

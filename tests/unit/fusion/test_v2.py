@@ -1,0 +1,173 @@
+"""Fusion v2: the pretrained EfficientNet-Lite0 branch, what a model directory stores, routing, the caches,
+title word dropout and the predict CLI's few-shot examples (CPU, tiny sizes, real catalogue images)."""
+
+import csv
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from classifier.fusion.artifacts import load_model, save_model
+from classifier.fusion.data import image_to_array, load_image
+from classifier.fusion.engine import InferenceEngine, ListingInput
+from classifier.fusion.modeling import FusionModel
+from classifier.fusion.routing import AUTO_ACCEPTED
+from classifier.fusion.text import EntityExtractor
+from classifier.fusion.training import category_word_tokens, mix_text
+
+from .factories import LEAVES, catalogue_rows, tiny_config, tiny_snapshot
+
+ROWS = catalogue_rows(per_leaf=2)
+pytestmark = pytest.mark.skipif(not ROWS, reason="fashion catalogue not found (set FUSION_DATA_DIR)")
+
+
+def v2_config(**kw):
+    base = dict(
+        vision_backbone="efficientnet-lite0",
+        vision_pretrained=True,
+        frozen_blocks=15,
+        fused_stages=[0, 1, 2],
+        image_size=64,
+        hires_image_size=96,
+    )
+    base.update(kw)
+    return tiny_config(**base)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from classifier.fusion.encoder import TextEncoder
+
+    torch.set_num_threads(2)
+    return TextEncoder(max_tokens=16)
+
+
+@pytest.fixture(scope="module")
+def v2_dir(encoder, tmp_path_factory):
+    cfg = v2_config()
+    torch.manual_seed(0)
+    model = FusionModel(cfg, len(LEAVES))
+    model.head.category_text.copy_(encoder.sentence_embeddings([leaf.replace(" > ", " ") for leaf in LEAVES]))
+    d = tmp_path_factory.mktemp("v2")
+    save_model(d, model.eval(), cfg, {"leaves": list(LEAVES)}, {"review_threshold": 0.5}, {}, tiny_snapshot())
+    return d, model
+
+
+def test_model_directory_stores_only_the_fine_tuned_part_and_reloads_identically(v2_dir):
+    d, model = v2_dir
+    stored = load_file(str(d / "model.safetensors"))
+    assert not any(k.startswith(("backbone.net._blocks.0.", "backbone.net._blocks.14.")) for k in stored)
+    assert any(k.startswith("backbone.net._blocks.15.") for k in stored)
+    assert any(k.startswith("backbone.net._conv_head.") for k in stored)
+    again, _, _ = load_model(d)
+    pix = torch.from_numpy(np.stack([image_to_array(load_image(r["bytes"]), 64) for r in ROWS[:2]]))
+    with torch.no_grad():
+        a = model.forward_image_only(pix)[0]
+        b = again.forward_image_only(pix)[0]
+    assert torch.allclose(a, b)
+
+
+def test_frozen_blocks_come_from_the_packaged_imagenet_weights(v2_dir):
+    from classifier.fusion.modeling import efficientnet_weights_path
+
+    _, model = v2_dir
+    ref = torch.load(efficientnet_weights_path("efficientnet-lite0"), map_location="cpu", weights_only=True)
+    w = model.backbone.net._blocks[3]._depthwise_conv.weight
+    assert torch.equal(w, ref["_blocks.3._depthwise_conv.weight"])
+    assert not w.requires_grad
+    assert model.backbone.net._blocks[15]._project_conv.weight.requires_grad
+
+
+def test_cached_early_stages_give_the_same_stages_as_pixels(v2_dir):
+    _, model = v2_dir
+    pix = torch.from_numpy(np.stack([image_to_array(load_image(r["bytes"]), 64) for r in ROWS[:2]]))
+    with torch.no_grad():
+        direct = model.image_stages(pix)
+        s8, s16 = model.early_stages(pix)
+        mid = model.backbone.middle(s16)
+        cached = model.stages_from_early(s8.half(), s16.half(), mid.half())
+    assert [t.shape for t in direct] == [t.shape for t in cached]
+    assert direct[0].shape[1:] == (40, 8, 8) and direct[1].shape[1] == 112 and direct[2].shape[1] == 1280
+    assert torch.allclose(direct[2], cached[2], atol=0.05, rtol=0.05)  # fp16 cache
+
+
+def test_images_are_padded_white_to_square_and_exif_transposed():
+    img = Image.new("RGB", (30, 60), (0, 0, 0))
+    arr = image_to_array(img, 60)
+    assert arr.shape == (3, 60, 60)
+    assert arr[:, 30, 0].min() == 255 and arr[:, 30, 30].max() == 0  # white sides, black product
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees: the stored 60x30 picture is shown 30x60
+    Image.new("RGB", (60, 30), (10, 10, 10)).save(buf, "JPEG", exif=exif)
+    assert load_image(buf.getvalue()).size == (30, 60)
+
+
+def test_engine_routes_with_the_routing_contract_and_answers_repeats_from_cache(v2_dir):
+    d, _ = v2_dir
+    eng = InferenceEngine.load(d, device="cpu")
+    items = [ListingInput(r["bytes"], r["title"], key=r["id"]) for r in ROWS[:3]]
+    first = eng.predict_batch(items)
+    for p in first:
+        assert p.route_reason == (p.review_reasons[0] if p.review_reasons else AUTO_ACCEPTED)
+        assert p.to_dict()["route_reason"] == p.route_reason
+        assert p.needs_review == bool(p.review_reasons)
+    again = eng.predict_batch([ListingInput(it.image, it.title, key="repeat-" + it.key) for it in items])
+    assert [p.key for p in again] == ["repeat-" + it.key for it in items]
+    assert [p.confidence for p in again] == [p.confidence for p in first]
+    eng.set_snapshot(tiny_snapshot(version=2))  # knowledge changed: answers are recomputed
+    third = eng.predict_batch(items)
+    assert all(p.snapshot_version == 2 for p in third)
+
+
+def test_title_word_dropout_masks_only_category_words(encoder):
+    titles = ["Puma Men Blue Sports Shoes", "Titan Women Watch"]
+    vague = ["Puma Men Blue", "Titan Women"]
+    flags = category_word_tokens(encoder, titles, vague)
+    text = encoder.encode(titles, EntityExtractor(tiny_snapshot()))
+    idx = torch.arange(2)
+    empty = encoder.encode([""], EntityExtractor(tiny_snapshot()))
+    out = mix_text(text, text, empty, idx, torch.tensor([3, 0]), flags.bool())
+    dropped = (text.mask[:, : out.mask.shape[1]] - out.mask).clamp_min(0)
+    assert int(dropped[0].sum()) == int(flags[0].sum()) > 0  # "sports shoes" gone from the first title
+    assert int(dropped[1].sum()) == 0  # choice 0 keeps the whole title
+
+
+def test_predict_examples_csv_refuses_unknown_categories_and_adds_prototypes(v2_dir, tmp_path):
+    from classifier.fusion.cli_model import add_examples_from_csv
+
+    d, _ = v2_dir
+    eng = InferenceEngine.load(d, device="cpu")
+    (tmp_path / "img").mkdir()
+    rows = []
+    for i, r in enumerate(ROWS[:2]):
+        (tmp_path / "img" / f"{i}.jpg").write_bytes(r["bytes"])
+        m, s, a = r["leaf"].split(" > ")
+        rows.append(
+            dict(
+                id=str(i),
+                title=r["title"],
+                master_category=m,
+                sub_category=s,
+                article_type=a,
+                split="support",
+                image=f"img/{i}.jpg",
+            )
+        )
+    path = tmp_path / "examples.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    used = add_examples_from_csv(eng, path)
+    assert sum(used.values()) == 2
+    bad = dict(rows[0], id="x", master_category="Nope", sub_category="Nope", article_type="Nope")
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows([rows[1], bad])
+    with pytest.raises(SystemExit, match="not in the knowledge snapshot"):
+        add_examples_from_csv(eng, path)
