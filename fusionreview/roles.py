@@ -12,8 +12,13 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required, permission_required
 from django.contrib.auth.models import Group, Permission
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseBase
 from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+# A Django view function: request (and URL arguments) in, response out.
+ViewFunc = Callable[..., HttpResponseBase]
 
 
 class Role(StrEnum):
@@ -74,10 +79,10 @@ def role_context(request: HttpRequest) -> dict[str, Any]:
     }
 
 
-def perm_required(perm: Perm) -> Callable[[Callable], Callable]:
+def perm_required(perm: Perm) -> Callable[[ViewFunc], ViewFunc]:
     """View decorator: anonymous visitors go to the login page, logged-in users without `perm` get 403."""
 
-    def decorator(view: Callable) -> Callable:
+    def decorator(view: ViewFunc) -> ViewFunc:
         return login_required(permission_required(perm.value, raise_exception=True)(view))
 
     return decorator
@@ -89,7 +94,7 @@ def has_perm(perm: Perm) -> type[BasePermission]:
     class _HasPerm(BasePermission):
         message = f"You need the '{perm.value}' permission."
 
-        def has_permission(self, request, view) -> bool:  # type: ignore[override]
+        def has_permission(self, request: Request, view: APIView) -> bool:
             return bool(request.user and request.user.is_authenticated and request.user.has_perm(perm))
 
     _HasPerm.__name__ = f"HasPerm_{perm.name}"

@@ -30,4 +30,5 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/lint-imports --no-cache
+.venv/bin/mypy  # strict on the modules listed in pyproject.toml [tool.mypy] files
 exec .venv/bin/pytest "$@"
