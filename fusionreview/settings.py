@@ -167,9 +167,12 @@ if not CELERY_BROKER_URL and CELERY_TASK_ALWAYS_EAGER:
     CELERY_BROKER_URL = "memory://localhost/"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Queues are chosen here, not with a task's `queue=` attribute (deprecated in Celery 5, ignored in 6):
+# the model runs on `inference`, fine-tuning and gate runs on `training`, everything else on `default`.
 CELERY_TASK_ROUTES = {
     "classifier.tasks.classify_*": {"queue": "inference"},
     "classifier.tasks.train_*": {"queue": "training"},
+    "classifier.tasks.evaluate_*": {"queue": "training"},
 }
 # A worker that dies mid-task must not lose the message: acknowledge after the work, one at a time.
 CELERY_TASK_ACKS_LATE = True

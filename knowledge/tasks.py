@@ -6,8 +6,6 @@ import logging
 
 from celery import shared_task
 
-from fusionreview.celery import Queue
-
 log = logging.getLogger(__name__)
 
 # Beat runs the activation sweep, the suggestions refresh and the re-route sweep: see
@@ -17,7 +15,6 @@ log = logging.getLogger(__name__)
 @shared_task(
     bind=True,
     name="knowledge.tasks.knowledge_snapshot_push",
-    queue=Queue.DEFAULT,
     max_retries=None,
     acks_late=True,
 )
@@ -32,7 +29,7 @@ def knowledge_snapshot_push(self, number: int) -> bool:
     raise self.retry(countdown=min(60, 2 ** min(self.request.retries, 6)))
 
 
-@shared_task(name="knowledge.tasks.knowledge_activation_sweep", queue=Queue.DEFAULT)
+@shared_task(name="knowledge.tasks.knowledge_activation_sweep")
 def knowledge_activation_sweep() -> list[int]:
     """Periodic safety net: push any published version the cache never got."""
     from knowledge.services import knowledge_activation_sweep as sweep
@@ -40,7 +37,7 @@ def knowledge_activation_sweep() -> list[int]:
     return sweep()
 
 
-@shared_task(name="knowledge.tasks.knowledge_suggestions_refresh", queue=Queue.DEFAULT)
+@shared_task(name="knowledge.tasks.knowledge_suggestions_refresh")
 def knowledge_suggestions_refresh() -> dict[str, int]:
     """Periodic: derive alias / brand-category suggestions from recent review decisions."""
     from knowledge.services import suggestions_refresh
@@ -50,7 +47,6 @@ def knowledge_suggestions_refresh() -> dict[str, int]:
 
 @shared_task(
     name="knowledge.tasks.knowledge_reroute",
-    queue=Queue.DEFAULT.value,
     acks_late=True,
 )
 def knowledge_reroute(job_id: int) -> dict[str, int] | None:
@@ -63,7 +59,7 @@ def knowledge_reroute(job_id: int) -> dict[str, int] | None:
     return {"checked": job.checked, "resolved": len(job.resolved_task_ids), "status": job.status}
 
 
-@shared_task(name="knowledge.tasks.knowledge_reroute_sweep", queue=Queue.DEFAULT.value)
+@shared_task(name="knowledge.tasks.knowledge_reroute_sweep")
 def knowledge_reroute_sweep() -> list[int]:
     """Run re-route jobs that were never started (broker down at publish time)."""
     from knowledge.reroute import reroute_sweep

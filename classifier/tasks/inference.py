@@ -30,7 +30,6 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import InterfaceError, OperationalError
 
-from fusionreview.celery import Queue
 from fusionreview.metrics import task_event_count
 
 log = logging.getLogger(__name__)
@@ -99,7 +98,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 @shared_task(
     bind=True,
     name="classifier.tasks.classify_listings",
-    queue=Queue.INFERENCE,
     acks_late=True,
     reject_on_worker_lost=True,
     soft_time_limit=settings.CLASSIFY_SOFT_TIME_LIMIT,

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from fusionreview.celery import Queue
-
 __all__ = ["listings_sweep"]
 
 
-@shared_task(name="classifier.tasks.listings_sweep", queue=Queue.DEFAULT.value, ignore_result=True)
+@shared_task(name="classifier.tasks.listings_sweep", ignore_result=True)
 def listings_sweep() -> dict[str, int]:
     """Send classification again for queued/failed listings whose message is gone."""
     from classifier.services.listings import listings_sweep as sweep
