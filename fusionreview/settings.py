@@ -322,6 +322,11 @@ GATE_RECENT_DAYS = env_int("GATE_RECENT_DAYS", 14, minimum=1)
 GATE_RECENT_LIMIT = env_int("GATE_RECENT_LIMIT", 200, minimum=1)
 GATE_RECENT_MIN_ITEMS = env_int("GATE_RECENT_MIN_ITEMS", 20, minimum=1)
 TRAINING_HEARTBEAT_TIMEOUT = env_int("TRAINING_HEARTBEAT_TIMEOUT", 300, minimum=30)
+# The training-jobs sweep (beat, every minute) sends again a job still queued, or a registered version
+# still without an evaluation, this long after it was created (its message never reached a worker),
+# and not again within as long; an evaluation is sent at most TRAINING_EVALUATION_MAX_SENDS times.
+TRAINING_REDISPATCH_AFTER = env_int("TRAINING_REDISPATCH_AFTER", 300, minimum=10)
+TRAINING_EVALUATION_MAX_SENDS = env_int("TRAINING_EVALUATION_MAX_SENDS", 3, minimum=1)
 DRIFT_THRESHOLD_POINTS = env_float("DRIFT_THRESHOLD_POINTS", 5.0, minimum=0.0, maximum=100.0)
 DRIFT_WINDOW_DAYS = env_int("DRIFT_WINDOW_DAYS", 7, minimum=1)
 DRIFT_MIN_CHECKS = env_int("DRIFT_MIN_CHECKS", 30, minimum=1)

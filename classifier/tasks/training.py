@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import logging
 
 from celery import shared_task
+from django.conf import settings
 
-__all__ = ["drift_check", "evaluate_model_version", "train_model_version", "training_jobs_sweep"]
+__all__ = [
+    "drift_check",
+    "evaluate_model_version",
+    "train_model_version",
+    "training_jobs_sweep",
+    "training_resend_lost",
+]
 
 log = logging.getLogger(__name__)
+
+TRAINING_SENT_KEY = "training:sent:{kind}:{id}"
+TRAINING_SENDS_KEY = "training:evaluation-sends:{id}"
+EVALUATING_KEY = "training:evaluating:{id}"
+# Longer than a gate run takes; a worker killed mid-run frees the version for a new run after this.
+EVALUATION_LOCK_SECONDS = 1800
 
 
 @shared_task(name="classifier.tasks.train_model_version", acks_late=True)
@@ -22,27 +37,122 @@ def train_model_version(job_id: int) -> str | None:
 
 
 @shared_task(name="classifier.tasks.evaluate_model_version", acks_late=True)
-def evaluate_model_version(version_id: int, actor_id: int | None = None) -> bool | None:
-    """Run the evaluation gate for a version again (e.g. after production changed)."""
-    from django.contrib.auth import get_user_model
+def evaluate_model_version(
+    version_id: int, actor_id: int | None = None, if_unevaluated: bool = False
+) -> bool | None:
+    """Run the evaluation gate for a version again (e.g. after production changed).
 
-    from classifier.models import ModelVersion
+    `if_unevaluated` (the sweeper's re-send of a registration's first evaluation): do nothing when the
+    version already has an evaluation. Two messages for one version never run at the same time (a lock
+    in the cache while it runs), so a re-sent message finds the first one's result and stops.
+    """
+    from django.contrib.auth import get_user_model
+    from django.core.cache import cache
+
+    from classifier.models import ModelEvaluation, ModelVersion
     from classifier.services.training import model_version_evaluate
 
     version = ModelVersion.objects.filter(pk=version_id).first()
     if version is None:
         log.warning("model version %s vanished; nothing to evaluate", version_id)
         return None
-    actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
-    return model_version_evaluate(version=version, actor=actor).passed
+    lock = EVALUATING_KEY.format(id=version_id)
+    try:
+        locked = cache.add(lock, 1, timeout=EVALUATION_LOCK_SECONDS)
+    except Exception:  # the cache is down: run unguarded rather than not at all
+        locked = None
+    if locked is False:
+        log.info("model version %s is being evaluated by another task; this message stops", version_id)
+        return None
+    try:
+        if if_unevaluated and ModelEvaluation.objects.filter(candidate_id=version_id).exists():
+            return None
+        actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
+        return model_version_evaluate(version=version, actor=actor).passed
+    finally:
+        if locked:
+            with contextlib.suppress(Exception):
+                cache.delete(lock)
 
 
 @shared_task(name="classifier.tasks.training_jobs_sweep", ignore_result=True)
-def training_jobs_sweep() -> int:
-    """Fail running jobs whose worker stopped sending heartbeats (beat, every minute)."""
+def training_jobs_sweep() -> dict[str, int]:
+    """Beat, every minute: fail running jobs whose worker stopped sending heartbeats, and send again the
+    training jobs and first evaluations whose message never reached a worker (see `training_resend_lost`)."""
     from classifier.services.training import training_jobs_fail_stale
 
-    return training_jobs_fail_stale()
+    failed = training_jobs_fail_stale()
+    return {"stale_failed": failed, **training_resend_lost()}
+
+
+def training_resend_lost(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """Send again the training-queue work whose message is gone (broker down at the send, Redis restarted).
+
+    - a training job still `queued` TRAINING_REDISPATCH_AFTER seconds after it was created;
+    - a registered version (candidate or in production) still without any evaluation that long after
+      registration, when EVALUATE_ON_REGISTER is on (at most TRAINING_EVALUATION_MAX_SENDS times: an
+      evaluation that keeps failing is for an admin to look at, not to loop on).
+
+    Each send leaves a "sent" mark for TRAINING_REDISPATCH_AFTER seconds, so a message that is merely
+    waiting behind a long job on the training queue is not sent again before that. Sending twice is
+    harmless: a job is claimed queued -> running once (a running or finished job is never started
+    again) and a re-sent evaluation stops when the version has one.
+    """
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    from classifier.models import ModelEvaluation, ModelVersion, TrainingJob
+    from fusionreview.dispatch import task_publish
+
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(seconds=settings.TRAINING_REDISPATCH_AFTER)
+    jobs = list(
+        TrainingJob.objects.filter(status=TrainingJob.Status.QUEUED, created_at__lt=cutoff)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:20]
+    )
+    versions: list[int] = []
+    if settings.EVALUATE_ON_REGISTER:
+        versions = list(
+            ModelVersion.objects.filter(
+                created_at__lt=cutoff,
+                status__in=[ModelVersion.Status.CANDIDATE, ModelVersion.Status.PROMOTED],
+            )
+            .exclude(pk__in=ModelEvaluation.objects.values("candidate_id"))
+            .order_by("created_at")
+            .values_list("pk", flat=True)[:20]
+        )
+    work = [("job", pk) for pk in jobs] + [("evaluation", pk) for pk in versions]
+    try:
+        marks = cache.get_many([TRAINING_SENT_KEY.format(kind=k, id=i) for k, i in work])
+        sends = cache.get_many([TRAINING_SENDS_KEY.format(id=i) for _, i in work if _ == "evaluation"])
+    except Exception:  # the cache is down: send anyway (duplicates are harmless, loss is not)
+        marks, sends = {}, {}
+    report = {"jobs_resent": 0, "evaluations_resent": 0, "unsent": 0}
+    for kind, pk in work:
+        if TRAINING_SENT_KEY.format(kind=kind, id=pk) in marks:
+            continue
+        if kind == "job":
+            sent = task_publish(train_model_version, args=[pk])
+        else:
+            count = int(sends.get(TRAINING_SENDS_KEY.format(id=pk), 0))
+            if count >= settings.TRAINING_EVALUATION_MAX_SENDS:
+                continue
+            sent = task_publish(evaluate_model_version, args=[pk, None], kwargs={"if_unevaluated": True})
+            if sent:
+                with contextlib.suppress(Exception):
+                    cache.set(TRAINING_SENDS_KEY.format(id=pk), count + 1, timeout=7 * 24 * 3600)
+        if not sent:  # the broker is down: the next sweep tries again
+            report["unsent"] += 1
+            continue
+        with contextlib.suppress(Exception):
+            cache.set(
+                TRAINING_SENT_KEY.format(kind=kind, id=pk), 1, timeout=settings.TRAINING_REDISPATCH_AFTER
+            )
+        report["jobs_resent" if kind == "job" else "evaluations_resent"] += 1
+    if report["jobs_resent"] or report["evaluations_resent"] or report["unsent"]:
+        log.info("training sweep: %s", report)
+    return report
 
 
 @shared_task(name="classifier.tasks.drift_check", ignore_result=True)
