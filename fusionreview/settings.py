@@ -414,6 +414,7 @@ LOGGING = {
 WEBHOOK_COLLECT_INTERVAL = env_int("WEBHOOK_COLLECT_INTERVAL", 5, minimum=1)
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
 # Waits after failures: base, 3x, 9x, ... seconds, capped at an hour (8 attempts span about 2 hours).
+# The collector sends a retry once it is due (no broker countdown outliving the visibility timeout).
 WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 10, minimum=0)
 WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
 CELERY_BEAT_SCHEDULE["webhooks-collect"] = {

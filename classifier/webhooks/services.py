@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 COLLECT_LOOKBACK = timedelta(minutes=10)
 COLLECT_BATCH = 500
 SEND_LEASE = timedelta(minutes=2)
+# How long a delivery handed to the broker is left to its message before the collector sends it
+# again (the message was lost: Redis restarted, the send failed). Shorter than the broker's
+# visibility timeout, longer than a busy default queue usually takes to reach it.
+DISPATCH_LEASE = timedelta(seconds=60)
 
 
 def webhook_secret_new() -> str:
@@ -114,26 +118,41 @@ def webhook_events_collect(*, now: datetime | None = None) -> list[int]:
 
 
 def webhook_deliveries_due(*, now: datetime | None = None, limit: int = 500) -> list[int]:
-    """Deliveries to send now: due retries whose message was lost, and sends whose worker died."""
+    """Deliveries to send now, each handed out once per DISPATCH_LEASE; returns their ids.
+
+    The beat collector (every WEBHOOK_COLLECT_INTERVAL seconds) is the only scheduler of
+    deliveries: first sends, retries that became due after their backoff, and sends whose message
+    or worker was lost. Retries are never scheduled as broker countdowns: a countdown longer than
+    the broker's visibility timeout (backoff reaches an hour, the timeout is a few minutes) would
+    be redelivered by Redis before it is due. A delivery handed out is leased (`locked_until`) so
+    the next collection does not send it again while its message waits; a lost message frees it
+    when the lease ends.
+    """
     now = now or timezone.now()
     WebhookDelivery.objects.filter(status=WebhookDelivery.Status.SENDING, locked_until__lt=now).update(
         status=WebhookDelivery.Status.PENDING, locked_until=None
     )
-    # A retry is normally sent by the countdown message its task scheduled; this only catches
-    # the ones overdue by more than a minute (broker lost, worker restarted).
-    return list(
-        WebhookDelivery.objects.filter(
-            status=WebhookDelivery.Status.PENDING, next_attempt_at__lt=now - timedelta(minutes=1)
+    with transaction.atomic():
+        ids = list(
+            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            .filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
+            .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+            .order_by("next_attempt_at", "pk")
+            .values_list("id", flat=True)[:limit]
         )
-        .order_by("next_attempt_at")
-        .values_list("id", flat=True)[:limit]
-    )
+        if ids:
+            WebhookDelivery.objects.filter(pk__in=ids, status=WebhookDelivery.Status.PENDING).update(
+                locked_until=now + DISPATCH_LEASE
+            )
+    return ids
 
 
 @dataclass
 class AttemptResult:
     delivered: bool
-    retry_in: float | None  # seconds until the next attempt; None: no retry (delivered, gave up, or not due)
+    # Seconds until the next attempt is due (the collector sends it then); None: no retry
+    # (delivered, gave up, or not due).
+    retry_in: float | None
     status_code: int | None = None
     error: str = ""
 
@@ -208,5 +227,10 @@ def webhook_delivery_retry_now(*, delivery: WebhookDelivery) -> bool:
     return bool(
         WebhookDelivery.objects.filter(
             pk=delivery.pk, status__in=[WebhookDelivery.Status.FAILED, WebhookDelivery.Status.PENDING]
-        ).update(status=WebhookDelivery.Status.PENDING, next_attempt_at=timezone.now(), attempts=0)
+        ).update(
+            status=WebhookDelivery.Status.PENDING,
+            next_attempt_at=timezone.now(),
+            attempts=0,
+            locked_until=None,
+        )
     )

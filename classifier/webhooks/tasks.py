@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from fusionreview.dispatch import task_dispatch, task_publish
+from fusionreview.dispatch import task_dispatch
 
 
 @shared_task(name="webhooks.collect", ignore_result=True)
 def webhooks_collect() -> int:
-    """Beat, every WEBHOOK_COLLECT_INTERVAL seconds: new events -> deliveries, and overdue ones sent again."""
+    """Beat, every WEBHOOK_COLLECT_INTERVAL seconds: new events -> deliveries; send every due delivery.
+
+    Due means new, a retry whose backoff has passed, or one whose message was lost: retries are
+    picked up here, never scheduled as broker countdowns (see `webhook_deliveries_due`).
+    """
     from classifier.webhooks.services import webhook_deliveries_due, webhook_events_collect
 
-    ids = webhook_events_collect()
-    ids += [i for i in webhook_deliveries_due() if i not in set(ids)]
+    webhook_events_collect()
+    ids = webhook_deliveries_due()
     for delivery_id in ids:
         task_dispatch(webhook_deliver, args=[delivery_id])
     return len(ids)
@@ -21,10 +25,7 @@ def webhooks_collect() -> int:
 
 @shared_task(name="webhooks.deliver", ignore_result=True)
 def webhook_deliver(delivery_id: int) -> bool:
-    """POST one delivery; on failure schedule the next attempt with backoff (the delivery row says when)."""
+    """POST one delivery; a failure sets when the next attempt is due, and the collector sends it then."""
     from classifier.webhooks.services import webhook_delivery_attempt
 
-    result = webhook_delivery_attempt(delivery_id=delivery_id)
-    if result.retry_in is not None:
-        task_publish(webhook_deliver, args=[delivery_id], countdown=result.retry_in)
-    return result.delivered
+    return webhook_delivery_attempt(delivery_id=delivery_id).delivered

@@ -61,7 +61,7 @@ class Receiver:
 
 @pytest.fixture(autouse=True)
 def _webhook_settings(settings):
-    settings.WEBHOOK_RETRY_BASE_SECONDS = 0  # retries due at once: the eager task retries in-line
+    settings.WEBHOOK_RETRY_BASE_SECONDS = 0  # retries due at once: the next collection sends them
     settings.WEBHOOK_MAX_ATTEMPTS = 4
     settings.WEBHOOK_TIMEOUT_SECONDS = 5
     factories.review_cache_reset()
@@ -98,6 +98,10 @@ def test_a_review_decision_is_delivered_signed_and_retried_after_a_500(
         endpoint = services.webhook_endpoint_create(name="erp", url=receiver.url, events=["review.decided"])
         outcome = _decide_approve(auditor)
         _collect_and_send(django_capture_on_commit_callbacks)
+        # The 500 leaves the delivery pending; the retry is the collector's, not a broker countdown.
+        assert len(receiver.requests) == 1
+        assert WebhookDelivery.objects.get().status == "pending"
+        _collect_and_send(django_capture_on_commit_callbacks)  # beat's next WEBHOOK_COLLECT_INTERVAL tick
 
     assert len(receiver.requests) == 2  # the 500, then the retry that succeeded
     first, second = receiver.requests
@@ -133,7 +137,8 @@ def test_retries_back_off_and_then_give_up(auditor, settings, django_capture_on_
         _decide_approve(auditor)
         _collect_and_send(django_capture_on_commit_callbacks)
         delivery = WebhookDelivery.objects.get()
-        # One attempt: the next is not due for 10 s (the in-line retry found it not due).
+        # One attempt: the next is not due for 10 s, so collecting again now sends nothing.
+        _collect_and_send(django_capture_on_commit_callbacks)
         assert len(receiver.requests) == 1 and delivery.status == "pending" and delivery.attempts == 1
         assert timedelta(seconds=9) < delivery.next_attempt_at - timezone.now() <= timedelta(seconds=10)
 
@@ -208,6 +213,38 @@ def test_events_go_only_to_endpoints_that_want_them_and_existed_then(
     AuditEvent.objects.filter(verb="model.rollback").update(created_at=late.created_at - timedelta(seconds=1))
     _collect_and_send(django_capture_on_commit_callbacks)
     assert not WebhookDelivery.objects.filter(endpoint=late).exists()
+
+
+def test_the_collector_hands_each_due_delivery_out_once_per_lease(
+    auditor, settings, django_capture_on_commit_callbacks
+):
+    """Retries are sent by the beat collector when due (no countdown a broker could redeliver early);
+    a delivery handed out is not sent again while its message waits, and is when that message is lost."""
+    settings.WEBHOOK_RETRY_BASE_SECONDS = 3600  # the longest backoff: far beyond any visibility timeout
+    with Receiver([500]) as receiver:
+        services.webhook_endpoint_create(name="erp", url=receiver.url, events=["review.decided"])
+        _decide_approve(auditor)
+        services.webhook_events_collect()
+        delivery = WebhookDelivery.objects.get()
+        now = timezone.now()
+        assert services.webhook_deliveries_due(now=now) == [delivery.pk]
+        assert (
+            services.webhook_deliveries_due(now=now + timedelta(seconds=5)) == []
+        )  # leased: its message waits
+        # The message was lost (Redis restarted): after the lease the collector hands it out again.
+        assert services.webhook_deliveries_due(now=now + services.DISPATCH_LEASE + timedelta(seconds=1)) == [
+            delivery.pk
+        ]
+        result = services.webhook_delivery_attempt(delivery_id=delivery.pk)
+        assert result.retry_in == 3600 and len(receiver.requests) == 1
+    delivery.refresh_from_db()
+    assert delivery.status == "pending" and delivery.locked_until is None
+    due = delivery.next_attempt_at
+    assert services.webhook_deliveries_due(now=due - timedelta(seconds=1)) == []  # not early
+    assert services.webhook_deliveries_due(now=due) == [delivery.pk]  # on time, by the collector
+    # An admin's "send again now" is due at once, lease or not.
+    assert services.webhook_delivery_retry_now(delivery=delivery)
+    assert services.webhook_deliveries_due() == [delivery.pk]
 
 
 def test_bad_endpoints_are_refused():
