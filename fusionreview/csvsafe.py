@@ -13,15 +13,23 @@ from typing import Any
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+# A value that itself starts with the quote is quoted too, so that csv_unescape(csv_safe(v)) == v for
+# every text (a brand named "'=x" exports as "''=x" and imports as "'=x").
+_ESCAPED_STARTS = (*FORMULA_STARTS, "'")
+
+
 def csv_safe(value: Any) -> Any:
     """`value` with a leading `'` when a spreadsheet would read it as a formula; non-text as is."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    if isinstance(value, str) and value.startswith(_ESCAPED_STARTS):
         return "'" + value
     return value
 
 
 def csv_unescape(value: str) -> str:
-    """The value `csv_safe` was given (a leading `'` before a formula start is removed)."""
-    if value.startswith("'") and value[1:].startswith(FORMULA_STARTS):
+    """The value `csv_safe` was given: one leading `'` before a formula start (or a quote) is removed.
+
+    A cell written by hand with a single leading quote before ordinary text ("'Brand") is kept.
+    """
+    if value.startswith("'") and value[1:].startswith(_ESCAPED_STARTS):
         return value[1:]
     return value

@@ -16,7 +16,7 @@ import csv
 import io
 from typing import Any
 
-from fusionreview.csvsafe import csv_safe
+from fusionreview.csvsafe import csv_safe, csv_unescape
 from knowledge.sources.catalogue import SourceError
 
 HEADER = ("name", "aliases", "categories")
@@ -56,7 +56,8 @@ def brands_csv_parse(data: bytes) -> list[dict[str, Any]]:
             continue
         if len(fields) > 3:
             raise SourceError(f"line {number}: {len(fields)} columns, expected 3 (quote values with commas).")
-        fields = [*fields, "", ""][:3]
+        # Undo the export's formula escaping (a leading ' before =, +, -, @): export -> import round-trips.
+        fields = [csv_unescape(f) for f in [*fields, "", ""][:3]]
         name = fields[0].strip()
         if not name:
             raise SourceError(f"line {number}: the brand name is empty.")

@@ -97,6 +97,40 @@ def test_brand_csv_export_escapes_formula_cells(start, admin_user):
     assert exported[0] == csv_safe(brand.name)
 
 
+def test_brand_csv_export_then_import_round_trips_formula_looking_names(admin_user):
+    """The export's leading ' is removed on import: '=Cool' comes back as the brand =Cool, not a new one."""
+    from knowledge.models import Brand, BrandAlias
+    from knowledge.services import brand_create
+    from knowledge.sources.brands_csv import brands_csv_export, brands_csv_import
+
+    for name, aliases in [
+        ("=Cool", ["=Cool Wear"]),
+        ("+Plus", ["+Plus Size"]),
+        ("-Minus", []),
+        ("@At", ["@at.home"]),
+        ("'=Quoted", []),  # a name that really starts with a quote keeps it
+        ("O'Neill", ["'Neill"]),
+        ("Plain", ["Plain Co"]),
+    ]:
+        brand_create(actor=admin_user, name=name, aliases=aliases)
+
+    def state() -> tuple[set, set]:
+        return (
+            set(Brand.objects.filter(is_active=True).values_list("name", flat=True)),
+            set(BrandAlias.objects.values_list("brand__name", "alias")),
+        )
+
+    before = state()
+    exported = brands_csv_export()
+    assert "'=Cool," in exported and "''=Quoted," in exported  # still escaped for spreadsheets
+    counts = brands_csv_import(data=exported.encode(), actor=admin_user)
+    assert counts["created"] == 0 and counts["aliases"] == 0, counts
+    assert state() == before
+    assert {"=Cool", "+Plus", "-Minus", "@At", "'=Quoted"} <= before[0]
+    # ...and a second export is byte for byte the first.
+    assert brands_csv_export() == exported
+
+
 def test_plain_brand_names_are_exported_unchanged(admin_user):
     from knowledge.services import brand_create
     from knowledge.sources.brands_csv import brands_csv_export
