@@ -78,9 +78,11 @@ def test_a_redis_outage_during_publish_keeps_the_previous_snapshot_and_the_retry
     assert cache.snapshot_version_current() == 1
     monkeypatch.undo()
 
+    from fusionreview.celery import app
     from knowledge.tasks import knowledge_activation_sweep, knowledge_snapshot_push
 
-    assert knowledge_snapshot_push.queue == "default" and knowledge_activation_sweep.queue == "default"
+    for task in (knowledge_snapshot_push, knowledge_activation_sweep):  # routed by CELERY_TASK_ROUTES
+        assert app.amqp.router.route({}, task.name)["queue"].name == "default"
     assert knowledge_snapshot_push.apply(args=[2]).get() is True
     assert cache.snapshot_version_current() == 2
     assert cache.snapshot_current().find_brand("Nike") is not None
