@@ -170,6 +170,13 @@ def review_cache_reset() -> None:
     keys = [f"review:skipped:{i}" for i in range(1, 5000)]
     keys += [COUNTS_CACHE_KEY, CATEGORY_LABELS_KEY, "review:confhist:10"]
     cache.delete_many(keys)
+    # The item page's similar-listings pools, one key per (category, brand): found by pattern.
+    client = getattr(getattr(cache, "_cache", None), "get_client", None)
+    if client is not None:
+        redis = client(write=True)
+        stale = list(redis.scan_iter(match=cache.make_key("review:similar:*")))
+        if stale:
+            redis.delete(*stale)
 
 
 def plain_static_storage(settings) -> None:

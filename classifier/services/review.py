@@ -421,7 +421,15 @@ def review_decide(
     except (TypeError, ValueError):
         raise InvalidDecision("The form is missing the task version; reload the item.") from None
 
-    task = ReviewTask.objects.select_related("prediction", "listing").filter(pk=task_id).first()
+    # The predicted category with its ancestors and the brand in the same query: approve reads
+    # category.path_label (a parent walk) for the audit record, which otherwise costs a query per level.
+    task = (
+        ReviewTask.objects.select_related(
+            "prediction__category__parent__parent__parent", "prediction__brand", "listing"
+        )
+        .filter(pk=task_id)
+        .first()
+    )
     if task is None:
         raise InvalidDecision("That review task does not exist.")
 

@@ -245,13 +245,11 @@ def decide(request: HttpRequest, task_id: int) -> HttpResponse:
         "skip": "Skipped",
         "escalate": "Escalated",
     }[outcome.decision.action]
-    label = (
-        review_ui.category_paths().get(outcome.decision.category_id, "")
-        if outcome.decision.category_id
-        else ""
-    )
+    # The decision holds the listing and category objects the service loaded: no query for the notice.
+    category = outcome.decision.category
+    label = category.path_label if category is not None else ""
     text = (
-        f"{done}: “{outcome.task.listing.title[:60]}”"
+        f"{done}: “{outcome.decision.listing.title[:60]}”"
         + (f" → {label}" if label else "")
         + ". Press U to undo."
     )

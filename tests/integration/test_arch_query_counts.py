@@ -1,0 +1,128 @@
+"""Query counts of the review loop and the knowledge editor's lists stay flat as the data grows.
+
+Each page is loaded with a few rows, then with many more; the number of queries must not grow with
+the rows (no N+1, e.g. a parent walk per category) and stays under a fixed ceiling.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from classifier.services import review as svc
+from tests import factories
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+
+HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "review-work"}
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache(settings):
+    factories.plain_static_storage(settings)
+    factories.review_cache_reset()
+    yield
+    factories.review_cache_reset()
+
+
+def _client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _count(fn) -> int:
+    with CaptureQueriesContext(connection) as ctx:
+        response = fn()
+    assert response.status_code == 200, response.status_code
+    return len(ctx.captured_queries)
+
+
+def _tasks_in_many_categories(n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        leaf = factories.category_path(f"Master{i % 3}", f"Sub{i % 5}", f"Article{i}")
+        factories.review_task(category=leaf, title=f"Listing {i} cotton shirt")
+
+
+def test_queue_page_queries_do_not_grow_with_the_queue(auditor, django_assert_max_num_queries):
+    client = _client(auditor)
+    _tasks_in_many_categories(3)
+    client.get(reverse("review-queues"))  # warm the session and the cached labels
+    few = _count(lambda: client.get(reverse("review-queues")))
+    _tasks_in_many_categories(30, start=3)
+    factories.review_cache_reset()
+    client.get(reverse("review-queues"))
+    many = _count(lambda: client.get(reverse("review-queues")))
+    assert many == few
+    # session, user, 2 x permissions, held item, the two halves of the queue (overdue, by priority)
+    with django_assert_max_num_queries(7):
+        response = client.get(reverse("review-queues"))
+    assert b"Listing 32 cotton shirt" in response.content
+
+
+def test_item_page_next_and_decide_queries_are_bounded(auditor, django_assert_max_num_queries):
+    client = _client(auditor)
+    _tasks_in_many_categories(20)
+    held = svc.review_claim_next(auditor=auditor)
+    client.get(reverse("review-task", args=[held.pk]))  # warm the cached labels
+    # session, user, 2 x permissions, the task with its listing/prediction/model version, recent
+    # categories, the category-labels stamp, history (the similar pool is cached)
+    with django_assert_max_num_queries(8):
+        response = client.get(reverse("review-task", args=[held.pk]))
+    assert response.status_code == 200
+    with django_assert_max_num_queries(9):
+        response = client.post(reverse("review-next"), **HTMX)
+    assert response.status_code == 200
+    # was 32 (a parent walk per category level, the listing and the category labels fetched again)
+    with django_assert_max_num_queries(26):
+        response = client.post(
+            reverse("review-decide", args=[held.pk]),
+            {"action": "approve", "version": held.version},
+            **HTMX,
+        )
+    assert response.status_code == 200 and b"Approved" in response.content
+
+
+def test_item_page_queries_do_not_grow_with_decided_history(auditor):
+    """The 'similar reviewed' and history panels fetch related rows in bulk, not one query per row."""
+    client = _client(auditor)
+    _tasks_in_many_categories(4)
+    first = svc.review_claim_next(auditor=auditor)
+    client.get(reverse("review-task", args=[first.pk]))
+    few = _count(lambda: client.get(reverse("review-task", args=[first.pk])))
+    # decide a dozen similar listings so the similar panel fills up
+    for i in range(12):
+        factories.review_task(title=f"Red cotton t-shirt twin {i}")
+    for _ in range(12):
+        task = svc.review_claim_next(auditor=auditor)
+        if task.pk == first.pk:
+            continue
+        svc.review_decide(auditor=auditor, task_id=task.pk, version=task.version, action="approve")
+    task = svc.review_claim_next(auditor=auditor)
+    client.get(reverse("review-task", args=[task.pk]))
+    many = _count(lambda: client.get(reverse("review-task", args=[task.pk])))
+    assert many <= few + 1, (few, many)
+
+
+def test_knowledge_editor_lists_do_not_grow_with_rows(ops_user, django_assert_max_num_queries):
+    client = _client(ops_user)
+    for i in range(3):
+        leaf = factories.category_path("Apparel", f"Sub{i}", f"Leaf{i}")
+        factories.brand(f"Brand{i}", sells=leaf)
+    urls = [reverse("knowledge-tree"), reverse("knowledge-brands"), reverse("knowledge-changes")]
+    for url in urls:
+        client.get(url)
+    few = {url: _count(lambda u=url: client.get(u)) for url in urls}
+    for i in range(3, 40):
+        leaf = factories.category_path(f"Master{i % 4}", f"Sub{i % 7}", f"Leaf{i}")
+        factories.brand(f"Brand{i}", sells=leaf)
+    for url in urls:
+        client.get(url)
+    many = {url: _count(lambda u=url: client.get(u)) for url in urls}
+    for url in urls:
+        assert many[url] <= few[url] + 1, (url, few[url], many[url])
+    with django_assert_max_num_queries(20):
+        client.get(reverse("knowledge-tree"))
