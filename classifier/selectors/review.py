@@ -58,30 +58,32 @@ def review_queue_counts(*, fresh: bool = False) -> dict[str, Any]:
     """
 
     def compute() -> dict[str, Any]:
+        # One scan of the pending rows, grouped by every key the page shows (at most a few hundred
+        # groups), instead of one scan per breakdown: at 300k waiting tasks each scan costs ~0.3 s.
         by_reason = {r.value: 0 for r in Reason}
-        for row in (
+        per_category: dict[int | None, int] = {}
+        by_route: dict[str, int] = {}
+        overdue = 0
+        groups = (
             ReviewTask.objects.filter(status=Status.PENDING)
-            .values("reason")
+            .annotate(late=Q(created_at__lt=review_sla_cutoff()))
+            .values("reason", "route_reason", "category_id", "late")
             .annotate(n=Count("id"))
             .order_by()
-        ):
-            by_reason[row["reason"]] = row["n"]
-        by_category = list(
-            ReviewTask.objects.filter(status=Status.PENDING)
-            .values("category_id")
-            .annotate(n=Count("id"))
-            .order_by("-n")[:40]
         )
-        by_route = {
-            row["route_reason"]: row["n"]
-            for row in ReviewTask.objects.filter(status=Status.PENDING)
-            .exclude(route_reason="")
-            .values("route_reason")
-            .annotate(n=Count("id"))
-            .order_by()
-        }
+        for row in groups:
+            n = row["n"]
+            by_reason[row["reason"]] = by_reason.get(row["reason"], 0) + n
+            per_category[row["category_id"]] = per_category.get(row["category_id"], 0) + n
+            if row["route_reason"]:
+                by_route[row["route_reason"]] = by_route.get(row["route_reason"], 0) + n
+            if row["late"]:
+                overdue += n
+        by_category = [
+            {"category_id": pk, "n": n}
+            for pk, n in sorted(per_category.items(), key=lambda item: -item[1])[:40]
+        ]
         labels = category_path_labels()
-        overdue = ReviewTask.objects.filter(status=Status.PENDING, created_at__lt=review_sla_cutoff()).count()
         claimed = ReviewTask.objects.filter(status=Status.CLAIMED).count()
         return {
             "by_reason": [{"reason": r.value, "label": r.label, "n": by_reason[r.value]} for r in Reason],
