@@ -171,7 +171,8 @@ def engine_for_batch() -> LoadedEngine:
         if _loaded is None or _loaded.version.pk != serving.pk:
             try:
                 engine = _engine_load(serving)
-            except Exception:
+            except Exception as exc:
+                _load_failure_record(serving, exc, kept=_loaded.version if _loaded else None)
                 if _loaded is None:
                     raise
                 # Keep serving the old model rather than stop classifying; say so loudly.
@@ -189,8 +190,34 @@ def engine_for_batch() -> LoadedEngine:
         return _loaded
 
 
+_failures_reported: set[int] = set()
+
+
+def _load_failure_record(version: ModelVersion, exc: Exception, *, kept: ModelVersion | None) -> None:
+    """Put a failed load in the audit trail (admin > Audit events), once per version and process:
+    a log line in a worker is not where an admin looks."""
+    from classifier.services.audit import audit_record
+
+    if version.pk in _failures_reported:
+        return
+    _failures_reported.add(version.pk)
+    try:
+        audit_record(
+            actor=None,
+            verb="model.load_failed",
+            obj=version,
+            data={
+                "error": f"{type(exc).__name__}: {exc}"[:500],
+                "kept_serving": kept.name if kept else None,
+            },
+        )
+    except Exception:  # the database is away too: the log line below still says it
+        log.warning("could not record the failed load of %s in the audit trail", version.name)
+
+
 def engine_reset() -> None:
     """Forget the loaded engine (tests; a worker never needs this)."""
     global _loaded
     with _lock:
         _loaded = None
+        _failures_reported.clear()
