@@ -354,7 +354,10 @@ def change_last_for(*, object_type: str, object_id: int | str) -> ChangeLog | No
 
 
 def suggestions_pending() -> QuerySet[Suggestion]:
-    return Suggestion.objects.filter(status=Suggestion.Status.PENDING).select_related("brand", "category")
+    # The category's ancestors too: the list shows each category's path (a parent walk per row otherwise).
+    return Suggestion.objects.filter(status=Suggestion.Status.PENDING).select_related(
+        "brand", "category__parent__parent__parent"
+    )
 
 
 # ---- impact preview -----------------------------------------------------------------------------

@@ -633,7 +633,7 @@ def suggestions(request: HttpRequest) -> HttpResponse:
     ctx = {
         "pending": selectors.suggestions_pending()[:200],
         "decided": Suggestion.objects.exclude(status=Suggestion.Status.PENDING).select_related(
-            "brand", "category", "decided_by"
+            "brand", "category__parent__parent__parent", "decided_by"
         )[:50],
         **_common(request),
     }

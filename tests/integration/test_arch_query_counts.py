@@ -107,18 +107,38 @@ def test_item_page_queries_do_not_grow_with_decided_history(auditor):
     assert many <= few + 1, (few, many)
 
 
+def _suggestion(i: int, leaf, status: str) -> None:
+    from knowledge.models import Suggestion
+
+    Suggestion.objects.create(
+        kind=Suggestion.Kind.BRAND_CATEGORY,
+        key=f"brand_category:arch-test:{i}",
+        brand=factories.brand(f"SuggestedBrand{i}"),
+        category=leaf,
+        status=status,
+    )
+
+
 def test_knowledge_editor_lists_do_not_grow_with_rows(ops_user, django_assert_max_num_queries):
+    """Tree, brands, changes and suggestions (whose rows show category paths: no parent walk per row)."""
     client = _client(ops_user)
     for i in range(3):
         leaf = factories.category_path("Apparel", f"Sub{i}", f"Leaf{i}")
         factories.brand(f"Brand{i}", sells=leaf)
-    urls = [reverse("knowledge-tree"), reverse("knowledge-brands"), reverse("knowledge-changes")]
+        _suggestion(i, leaf, "pending" if i % 2 else "rejected")
+    urls = [
+        reverse("knowledge-tree"),
+        reverse("knowledge-brands"),
+        reverse("knowledge-changes"),
+        reverse("knowledge-suggestions"),
+    ]
     for url in urls:
         client.get(url)
     few = {url: _count(lambda u=url: client.get(u)) for url in urls}
     for i in range(3, 40):
         leaf = factories.category_path(f"Master{i % 4}", f"Sub{i % 7}", f"Leaf{i}")
         factories.brand(f"Brand{i}", sells=leaf)
+        _suggestion(i, leaf, "pending" if i % 2 else "rejected")
     for url in urls:
         client.get(url)
     many = {url: _count(lambda u=url: client.get(u)) for url in urls}
