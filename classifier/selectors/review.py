@@ -28,7 +28,7 @@ Action = ReviewDecision.Action
 COUNTS_TTL_SECONDS = 15
 CATEGORY_LABELS_KEY = "review:category-leaves:v1"
 CATEGORY_LABELS_TTL = 60
-SIMILAR_POOL_TTL = 30
+SIMILAR_POOL_TTL = 300
 
 
 def _cached(key: str, ttl: int, compute):
@@ -327,7 +327,8 @@ def review_similar_reviewed(*, task: ReviewTask, limit: int = 5, pool: int = 200
     Cheap: a bounded pool of recent reviewed listings, Jaccard in Python. The pool is cached per
     (category, brand) for SIMILAR_POOL_TTL seconds: at a million listings the query visits every
     reviewed listing of the category (~40 ms for 7,000 rows), and every auditor in the same category
-    would run it again; the panel is advice, so half a minute of staleness is fine.
+    would run it again (the lasting fix is an index on (final_category, status, -updated_at)); the
+    panel is advice, so a few minutes of staleness is fine.
     """
     prediction = task.prediction
     cond = Q()
