@@ -136,17 +136,19 @@ def fill(total: int, pending_share: float) -> None:
             )
             pred.write(
                 f"{pk}\t{pk}\t{version.pk}\tf\t{leaf_id}\t{label}\t{master}\t{sub}\t{label.rsplit(' > ', 1)[-1]}\t"
-                f"{conf}\t{conf}\t{conf}\t{conf}\t{top_k}\t\t0\tfull\t10\t0\t0\t[]\t[]\tt\t[]\t\t{created}\n"
+                f"{conf}\t{conf}\t{conf}\t{conf}\t{top_k}\t\t0\tfull\t10\t0\t0\t[]\t[]\tt\t[]\t\t{created}\t"
+                f"{'knowledge_conflict' if pk % 7 == 0 else 'low_confidence'}\n"
             )
             reason = (
                 "knowledge_conflict" if pk % 7 == 0 else ("escalated" if pk % 53 == 0 else "low_confidence")
             )
+            route = "knowledge_conflict" if pk % 7 == 0 else "low_confidence"
             priority = round(1 - conf + (0.5 if reason == "knowledge_conflict" else 0), 4)
             claimed_by = "\\N" if pending else str(rng.choice(user_ids))
             decided = "\\N" if pending else created
             task.write(
                 f"{pk}\t{pk}\t{pk}\t{'pending' if pending else 'done'}\t{reason}\t\t{priority}\t{leaf_id}\t"
-                f"{claimed_by}\t\\N\t1\t{created}\t{decided}\n"
+                f"{claimed_by}\t\\N\t1\t{created}\t{decided}\t{route}\n"
             )
         with raw.cursor() as cur:
             with cur.copy(
@@ -159,12 +161,12 @@ def fill(total: int, pending_share: float) -> None:
                 "master_category, sub_category, article_type, master_confidence, sub_confidence, article_confidence, "
                 "confidence, top_k, brand_label, brand_confidence, compute_path, latency_ms, complexity, "
                 "knowledge_version, knowledge_findings, entities, needs_review, review_reasons, attention_map, "
-                "created_at) FROM STDIN"
+                "created_at, route_reason) FROM STDIN"
             ) as copy:
                 copy.write(pred.getvalue())
             with cur.copy(
                 "COPY classifier_reviewtask (id, listing_id, prediction_id, status, reason, reason_detail, priority, "
-                "category_id, claimed_by_id, claim_expires_at, version, created_at, decided_at) FROM STDIN"
+                "category_id, claimed_by_id, claim_expires_at, version, created_at, decided_at, route_reason) FROM STDIN"
             ) as copy:
                 copy.write(task.getvalue())
         raw.commit()
