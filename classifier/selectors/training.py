@@ -15,6 +15,7 @@ from classifier.models import (
     ReviewDecision,
     TrainingJob,
 )
+from classifier.selectors.review import training_examples_since
 
 TRAINING_ACTIONS = (ReviewDecision.Action.APPROVE, ReviewDecision.Action.CORRECT)
 
@@ -32,23 +33,9 @@ class LabelledListing:
 
 
 def _decisions_in_window(start: dt.datetime | None, end: dt.datetime | None) -> QuerySet[ReviewDecision]:
-    try:  # the review area's selector, when it is there, defines what counts as a training example
-        from classifier.selectors.review import training_examples_since  # type: ignore[attr-defined]
-    except ImportError:
-        training_examples_since = None
-    if training_examples_since is not None:
-        try:
-            qs = training_examples_since(since=start)
-        except TypeError:
-            qs = None
-        if isinstance(qs, QuerySet) and qs.model is ReviewDecision:
-            return qs.filter(created_at__lte=end) if end is not None else qs
-    qs = ReviewDecision.objects.filter(is_training_example=True, action__in=TRAINING_ACTIONS)
-    if start is not None:
-        qs = qs.filter(created_at__gt=start)
-    if end is not None:
-        qs = qs.filter(created_at__lte=end)
-    return qs
+    # The review area's selector defines what counts as a training example (one definition).
+    qs = training_examples_since(since=start)
+    return qs.filter(created_at__lte=end) if end is not None else qs
 
 
 def training_examples_in_window(
@@ -190,12 +177,12 @@ def auto_accept_accuracy(
 # --- a version's page: figures on the frozen set ---------------------------------------------------
 
 
-def model_version_frozen(*, version: ModelVersion) -> dict:
+def model_version_frozen(*, version: ModelVersion) -> dict[str, object]:
     """{"set", "metrics", "items"} from the version's last frozen-set evaluation ({} if none)."""
     return (version.metrics or {}).get("frozen_eval") or {}
 
 
-def model_versions_history(*, set_name: str) -> list[dict]:
+def model_versions_history(*, set_name: str) -> list[dict[str, object]]:
     """Every version evaluated on the frozen set `set_name`, oldest first: name, accuracy per level, status.
 
     Figures on another set are left out: accuracies are only comparable on the same items.
@@ -203,12 +190,14 @@ def model_versions_history(*, set_name: str) -> list[dict]:
     rows = []
     for version in ModelVersion.objects.order_by("created_at", "pk").only("name", "metrics", "status"):
         frozen = model_version_frozen(version=version)
-        if frozen.get("set") == set_name and (frozen.get("metrics") or {}).get("accuracy"):
+        metrics = frozen.get("metrics")
+        accuracy = metrics.get("accuracy") if isinstance(metrics, dict) else None
+        if frozen.get("set") == set_name and accuracy:
             rows.append(
                 {
                     "pk": version.pk,
                     "name": version.name,
-                    "accuracy": frozen["metrics"]["accuracy"],
+                    "accuracy": accuracy,
                     "promoted": version.status == ModelVersion.Status.PROMOTED,
                 }
             )
