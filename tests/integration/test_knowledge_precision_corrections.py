@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache as django_cache
 from django.test import Client
 from django.urls import reverse
 
 from classifier.models import ReviewDecision, ReviewTask
 from classifier.services import review as svc
+from knowledge import cache as knowledge_cache
 from knowledge import services as kg
 from knowledge.models import Brand, BrandCategory, Suggestion
 from tests import factories
@@ -19,10 +21,17 @@ HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "review-work"}
 
 @pytest.fixture(autouse=True)
 def _clean_cache(settings):
+    # Snapshot versions restart at 1 in every test database: forget what earlier tests left in the
+    # entity cache (version pointer, snapshots) and the process's memo.
+    django_cache.delete_many(
+        [knowledge_cache.VERSION_KEY, *(knowledge_cache.SNAPSHOT_KEY.format(version=n) for n in range(1, 20))]
+    )
+    knowledge_cache.memo_clear()
     factories.plain_static_storage(settings)
     factories.review_cache_reset()
     yield
     factories.review_cache_reset()
+    knowledge_cache.memo_clear()
 
 
 def _client(user) -> Client:
