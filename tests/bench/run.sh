@@ -43,3 +43,5 @@ echo "### attention map: share of its mass inside the product's bounding box (ta
 $PY tests/bench/bench_attention.py --data "$DATA" "${attention[@]}"
 echo "### ops pages: brand list/search paging and the version diff at 50,000 brands (time, queries)"
 $PY tests/bench/bench_brands.py $([ "${1:-}" = "--quick" ] && echo "--brands 5000")
+echo "### review loop over HTTP: gunicorn, 1 and 20 logged-in auditors (targets p95 <= 50 ms, >= 20 decisions/s)"
+$PY tests/bench/bench_review_http.py $([ "${1:-}" = "--quick" ] && echo "--tasks 20000 --seconds 10")
