@@ -15,7 +15,10 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from classifier.api.common import (
+from classifier.models import ReviewDecision, ReviewTask, RouteReasonChoice
+from classifier.selectors import review as review_sel
+from classifier.services import review as review_svc
+from fusionreview.apicommon import (
     ApiErrorOutput,
     ApiPagination,
     JsonAPIView,
@@ -26,9 +29,6 @@ from classifier.api.common import (
     api_invalid,
     paged,
 )
-from classifier.models import ReviewDecision, ReviewTask, RouteReasonChoice
-from classifier.selectors import review as review_sel
-from classifier.services import review as review_svc
 from fusionreview.roles import Perm, has_perm
 
 # ---- shapes -------------------------------------------------------------------------------------

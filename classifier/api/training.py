@@ -13,7 +13,10 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from classifier.api.common import (
+from classifier.models import TrainingJob
+from classifier.selectors import training as training_sel
+from classifier.services import training as training_svc
+from fusionreview.apicommon import (
     PAGE_PARAMETERS,
     ApiErrorOutput,
     ApiPagination,
@@ -24,9 +27,6 @@ from classifier.api.common import (
     api_invalid,
     paged,
 )
-from classifier.models import TrainingJob
-from classifier.selectors import training as training_sel
-from classifier.services import training as training_svc
 from fusionreview.roles import Perm, has_perm
 
 

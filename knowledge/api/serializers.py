@@ -5,7 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from classifier.api.common import PageQuery, StrictCharField, StrictIntegerField
+from fusionreview.apicommon import PageQuery, StrictCharField, StrictIntegerField
 from knowledge.models import BrandCategory, KnowledgeVersion
 
 _ALIASES_HELP = "The complete list of aliases (any script); replaces the current ones"

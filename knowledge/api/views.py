@@ -19,7 +19,7 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from classifier.api.common import (
+from fusionreview.apicommon import (
     PAGE_PARAMETERS,
     ApiErrorOutput,
     ApiPagination,
