@@ -15,3 +15,7 @@ class ClassifierConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_bootstrap_roles, sender=self, dispatch_uid="classifier_roles_bootstrap")
+        # The knowledge graph's hooks: publish re-routes the review queue; facts about listings.
+        from classifier.reroute.wiring import connect
+
+        connect()

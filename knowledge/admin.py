@@ -1,6 +1,6 @@
 """Django admin for the knowledge graph: read-only.
 
-Every edit goes through the editor (`knowledge.services`): optimistic versions, the change log, the
+Every edit goes through the editor (the `knowledge.graph` services): optimistic versions, the change log, the
 entity-cache publish that running workers pick up. An admin form writing rows directly would skip all
 three, so the admin only lets staff look (search, filter, follow links).
 """

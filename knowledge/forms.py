@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
+from knowledge.graph.selectors import category_choices
 from knowledge.models import Category
-from knowledge.selectors import category_choices
 
 REASON_HELP = "Why (goes into the change log)"
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 from classifier.models import AuditEvent, Listing, ReviewDecision, ReviewTask, RouteReasonChoice
 from classifier.services.review import COUNTS_CACHE_KEY
 from knowledge.models import Brand, BrandAlias, Category, CategoryAlias
-from knowledge.selectors import category_path_labels
+from knowledge.graph.selectors import category_path_labels
 
 log = logging.getLogger(__name__)
 

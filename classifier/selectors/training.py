@@ -42,7 +42,7 @@ def training_examples_in_window(
     *, start: dt.datetime | None, end: dt.datetime | None, labels: dict[int, str] | None = None
 ) -> list[LabelledListing]:
     """Approved/corrected decisions in (start, end] as labelled listings, latest decision per listing."""
-    from knowledge.selectors import category_path_labels
+    from knowledge.graph.selectors import category_path_labels
 
     labels = labels if labels is not None else category_path_labels()
     qs = (

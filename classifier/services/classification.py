@@ -23,7 +23,7 @@ from classifier.fusion.routing import RouteDecision, RouteReason, route
 from classifier.models import Listing, Prediction, ReviewTask
 from classifier.services.audit import audit_record
 from classifier.services.review import review_task_open
-from knowledge.selectors import brand_by_name, category_by_path_label
+from knowledge.graph.selectors import brand_by_name, category_by_path_label
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from django.utils import timezone
 from classifier.models import AuditEvent, Listing, Prediction, ReviewDecision, ReviewTask
 from classifier.services.audit import audit_record
 from knowledge.models import Brand, Category
-from knowledge.selectors import brand_by_name
+from knowledge.graph.selectors import brand_by_name
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +348,7 @@ def _validate_brand(brand_name: str, *, unresolved_ok: bool = False) -> Brand | 
         raise InvalidDecision("The brand name is too long (200 characters at most).")
     brand = brand_by_name(brand_name)
     if brand is None:
-        from knowledge.services import brand_by_folded_name
+        from knowledge.graph.selectors import brand_by_folded_name
 
         brand = brand_by_folded_name(brand_name)  # "Lakmé" is the graph's "Lakme"
     if brand is None and not unresolved_ok:
@@ -509,7 +509,8 @@ def review_decide(
             listing.final_brand = brand
             listing.status = Listing.Status.REVIEWED
             listing.save(update_fields=["final_category", "final_brand", "status", "updated_at"])
-            from knowledge.services import relation_support_record, suggestion_brand_gap_record
+            from knowledge.graph.brands import relation_support_record
+            from knowledge.suggestions.services import suggestion_brand_gap_record
 
             if brand is not None and category is not None:
                 relation_support_record(brand_id=brand.pk, category_id=category.pk, delta=1)
@@ -596,7 +597,7 @@ def review_undo_last(*, auditor: Any, now: datetime | None = None) -> DecisionOu
                 listing.save(update_fields=["final_category", "final_brand", "status", "updated_at"])
             ReviewDecision.objects.filter(pk=last.pk).update(is_training_example=False)
             if last.action in (Action.APPROVE, Action.CORRECT) and last.brand_id and last.category_id:
-                from knowledge.services import relation_support_record
+                from knowledge.graph.brands import relation_support_record
 
                 relation_support_record(brand_id=last.brand_id, category_id=last.category_id, delta=-1)
             undo = ReviewDecision.objects.create(

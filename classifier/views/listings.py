@@ -21,7 +21,7 @@ from classifier.selectors.listings import (
 )
 from classifier.selectors.review_ui import category_display_labels, listings_predicted
 from fusionreview.roles import Perm
-from knowledge.selectors import category_path_labels
+from knowledge.graph.selectors import category_path_labels
 
 PAGE_SIZE = 50
 

@@ -263,7 +263,8 @@ def decide(request: HttpRequest, task_id: int) -> HttpResponse:
 @require_POST
 def brand_add(request: HttpRequest, task_id: int) -> HttpResponse:
     """Ops, from a refused correction: add the brand it named, then show the correction again as typed."""
-    from knowledge.services import KnowledgeError, brand_create
+    from knowledge.changelog import KnowledgeError
+    from knowledge.graph.brands import brand_create
 
     data = request.POST
     filters = _queue_filters(data)

@@ -91,24 +91,18 @@ class RelationInput(serializers.Serializer):
     reason = StrictCharField(required=False, allow_blank=True, default="", max_length=1000)
 
 
-class BrandSearchQuery(PageQuery):
-    q = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        default="",
-        max_length=200,
-        help_text="Name or alias prefix (falls back to a substring when nothing starts with it)",
+def _search_field(help_text: str) -> serializers.CharField:
+    return serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=200, help_text=help_text
     )
+
+
+class BrandSearchQuery(PageQuery):
+    q = _search_field("Name or alias prefix (falls back to a substring when nothing starts with it)")
 
 
 class CategorySearchQuery(PageQuery):
-    q = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        default="",
-        max_length=200,
-        help_text="Substring of the name or an alias; empty: every category",
-    )
+    q = _search_field("Substring of the name or an alias; empty: every category")
 
 
 class RelationQuery(PageQuery):

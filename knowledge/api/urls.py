@@ -2,22 +2,23 @@
 
 from django.urls import path
 
-from knowledge.api import views
+from knowledge.graph import api as graph
+from knowledge.versions import api as versions
 
 urlpatterns = [
-    path("brands/", views.BrandCollection.as_view(), name="api-knowledge-brands"),
-    path("brands/<int:pk>/", views.BrandItem.as_view(), name="api-knowledge-brand"),
-    path("categories/", views.CategoryCollection.as_view(), name="api-knowledge-categories"),
-    path("categories/<int:pk>/", views.CategoryItem.as_view(), name="api-knowledge-category"),
-    path("relations/", views.RelationCollection.as_view(), name="api-knowledge-relations"),
+    path("brands/", graph.BrandCollection.as_view(), name="api-knowledge-brands"),
+    path("brands/<int:pk>/", graph.BrandItem.as_view(), name="api-knowledge-brand"),
+    path("categories/", graph.CategoryCollection.as_view(), name="api-knowledge-categories"),
+    path("categories/<int:pk>/", graph.CategoryItem.as_view(), name="api-knowledge-category"),
+    path("relations/", graph.RelationCollection.as_view(), name="api-knowledge-relations"),
     path(
         "relations/<int:brand_id>/<int:category_id>/",
-        views.RelationItem.as_view(),
+        graph.RelationItem.as_view(),
         name="api-knowledge-relation",
     ),
-    path("rules/", views.RuleCollection.as_view(), name="api-knowledge-rules"),
-    path("rules/<int:pk>/", views.RuleItem.as_view(), name="api-knowledge-rule"),
-    path("publish/", views.Publish.as_view(), name="api-knowledge-publish"),
-    path("versions/", views.VersionCollection.as_view(), name="api-knowledge-versions"),
-    path("versions/<int:number>/", views.VersionItem.as_view(), name="api-knowledge-version"),
+    path("rules/", graph.RuleCollection.as_view(), name="api-knowledge-rules"),
+    path("rules/<int:pk>/", graph.RuleItem.as_view(), name="api-knowledge-rule"),
+    path("publish/", versions.Publish.as_view(), name="api-knowledge-publish"),
+    path("versions/", versions.VersionCollection.as_view(), name="api-knowledge-versions"),
+    path("versions/<int:number>/", versions.VersionItem.as_view(), name="api-knowledge-version"),
 ]

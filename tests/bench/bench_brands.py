@@ -77,8 +77,11 @@ def main() -> None:
     from django.contrib.auth.models import Group, User
 
     from fusionreview.roles import roles_bootstrap
-    from knowledge import selectors, services
+    from knowledge.graph.brands import brand_update
+    from knowledge.graph.lists import brand_page
     from knowledge.models import Brand, BrandAlias, BrandCategory, Category
+    from knowledge.versions.diff import knowledge_version_compare
+    from knowledge.versions.publish import knowledge_publish
 
     roles_bootstrap()
     ops = User.objects.create_user("ops-bench", password="x")
@@ -100,8 +103,8 @@ def main() -> None:
     zephyr = Brand.objects.create(name="Zephyr Outdoor")
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
-    services.knowledge_publish(actor=ops, reason="bench v1")
-    services.brand_update(
+    knowledge_publish(actor=ops, reason="bench v1")
+    brand_update(
         actor=ops,
         brand=zephyr,
         expected_version=zephyr.version,
@@ -110,22 +113,22 @@ def main() -> None:
         aliases=["ZPH"],
         reason="bench edit",
     )
-    services.knowledge_publish(actor=ops, reason="bench v2")
+    knowledge_publish(actor=ops, reason="bench v2")
     print(f"seeded {args.brands:,} brands and published v1, v2 in {time.perf_counter() - t0:.1f} s")
 
     client = Client()
     client.force_login(ops)
     last = -(-(args.brands + 1) // 50)
     cases = [
-        ("brand_page page 1", lambda: selectors.brand_page(number=1)),
-        (f"brand_page page {last // 2}", lambda: selectors.brand_page(number=last // 2)),
-        (f"brand_page page {last} (last)", lambda: selectors.brand_page(number=last)),
-        ("brand_page q='brand 0123' (name prefix)", lambda: selectors.brand_page(query="brand 0123")),
-        ("brand_page q='alias 0012' (alias prefix)", lambda: selectors.brand_page(query="alias 0012")),
-        ("brand_page q='outdoor' (substring fallback)", lambda: selectors.brand_page(query="outdoor")),
+        ("brand_page page 1", lambda: brand_page(number=1)),
+        (f"brand_page page {last // 2}", lambda: brand_page(number=last // 2)),
+        (f"brand_page page {last} (last)", lambda: brand_page(number=last)),
+        ("brand_page q='brand 0123' (name prefix)", lambda: brand_page(query="brand 0123")),
+        ("brand_page q='alias 0012' (alias prefix)", lambda: brand_page(query="alias 0012")),
+        ("brand_page q='outdoor' (substring fallback)", lambda: brand_page(query="outdoor")),
         ("GET /knowledge/brands/?page=500", lambda: client.get("/knowledge/brands/", {"page": 500})),
         ("GET /knowledge/brands/?q=zeph", lambda: client.get("/knowledge/brands/", {"q": "zeph"})),
-        ("knowledge_version_compare(2)", lambda: selectors.knowledge_version_compare(number=2)),
+        ("knowledge_version_compare(2)", lambda: knowledge_version_compare(number=2)),
         ("GET /knowledge/versions/2/", lambda: client.get("/knowledge/versions/2/")),
     ]
     print(f"{'operation':48} {'median ms':>10} {'queries':>8}")

@@ -124,8 +124,8 @@ def part_scale(n_brands: int, n_categories: int) -> None:
     )
 
     from knowledge import cache
-    from knowledge.selectors import snapshot_build_from_db
-    from knowledge.services import knowledge_publish
+    from knowledge.versions.publish import knowledge_publish
+    from knowledge.versions.snapshot import snapshot_build_from_db
 
     builds = []
     for _ in range(3):
@@ -181,8 +181,9 @@ def part_scale(n_brands: int, n_categories: int) -> None:
         f"[scale] worker side: version check {t_ver * 1e3:.3f} ms (one Redis GET); "
         f"first fetch+parse {t_fetch:.2f}s; later calls (memoised) {t_memo * 1e3:.2f} ms"
     )
+    from knowledge.graph.brands import brand_create
     from knowledge.models import Brand as BrandModel
-    from knowledge.services import brand_create, knowledge_discard, knowledge_version_restore
+    from knowledge.versions.publish import knowledge_discard, knowledge_version_restore
 
     brand_create(actor=None, name="Bench pending brand", reason="bench")
     t0 = time.perf_counter()
@@ -226,8 +227,10 @@ def worker_main() -> None:
 def part_propagation(rounds: int) -> None:
     _setup(fresh=True)
     from classifier.fusion.knowledge import snapshot_from_catalogue
+    from knowledge.graph.brands import brand_create
+    from knowledge.importexport.services import graph_import_snapshot
     from knowledge.models import Category
-    from knowledge.services import brand_create, graph_import_snapshot, knowledge_publish
+    from knowledge.versions.publish import knowledge_publish
 
     graph_import_snapshot(snapshot=snapshot_from_catalogue(DATA / "catalogue.csv", splits=("train", "val")))
     knowledge_publish(reason="bench seed")

@@ -121,7 +121,8 @@ def main() -> int:
 
     from classifier.fusion.knowledge import snapshot_from_catalogue
     from classifier.models import Listing, Prediction
-    from knowledge.services import graph_import_snapshot, knowledge_publish
+    from knowledge.importexport.services import graph_import_snapshot
+    from knowledge.versions.publish import knowledge_publish
     from tests.integration.conftest import MODEL_DIR, WorkerProcess, worker_env
 
     if not (MODEL_DIR / "model.safetensors").exists():

@@ -8,8 +8,9 @@ import re
 import pytest
 from django.core.cache import cache as django_cache
 
-from knowledge import cache, services
+from knowledge import cache
 from knowledge.models import BrandAlias, BrandCategory, Category, KnowledgeVersion
+from knowledge.versions.publish import knowledge_publish
 from tests import factories
 from tests.e2e.conftest import shoot
 
@@ -32,7 +33,7 @@ def knowledge_graph(transactional_db, ops_user):
     BrandCategory.objects.filter(brand=puma).update(support=40)
     factories.brand("Nike", sells=factories.category_path("Footwear"))
     factories.brand("United Colors of Benetton", sells=shirts)
-    services.knowledge_publish(actor=ops_user, reason="baseline")
+    knowledge_publish(actor=ops_user, reason="baseline")
     for _ in range(3):
         factories.review_task(category=shirts, brand_obj=puma, title="Puma Men Blue Shirt")
     return {"shirts": shirts, "puma": puma}

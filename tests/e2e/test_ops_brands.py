@@ -8,8 +8,9 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache as django_cache
 
-from knowledge import cache, services
+from knowledge import cache
 from knowledge.models import Brand, BrandAlias, BrandCategory, KnowledgeVersion
+from knowledge.versions.publish import knowledge_publish
 from tests import factories
 from tests.e2e.conftest import shoot
 from tests.integration.test_ops_brand_search import insert_brands
@@ -30,7 +31,7 @@ def fifty_thousand_brands(transactional_db, admin_user):
     insert_brands(N_BRANDS - 1)
     zephyr = Brand.objects.create(name="Zephyr Outdoor")
     BrandCategory.objects.create(brand=zephyr, category=men)
-    services.knowledge_publish(actor=admin_user, reason="catalogue import")
+    knowledge_publish(actor=admin_user, reason="catalogue import")
     return zephyr
 
 

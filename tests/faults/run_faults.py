@@ -209,7 +209,8 @@ SETUP = """
 from django.contrib.auth.models import Group, User
 from rest_framework.authtoken.models import Token
 from classifier.fusion.knowledge import snapshot_from_catalogue
-from knowledge.services import graph_import_snapshot, knowledge_publish
+from knowledge.importexport.services import graph_import_snapshot
+from knowledge.versions.publish import knowledge_publish
 graph_import_snapshot(snapshot=snapshot_from_catalogue({catalogue!r}, splits=("train", "val")))
 knowledge_publish(reason="fault run seed")
 user = User.objects.create_user(username="feeder", password="fault-run-password-1")

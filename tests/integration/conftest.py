@@ -311,7 +311,8 @@ def demo_model_dir() -> Path:
 def seeded_knowledge(transactional_db, worker_cache, data_dir):
     """The knowledge graph mined from the catalogue's train+val rows, published (v1) to DB and cache."""
     from classifier.fusion.knowledge import snapshot_from_catalogue
-    from knowledge.services import graph_import_snapshot, knowledge_publish
+    from knowledge.importexport.services import graph_import_snapshot
+    from knowledge.versions.publish import knowledge_publish
 
     snapshot = snapshot_from_catalogue(str(data_dir / "catalogue.csv"), splits=("train", "val"))
     graph_import_snapshot(snapshot=snapshot)

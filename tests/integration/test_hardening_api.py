@@ -79,8 +79,8 @@ def test_a_successful_sign_in_resets_the_failure_count(client, ops_user, clean_l
 @pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
 def test_brand_csv_export_escapes_formula_cells(start, admin_user):
     from fusionreview.csvsafe import csv_safe, csv_unescape
-    from knowledge.services import brand_create
-    from knowledge.sources.brands_csv import brands_csv_export
+    from knowledge.graph.brands import brand_create
+    from knowledge.importexport.brands_csv import brands_csv_export
 
     brand = brand_create(
         actor=admin_user,
@@ -99,9 +99,9 @@ def test_brand_csv_export_escapes_formula_cells(start, admin_user):
 
 def test_brand_csv_export_then_import_round_trips_formula_looking_names(admin_user):
     """The export's leading ' is removed on import: '=Cool' comes back as the brand =Cool, not a new one."""
+    from knowledge.graph.brands import brand_create
+    from knowledge.importexport.brands_csv import brands_csv_export, brands_csv_import
     from knowledge.models import Brand, BrandAlias
-    from knowledge.services import brand_create
-    from knowledge.sources.brands_csv import brands_csv_export, brands_csv_import
 
     for name, aliases in [
         ("=Cool", ["=Cool Wear"]),
@@ -132,8 +132,8 @@ def test_brand_csv_export_then_import_round_trips_formula_looking_names(admin_us
 
 
 def test_plain_brand_names_are_exported_unchanged(admin_user):
-    from knowledge.services import brand_create
-    from knowledge.sources.brands_csv import brands_csv_export
+    from knowledge.graph.brands import brand_create
+    from knowledge.importexport.brands_csv import brands_csv_export
 
     brand_create(actor=admin_user, name="United Colors of Benetton", aliases=["UCB"])
     assert "United Colors of Benetton,UCB," in brands_csv_export()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 
 from classifier.models import Listing, Prediction, ReviewDecision
-from knowledge import services
+from knowledge.changelog import KnowledgeError, StaleEdit
+from knowledge.graph.brands import brand_alias_add, brand_create, brand_merge, brand_update
+from knowledge.graph.categories import category_delete, category_merge, category_move, category_update
+from knowledge.graph.rules import aliases_parse
+from knowledge.graph.selectors import graph_problems
 from knowledge.models import Brand, BrandAlias, BrandCategory, Category, CategoryAlias, ChangeLog
-from knowledge.selectors import graph_problems
-from knowledge.services import KnowledgeError, StaleEdit
 from tests import factories
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -30,7 +32,7 @@ def tree():
 
 def test_edit_records_who_when_why_with_before_and_after(ops_user, tree):
     cat = tree["tshirts"]
-    services.category_update(
+    category_update(
         actor=ops_user,
         category=cat,
         expected_version=cat.version,
@@ -52,11 +54,11 @@ def test_edit_records_who_when_why_with_before_and_after(ops_user, tree):
 def test_a_stale_edit_is_refused_naming_who_changed_the_row(ops_user, admin_user, tree):
     cat = tree["tshirts"]
     opened_at = cat.version
-    services.category_update(
+    category_update(
         actor=admin_user, category=cat, expected_version=opened_at, name="Tees", description="", reason="x"
     )
     with pytest.raises(StaleEdit, match="changed by ada"):
-        services.category_update(
+        category_update(
             actor=ops_user, category=cat, expected_version=opened_at, name="Tshirts!", description=""
         )
     cat.refresh_from_db()
@@ -66,7 +68,7 @@ def test_a_stale_edit_is_refused_naming_who_changed_the_row(ops_user, admin_user
 def test_moving_a_node_under_its_own_descendant_is_refused(ops_user, tree):
     apparel = Category.objects.get(name="Apparel", parent=None)
     with pytest.raises(KnowledgeError, match="own subtree"):
-        services.category_move(
+        category_move(
             actor=ops_user, category=apparel, new_parent=tree["tshirts"], expected_version=apparel.version
         )
     apparel.refresh_from_db()
@@ -77,11 +79,9 @@ def test_move_changes_the_path_and_refuses_a_sibling_name_clash(ops_user, tree):
     sandals = tree["sandal_sandals"]
     shoes = tree["shoes_sandals"].parent
     with pytest.raises(KnowledgeError, match="already a category 'Sandals' under Footwear > Shoes"):
-        services.category_move(
-            actor=ops_user, category=sandals, new_parent=shoes, expected_version=sandals.version
-        )
+        category_move(actor=ops_user, category=sandals, new_parent=shoes, expected_version=sandals.version)
     topwear = tree["tshirts"].parent
-    moved = services.category_move(
+    moved = category_move(
         actor=ops_user,
         category=tree["shirts"],
         new_parent=topwear.parent,
@@ -107,7 +107,7 @@ def test_merging_duplicate_categories_moves_listings_predictions_and_aliases(ops
     ReviewDecision.objects.create(
         task=task, listing=task.listing, auditor=ops_user, action="correct", category=source, brand=brand
     )
-    services.category_merge(actor=ops_user, source=source, target=target, reason="duplicate")
+    category_merge(actor=ops_user, source=source, target=target, reason="duplicate")
     assert not Category.objects.filter(pk=source.pk).exists()
     assert Listing.objects.get(pk=task.listing_id).final_category == target
     assert Prediction.objects.get(pk=task.prediction_id).category == target
@@ -125,7 +125,7 @@ def test_merging_brands_moves_everything_and_keeps_the_old_name_as_alias(ops_use
     BrandAlias.objects.create(brand=source, alias="彪马")
     task = factories.review_task(category=tree["tshirts"], brand_obj=source)
     Listing.objects.filter(pk=task.listing_id).update(final_brand=source)
-    services.brand_merge(actor=ops_user, source=source, target=target, reason="same brand")
+    brand_merge(actor=ops_user, source=source, target=target, reason="same brand")
     assert not Brand.objects.filter(pk=source.pk).exists()
     assert Listing.objects.get(pk=task.listing_id).final_brand == target
     assert Prediction.objects.get(pk=task.prediction_id).brand == target
@@ -142,18 +142,18 @@ def test_deleting_a_category_that_listings_use_is_refused_with_the_count(ops_use
         task = factories.review_task(category=cat)
         Listing.objects.filter(pk=task.listing_id).update(final_category=cat)
     with pytest.raises(KnowledgeError, match=r"2 listings .* merge it into another category"):
-        services.category_delete(actor=ops_user, category=cat, expected_version=cat.version)
+        category_delete(actor=ops_user, category=cat, expected_version=cat.version)
     assert Category.objects.filter(pk=cat.pk).exists()
     empty = factories.category_path("Apparel", "Topwear", "Capes")
-    services.category_delete(actor=ops_user, category=empty, expected_version=empty.version)
+    category_delete(actor=ops_user, category=empty, expected_version=empty.version)
     assert not Category.objects.filter(pk=empty.pk).exists()
 
 
 def test_duplicate_alias_across_brands_is_refused_naming_the_other_brand(ops_user):
-    nike = services.brand_create(actor=ops_user, name="Nike", aliases=["耐克"])
-    adidas = services.brand_create(actor=ops_user, name="Adidas")
+    nike = brand_create(actor=ops_user, name="Nike", aliases=["耐克"])
+    adidas = brand_create(actor=ops_user, name="Adidas")
     with pytest.raises(KnowledgeError, match="already belongs to brand 'Nike'"):
-        services.brand_update(
+        brand_update(
             actor=ops_user,
             brand=adidas,
             expected_version=adidas.version,
@@ -162,18 +162,18 @@ def test_duplicate_alias_across_brands_is_refused_naming_the_other_brand(ops_use
             aliases=["阿迪达斯", "耐克"],
         )
     with pytest.raises(KnowledgeError, match="is the name of brand 'Nike'"):
-        services.brand_alias_add(actor=ops_user, brand=adidas, alias="nike")
+        brand_alias_add(actor=ops_user, brand=adidas, alias="nike")
     assert not adidas.aliases.exists()
     assert list(nike.aliases.values_list("alias", flat=True)) == ["耐克"]
 
 
 def test_an_alias_of_5000_characters_is_refused_with_the_limit(ops_user):
-    brand = services.brand_create(actor=ops_user, name="Wrangler")
+    brand = brand_create(actor=ops_user, name="Wrangler")
     with pytest.raises(KnowledgeError, match="5000 characters long; the limit is 200"):
-        services.brand_alias_add(actor=ops_user, brand=brand, alias="x" * 5000)
+        brand_alias_add(actor=ops_user, brand=brand, alias="x" * 5000)
     cat = factories.category_path("Apparel")
     with pytest.raises(KnowledgeError, match="limit is 200"):
-        services.category_update(
+        category_update(
             actor=ops_user,
             category=cat,
             expected_version=cat.version,
@@ -184,21 +184,21 @@ def test_an_alias_of_5000_characters_is_refused_with_the_limit(ops_user):
 
 
 def test_bulk_alias_edit_replaces_the_set_one_per_line(ops_user):
-    brand = services.brand_create(actor=ops_user, name="United Colors of Benetton", aliases=["Benetton"])
+    brand = brand_create(actor=ops_user, name="United Colors of Benetton", aliases=["Benetton"])
     text = "UCB\n\n  贝纳通 \nBenetton\nUCB\n"
-    services.brand_update(
+    brand_update(
         actor=ops_user,
         brand=brand,
         expected_version=brand.version,
         name=brand.name,
         description="",
-        aliases=services.aliases_parse(text),
+        aliases=aliases_parse(text),
     )
     assert sorted(brand.aliases.values_list("alias", flat=True)) == ["Benetton", "UCB", "贝纳通"]
 
 
 def test_brand_csv_import_is_all_or_nothing_and_names_the_line(ops_user, tree):
-    from knowledge.sources.brands_csv import brands_csv_import
+    from knowledge.importexport.brands_csv import brands_csv_import
 
     ok = "name,aliases,categories\nLevis,Levi's|李维斯,Apparel > Topwear\n".encode()
     counts = brands_csv_import(data=ok, actor=ops_user)
@@ -210,7 +210,7 @@ def test_brand_csv_import_is_all_or_nothing_and_names_the_line(ops_user, tree):
 
 
 def test_google_taxonomy_import_adds_a_deeper_tree(ops_user):
-    from knowledge.sources.google_taxonomy import google_taxonomy_import
+    from knowledge.importexport.google_taxonomy import google_taxonomy_import
 
     text = "# Google_Product_Taxonomy_Version: 2021-09-21\n1604 - Apparel & Accessories > Clothing > Shirts & Tops\n"
     created = google_taxonomy_import(data=text, actor=ops_user)

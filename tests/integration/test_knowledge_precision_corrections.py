@@ -10,8 +10,15 @@ from django.urls import reverse
 from classifier.models import ReviewDecision, ReviewTask
 from classifier.services import review as svc
 from knowledge import cache as knowledge_cache
-from knowledge import services as kg
+from knowledge.changelog import KnowledgeError
+from knowledge.graph.brands import brand_create
 from knowledge.models import Brand, BrandCategory, Suggestion
+from knowledge.suggestions.services import (
+    suggestion_brand_gap_record,
+    suggestions_accept_bulk,
+    suggestions_refresh,
+)
+from knowledge.versions.publish import knowledge_publish
 from tests import factories
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -82,7 +89,7 @@ def test_a_correction_with_an_unknown_brand_keeps_its_text_and_offers_the_way_ou
     assert decision.action == "correct" and decision.category_id == lips.pk and decision.brand_id is None
     gap = Suggestion.objects.get(kind=Suggestion.Kind.BRAND_NEW)
     assert gap.alias == "Lakme" and gap.evidence_count == 1 and gap.example_listing_ids == [task.listing_id]
-    kg.suggestions_refresh()
+    suggestions_refresh()
     assert Suggestion.objects.filter(kind=Suggestion.Kind.BRAND_NEW, status="pending").exists()
 
 
@@ -139,11 +146,11 @@ def test_decisions_add_to_the_support_of_the_relation_they_confirm_and_undo_take
             category_id=caps.pk,
             brand_name="Puma",
         )
-    kg.suggestions_refresh()
+    suggestions_refresh()
     gap = Suggestion.objects.get(kind=Suggestion.Kind.BRAND_CATEGORY, category=caps)
     assert gap.evidence_count == 3
-    assert kg.suggestions_accept_bulk(actor=ops_user, min_evidence=4) == {"accepted": 0}
-    assert kg.suggestions_accept_bulk(actor=ops_user, min_evidence=3) == {"accepted": 1}
+    assert suggestions_accept_bulk(actor=ops_user, min_evidence=4) == {"accepted": 0}
+    assert suggestions_accept_bulk(actor=ops_user, min_evidence=3) == {"accepted": 1}
     relation = BrandCategory.objects.get(brand=puma, category=caps)
     assert relation.support == 3 and relation.source == BrandCategory.Source.DECISIONS
 
@@ -175,7 +182,7 @@ def test_auto_accepted_listings_outside_the_brands_record_become_a_suggestion_wi
         Listing.objects.filter(pk=task.listing_id).update(
             status=Listing.Status.ACCEPTED, final_brand=puma, final_category=caps
         )
-    kg.suggestions_refresh()
+    suggestions_refresh()
     gap = Suggestion.objects.get(kind=Suggestion.Kind.BRAND_CATEGORY, brand=puma, category=caps)
     assert gap.evidence_count == 14 and gap.status == Suggestion.Status.PENDING
 
@@ -258,7 +265,7 @@ def test_the_pipeline_routes_with_route_at_the_serving_versions_threshold_and_st
 
 
 def test_ops_accept_a_missing_brand_suggestion_from_the_suggestions_page(ops_user):
-    kg.suggestion_brand_gap_record(name="Lakme", listing_id=factories.review_task().listing_id)
+    suggestion_brand_gap_record(name="Lakme", listing_id=factories.review_task().listing_id)
     gap = Suggestion.objects.get(kind=Suggestion.Kind.BRAND_NEW)
     client = _client(ops_user)
     page = client.get(reverse("knowledge-suggestions")).content.decode()
@@ -271,7 +278,7 @@ def test_ops_accept_a_missing_brand_suggestion_from_the_suggestions_page(ops_use
 def test_a_brand_written_with_other_accents_is_the_same_brand(auditor, ops_user):
     lips = factories.category_path("Personal Care", "Lips", "Lipstick")
     factories.brand("Lakme")
-    kg.knowledge_publish(actor=ops_user, reason="Lakme")
+    knowledge_publish(actor=ops_user, reason="Lakme")
     task = _claimed_task(auditor, title="Lakmé Absolute Lipstick")
     svc.review_decide(
         auditor=auditor,
@@ -282,5 +289,5 @@ def test_a_brand_written_with_other_accents_is_the_same_brand(auditor, ops_user)
         brand_name="LAKMÉ",
     )
     assert ReviewDecision.objects.get(task=task).brand.name == "Lakme"
-    with pytest.raises(kg.KnowledgeError, match="other accents"):
-        kg.brand_create(actor=ops_user, name="Lakmé")
+    with pytest.raises(KnowledgeError, match="other accents"):
+        brand_create(actor=ops_user, name="Lakmé")

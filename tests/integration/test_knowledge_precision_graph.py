@@ -8,8 +8,12 @@ from django.core.management import call_command
 
 from classifier.fusion.knowledge import BrandEntry, CategoryNode, KnowledgeSnapshot
 from classifier.models import Listing, Prediction
-from knowledge import cache, services
+from knowledge import cache
+from knowledge.changelog import KnowledgeError
+from knowledge.graph.categories import category_merge
+from knowledge.importexport.services import graph_import_snapshot
 from knowledge.models import Brand, BrandAlias, BrandCategory, Category, ChangeLog
+from knowledge.versions.publish import knowledge_publish, knowledge_version_restore
 from tests import factories
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -45,9 +49,9 @@ def test_merge_moves_listings_predictions_and_relations_and_rolls_back_with_the_
     BrandCategory.objects.create(brand=engage, category=fragrance, support=3, source="import")
     task = factories.review_task(title="Engage Men Perfume", category=perfumes, brand_obj=engage)
     Listing.objects.filter(pk=task.listing_id).update(final_category=perfumes)
-    v1 = services.knowledge_publish(actor=ops_user, reason="two names for one thing")
+    v1 = knowledge_publish(actor=ops_user, reason="two names for one thing")
 
-    services.category_merge(
+    category_merge(
         actor=ops_user, source=perfumes.parent, target=fragrance.parent, reason="Perfumes means Fragrance"
     )
     assert not Category.objects.filter(pk=perfumes.pk).exists()
@@ -57,10 +61,10 @@ def test_merge_moves_listings_predictions_and_relations_and_rolls_back_with_the_
     assert relation.category_id == fragrance.pk and relation.support == 8, "the evidence adds up"
     merge = ChangeLog.objects.filter(action="merge", object_id=str(fragrance.pk)).first()
     assert merge.after["moved_ids"]["listings"] == [task.listing_id]
-    v2 = services.knowledge_publish(actor=ops_user, reason="merged")
+    v2 = knowledge_publish(actor=ops_user, reason="merged")
     assert not cache.snapshot_current().has_category(PERFUMES)
 
-    v3 = services.knowledge_version_restore(actor=ops_user, number=v1.number, reason="the merge was wrong")
+    v3 = knowledge_version_restore(actor=ops_user, number=v1.number, reason="the merge was wrong")
     assert v3.number == v2.number + 1
     restored = Category.objects.get(name="Perfume and Body Mist", parent__name="Perfumes")
     assert restored.path_label == PERFUMES
@@ -109,8 +113,8 @@ TOP = CategoryNode("Apparel > Topwear", "Topwear", "Apparel")
 def test_a_bad_import_is_refused_with_its_problems_and_changes_nothing(snapshot, message):
     factories.brand("Adidas")
     before = _counts()
-    with pytest.raises(services.KnowledgeError) as err:
-        services.graph_import_snapshot(snapshot=snapshot)
+    with pytest.raises(KnowledgeError) as err:
+        graph_import_snapshot(snapshot=snapshot)
     assert "Nothing was imported" in str(err.value) and message in str(err.value)
     assert _counts() == before
 
@@ -122,8 +126,8 @@ def test_an_alias_the_graph_gives_to_another_brand_is_refused():
     snapshot = _snapshot(
         [ROOT], [BrandEntry("1", "Kappa", ("cat remix",)), BrandEntry("2", "Fila", ("REEBOK",))]
     )
-    with pytest.raises(services.KnowledgeError) as err:
-        services.graph_import_snapshot(snapshot=snapshot)
+    with pytest.raises(KnowledgeError) as err:
+        graph_import_snapshot(snapshot=snapshot)
     assert "already belongs to brand 'Puma'" in str(err.value)
     assert "already belongs to brand 'Reebok'" in str(err.value)
     assert _counts() == before
@@ -136,13 +140,13 @@ def test_fifty_thousand_brands_import_in_one_go_and_one_bad_row_stops_all_of_the
     ]
     bad = _snapshot([ROOT, TOP, leaf], [*brands, BrandEntry("x", "Brand X", ("b00007",))])
     before = _counts()
-    with pytest.raises(services.KnowledgeError, match="alias 'b00007' of brand 'Brand X'"):
-        services.graph_import_snapshot(snapshot=bad)
+    with pytest.raises(KnowledgeError, match="alias 'b00007' of brand 'Brand X'"):
+        graph_import_snapshot(snapshot=bad)
     assert _counts() == before, "nothing half-applied"
-    result = services.graph_import_snapshot(snapshot=_snapshot([ROOT, TOP, leaf], brands))
+    result = graph_import_snapshot(snapshot=_snapshot([ROOT, TOP, leaf], brands))
     assert result["brands"] == 50_000 and result["aliases"] == 50_000 and result["relations"] == 50_000
     assert BrandCategory.objects.get(brand__name="Brand 00039").support == 39
-    again = services.graph_import_snapshot(snapshot=_snapshot([ROOT, TOP, leaf], brands))
+    again = graph_import_snapshot(snapshot=_snapshot([ROOT, TOP, leaf], brands))
     assert again["brands"] == 0 and again["relations"] == 0, "a re-import is idempotent"
 
 

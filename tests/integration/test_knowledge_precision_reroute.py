@@ -9,11 +9,13 @@ from django.core.cache import cache as django_cache
 from django.db import connection, transaction
 
 from classifier.models import AuditEvent, Listing, Prediction, ReviewTask
+from classifier.reroute.jobs import knowledge_reroute_run, review_task_auto_resolve_undo
 from classifier.services import review as review_services
-from knowledge import cache, services
+from knowledge import cache
+from knowledge.graph.brands import brand_category_add
 from knowledge.models import BrandCategory, KnowledgeVersion, RerouteJob
-from knowledge.reroute import knowledge_reroute_run, review_task_auto_resolve_undo
-from knowledge.selectors import impact_preview
+from knowledge.versions.preview import impact_preview
+from knowledge.versions.publish import knowledge_publish
 from tests import factories
 
 pytestmark = [pytest.mark.integration]
@@ -44,7 +46,7 @@ def graph(ops_user):
     version = factories.model_version()
     version.review_threshold = 0.9
     version.save(update_fields=["review_threshold"])
-    services.knowledge_publish(actor=ops_user, reason="baseline")
+    knowledge_publish(actor=ops_user, reason="baseline")
     return {"tshirts": tshirts, "watches": watches, "version": version}
 
 
@@ -66,7 +68,7 @@ def _knowledge_task(
 
 def _publish(ops_user, django_capture_on_commit_callbacks, reason: str) -> KnowledgeVersion:
     with django_capture_on_commit_callbacks(execute=True):
-        return services.knowledge_publish(actor=ops_user, reason=reason)
+        return knowledge_publish(actor=ops_user, reason=reason)
 
 
 @pytest.mark.django_db
@@ -92,7 +94,7 @@ def test_publish_resolves_exactly_the_tasks_its_preview_named(
     )
 
     # Ops fix the cause: Titan does sell T-shirts.
-    services.brand_category_add(actor=ops_user, brand=factories.brand("Titan"), category=tshirts)
+    brand_category_add(actor=ops_user, brand=factories.brand("Titan"), category=tshirts)
     preview = impact_preview(days=7)
     promised = sorted(preview.reroute.resolve)
     assert promised == sorted(t.pk for t in resolvable)
@@ -157,7 +159,7 @@ def test_a_task_held_by_an_auditor_is_left_to_them_and_their_decision_is_kept(
     tshirts = graph["tshirts"]
     task = _knowledge_task("Titan Men Blue Tshirt", tshirts)
     review_services.review_claim_task(auditor=auditor, task_id=task.pk)
-    services.brand_category_add(actor=ops_user, brand=factories.brand("Titan"), category=tshirts)
+    brand_category_add(actor=ops_user, brand=factories.brand("Titan"), category=tshirts)
     assert impact_preview(days=7).reroute.resolve_held == [task.pk]
     _publish(ops_user, django_capture_on_commit_callbacks, "Titan sells T-shirts")
     task.refresh_from_db()
@@ -175,10 +177,10 @@ def test_a_concurrent_auditor_decision_on_a_task_being_rerouted_wins(ops_user, a
     """The auditor's transaction holds the row while the job runs: the job skips it, the decision stays."""
     tshirts = graph["tshirts"]
     task = _knowledge_task("Titan Men Blue Tshirt", tshirts)
-    services.brand_category_add(actor=ops_user, brand=factories.brand("Titan"), category=tshirts)
+    brand_category_add(actor=ops_user, brand=factories.brand("Titan"), category=tshirts)
     # The job is run by hand below, at the moment the auditor holds the row.
-    monkeypatch.setattr("knowledge.reroute.reroute_job_dispatch", lambda job_id: None)
-    version = services.knowledge_publish(actor=ops_user, reason="Titan sells T-shirts")
+    monkeypatch.setattr("classifier.reroute.wiring.reroute_job_dispatch", lambda job_id: None)
+    version = knowledge_publish(actor=ops_user, reason="Titan sells T-shirts")
     job = RerouteJob.objects.get(knowledge_version=version)
     assert job.planned_task_ids == [task.pk]
     locked, release = threading.Event(), threading.Event()
@@ -224,7 +226,7 @@ def test_the_version_page_shows_the_reroute_and_ops_can_put_the_tasks_back(
 
     tshirts = graph["tshirts"]
     tasks = [_knowledge_task(f"Titan Men Tshirt {i}", tshirts) for i in range(2)]
-    services.brand_category_add(actor=ops_user, brand=factories.brand("Titan"), category=tshirts)
+    brand_category_add(actor=ops_user, brand=factories.brand("Titan"), category=tshirts)
     ops = Client()
     ops.force_login(ops_user)
     preview = ops.get(reverse("knowledge-publish")).content.decode()

@@ -7,9 +7,9 @@ import threading
 import pytest
 from django.db import connection
 
-from knowledge import services
+from knowledge.changelog import StaleEdit
+from knowledge.graph.categories import category_update
 from knowledge.models import Category, ChangeLog
-from knowledge.services import StaleEdit
 from tests import factories
 
 pytestmark = pytest.mark.integration
@@ -24,9 +24,7 @@ def test_simultaneous_edits_of_one_node_let_exactly_one_through(transactional_db
     def save(user, name: str) -> None:
         try:
             barrier.wait(timeout=10)
-            services.category_update(
-                actor=user, category=cat, expected_version=opened_at, name=name, description=""
-            )
+            category_update(actor=user, category=cat, expected_version=opened_at, name=name, description="")
             outcomes[user.username] = "saved"
         except StaleEdit as exc:
             outcomes[user.username] = str(exc)

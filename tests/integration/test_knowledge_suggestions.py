@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from classifier.models import ReviewDecision
-from knowledge import services
+from knowledge.changelog import KnowledgeError
+from knowledge.graph.brands import brand_category_add
 from knowledge.models import BrandAlias, BrandCategory, Suggestion
+from knowledge.suggestions.services import suggestion_accept, suggestion_reject, suggestions_refresh
 from tests import factories
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -31,7 +33,7 @@ def test_corrections_reveal_a_missing_relation_and_a_missing_alias(auditor, ops_
     skipped = factories.review_task(title="Zzz Men Cap", category=caps, brand_obj=puma)
     _decide(skipped, auditor, action="skip", category=caps, brand=puma)
 
-    result = services.suggestions_refresh()
+    result = suggestions_refresh()
     assert result["created"] == 2
     relation = Suggestion.objects.get(kind=Suggestion.Kind.BRAND_CATEGORY)
     assert relation.brand == puma and relation.category == caps and relation.evidence_count == 2
@@ -39,18 +41,18 @@ def test_corrections_reveal_a_missing_relation_and_a_missing_alias(auditor, ops_
     assert alias.alias == "PUMA Sports" and alias.brand == puma
 
     # Running it again changes nothing (idempotent).
-    assert services.suggestions_refresh()["created"] == 0
+    assert suggestions_refresh()["created"] == 0
     assert Suggestion.objects.count() == 2
 
-    services.suggestion_accept(actor=ops_user, suggestion=relation)
+    suggestion_accept(actor=ops_user, suggestion=relation)
     assert BrandCategory.objects.filter(brand=puma, category=caps).exists()
-    services.suggestion_reject(actor=ops_user, suggestion=alias)
+    suggestion_reject(actor=ops_user, suggestion=alias)
     assert not BrandAlias.objects.filter(alias="PUMA Sports").exists()
     # Neither comes back as pending: one is fixed, the other was rejected.
-    services.suggestions_refresh()
+    suggestions_refresh()
     assert not Suggestion.objects.filter(status=Suggestion.Status.PENDING).exists()
-    with pytest.raises(services.KnowledgeError, match="already"):
-        services.suggestion_accept(actor=ops_user, suggestion=alias)
+    with pytest.raises(KnowledgeError, match="already"):
+        suggestion_accept(actor=ops_user, suggestion=alias)
 
 
 def test_a_gap_fixed_by_hand_stops_being_suggested(auditor, ops_user):
@@ -58,8 +60,8 @@ def test_a_gap_fixed_by_hand_stops_being_suggested(auditor, ops_user):
     nike = factories.brand("Nike", sells=factories.category_path("Footwear"))
     task = factories.review_task(title="Nike Unisex Cap", category=caps, brand_obj=nike)
     _decide(task, auditor, category=caps, brand=nike)
-    services.suggestions_refresh()
+    suggestions_refresh()
     assert Suggestion.objects.filter(status=Suggestion.Status.PENDING).count() == 1
-    services.brand_category_add(actor=ops_user, brand=nike, category=caps.parent)  # sells all Headwear
-    services.suggestions_refresh()
+    brand_category_add(actor=ops_user, brand=nike, category=caps.parent)  # sells all Headwear
+    suggestions_refresh()
     assert not Suggestion.objects.filter(status=Suggestion.Status.PENDING).exists()

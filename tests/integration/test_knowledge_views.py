@@ -7,8 +7,10 @@ from django.core.cache import cache as django_cache
 from django.test import Client
 from django.urls import reverse
 
-from knowledge import cache, services
+from knowledge import cache
+from knowledge.graph.brands import brand_create
 from knowledge.models import Brand, Category, KnowledgeVersion
+from knowledge.versions.publish import knowledge_publish
 from tests import factories
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -109,13 +111,13 @@ def test_ops_edit_inline_with_htmx_and_see_a_stale_edit_refused(ops_user, admin_
 
 
 def test_user_text_is_escaped_on_the_pages(ops_user, graph):
-    services.brand_create(actor=ops_user, name="<script>alert(1)</script>")
+    brand_create(actor=ops_user, name="<script>alert(1)</script>")
     body = client_for(ops_user).get(reverse("knowledge-brands")).content.decode()
     assert "<script>alert(1)</script>" not in body and "&lt;script&gt;" in body
 
 
 def test_search_finds_categories_and_brands_by_alias_in_any_script(ops_user, graph):
-    services.brand_create(actor=ops_user, name="Xiaomi", aliases=["小米"])
+    brand_create(actor=ops_user, name="Xiaomi", aliases=["小米"])
     response = client_for(ops_user).get(
         reverse("knowledge-tree"), {"q": "小米"}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="tree"
     )
@@ -124,8 +126,8 @@ def test_search_finds_categories_and_brands_by_alias_in_any_script(ops_user, gra
 
 def test_publish_page_previews_then_publishes(ops_user, graph):
     client = client_for(ops_user)
-    services.knowledge_publish(actor=ops_user, reason="base")
-    services.brand_create(actor=ops_user, name="Nike")
+    knowledge_publish(actor=ops_user, reason="base")
+    brand_create(actor=ops_user, name="Nike")
     page = client.get(reverse("knowledge-publish"))
     assert b"1 pending change" in page.content and b'data-testid="impact"' in page.content
     response = client.post(reverse("knowledge-publish"), {"reason": "add Nike"})

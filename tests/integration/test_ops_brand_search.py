@@ -7,7 +7,7 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from knowledge import selectors
+from knowledge.graph.lists import brand_page
 from knowledge.models import Brand, BrandAlias, BrandCategory, Category
 from tests import factories
 
@@ -111,20 +111,20 @@ def test_searching_by_name_or_alias_prefix_finds_the_brand_with_few_queries(
     assert "Zephyr Outdoor" in body and "<html" not in body  # the partial only
 
     for query in ("ucb", "Benet", "united col"):
-        page = selectors.brand_page(query=query)
+        page = brand_page(query=query)
         assert [row.name for row in page.rows] == ["United Colors of Benetton"], query
         assert page.total == 1 and page.match == "prefix"
 
-    page = selectors.brand_page(query="brand 0001")
+    page = brand_page(query="brand 0001")
     assert page.total == 10 and [r.name for r in page.rows][:2] == ["Brand 00010", "Brand 00011"]
 
 
 def test_a_fragment_from_the_middle_of_a_name_falls_back_to_a_substring_match(ops_user, many_brands):
-    page = selectors.brand_page(query="outdoor")
+    page = brand_page(query="outdoor")
     assert page.match == "contains" and [r.name for r in page.rows] == ["Zephyr Outdoor"]
     body = _ops_client(ops_user).get(reverse("knowledge-brands"), {"q": "outdoor"}).content.decode()
     assert "containing “outdoor”" in body
-    assert selectors.brand_page(query="no such brand anywhere").total == 0
+    assert brand_page(query="no such brand anywhere").total == 0
 
 
 def test_the_prefix_search_and_its_count_use_the_name_index(many_brands):
@@ -145,7 +145,7 @@ def test_the_prefix_search_and_its_count_use_the_name_index(many_brands):
 
 
 def test_ambiguous_leaf_names_are_shown_with_their_full_path(ops_user, many_brands):
-    page = selectors.brand_page(query="zephyr")
+    page = brand_page(query="zephyr")
     assert [label for _id, label in page.rows[0].categories] == ["Footwear > Men > Sandals", "Tshirts"]
     body = _ops_client(ops_user).get(reverse("knowledge-brands"), {"q": "united"}).content.decode()
     assert "Footwear &gt; Women &gt; Sandals" in body

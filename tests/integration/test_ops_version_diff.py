@@ -7,8 +7,12 @@ from django.core.cache import cache as django_cache
 from django.test import Client
 from django.urls import reverse
 
-from knowledge import cache, selectors, services
+from knowledge import cache
+from knowledge.graph.brands import brand_category_add, brand_update
+from knowledge.graph.categories import category_create, noise_term_add
 from knowledge.models import Category
+from knowledge.versions.diff import snapshot_diff
+from knowledge.versions.publish import knowledge_publish
 from tests import factories
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -72,7 +76,7 @@ def test_snapshot_diff_lists_additions_removals_and_changes_entry_by_entry():
         ],
         "noise_terms": ["hot sale", "爆款"],
     }
-    diff = selectors.snapshot_diff(
+    diff = snapshot_diff(
         old,
         new,
         old_row_ids={"categories": {"Apparel": 1, "Apparel > Tees": 2, "Apparel > Socks": 3}},
@@ -96,12 +100,12 @@ def test_snapshot_diff_lists_additions_removals_and_changes_entry_by_entry():
     assert diff.rules.n_added == 1 and diff.rules.n_removed == 1  # the rule's category path changed
     assert [r["id"] for r in diff.noise_terms.added] == ["爆款"]
     assert not diff.empty
-    assert selectors.snapshot_diff(new, new).empty
+    assert snapshot_diff(new, new).empty
 
 
 def test_snapshot_diff_caps_the_rows_but_counts_them_all():
     new = {"brands": [{"id": str(i), "name": f"B{i:04d}"} for i in range(1200)]}
-    diff = selectors.snapshot_diff({}, new, limit=100)
+    diff = snapshot_diff({}, new, limit=100)
     assert diff.brands.n_added == 1200 and len(diff.brands.added) == 100
 
 
@@ -110,8 +114,8 @@ def test_the_version_page_shows_the_diff_with_who_and_why(ops_user, admin_user):
     puma = factories.brand("Puma", sells=tshirts)
     for i in range(30):
         factories.brand(f"Unchanged brand {i:02d}")
-    services.knowledge_publish(actor=admin_user, reason="baseline")
-    services.brand_update(
+    knowledge_publish(actor=admin_user, reason="baseline")
+    brand_update(
         actor=ops_user,
         brand=puma,
         expected_version=puma.version,
@@ -120,11 +124,11 @@ def test_the_version_page_shows_the_diff_with_who_and_why(ops_user, admin_user):
         aliases=["彪马"],
         reason="Chinese listings spell it 彪马",
     )
-    shorts = services.category_create(
+    shorts = category_create(
         actor=ops_user, name="Shorts", parent=Category.objects.get(name="Topwear"), reason="new range"
     )
-    services.brand_category_add(actor=ops_user, brand=puma, category=shorts, reason="sells shorts")
-    services.knowledge_publish(actor=ops_user, reason="Puma in Chinese, shorts")
+    brand_category_add(actor=ops_user, brand=puma, category=shorts, reason="sells shorts")
+    knowledge_publish(actor=ops_user, reason="Puma in Chinese, shorts")
 
     client = _client(ops_user)
     body = client.get(reverse("knowledge-version", args=[2])).content.decode()
@@ -148,14 +152,14 @@ def test_the_version_page_shows_the_diff_with_who_and_why(ops_user, admin_user):
 
 def test_auditors_read_the_diff_but_get_no_restore_button(auditor, ops_user):
     factories.brand("Puma")
-    services.knowledge_publish(actor=ops_user, reason="baseline")
+    knowledge_publish(actor=ops_user, reason="baseline")
     body = _client(auditor).get(reverse("knowledge-version", args=[1])).content.decode()
     assert "Knowledge v1" in body and "Restore this version" not in body
 
 
 def test_the_change_log_is_paged_newest_first(ops_user, django_assert_max_num_queries):
     for i in range(230):
-        services.noise_term_add(actor=ops_user, term=f"promo {i:03d}", reason=f"reason {i:03d}")
+        noise_term_add(actor=ops_user, term=f"promo {i:03d}", reason=f"reason {i:03d}")
     client = _client(ops_user)
     client.get(reverse("knowledge-changes"))
     with django_assert_max_num_queries(12):

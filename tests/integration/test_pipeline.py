@@ -101,7 +101,7 @@ def test_a_new_knowledge_version_reaches_the_worker_without_a_restart(
     celery_worker_process, seeded_knowledge, demo_model_dir, make_catalogue_listings
 ):
     from classifier.tasks.inference import classify_listings
-    from knowledge.services import knowledge_publish
+    from knowledge.versions.publish import knowledge_publish
 
     (first,) = make_catalogue_listings(1)
     classify_listings.delay([first.pk]).get(timeout=240)

@@ -35,7 +35,7 @@ def _approve_corrections(listings, auditor, version):
     """What auditors leave behind: a task per listing, decided 'correct' to the catalogue's true category."""
     import csv
 
-    from knowledge.selectors import category_by_path_label
+    from knowledge.graph.selectors import category_by_path_label
     from tests.conftest import DATA_DIR
 
     truth = {}

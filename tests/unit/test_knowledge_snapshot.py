@@ -6,7 +6,8 @@ import hashlib
 import json
 
 from classifier.fusion.knowledge import AttributeRule, BrandEntry, CategoryNode, EntityTerm, KnowledgeSnapshot
-from knowledge.selectors import brand_category_conflict, snapshot_as_dict
+from knowledge.versions.preview import brand_category_conflict
+from knowledge.versions.snapshot import snapshot_as_dict
 
 
 def small_snapshot() -> KnowledgeSnapshot:

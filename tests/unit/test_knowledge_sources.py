@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from knowledge.sources.brands_csv import brands_csv_parse
-from knowledge.sources.catalogue import SourceError, catalogue_read
-from knowledge.sources.google_taxonomy import google_taxonomy_parse
-from knowledge.sources.json_graph import graph_json_parse
+from knowledge.importexport.brands_csv import brands_csv_parse
+from knowledge.importexport.catalogue import SourceError, catalogue_read
+from knowledge.importexport.google_taxonomy import google_taxonomy_parse
+from knowledge.importexport.json_graph import graph_json_parse
 
 TAXONOMY = """# Google_Product_Taxonomy_Version: 2021-09-21
 Apparel & Accessories

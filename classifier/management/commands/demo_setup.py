@@ -13,7 +13,8 @@ from django.core.management.base import BaseCommand, CommandError
 from classifier.fusion.knowledge import KnowledgeSnapshot
 from classifier.models import Listing
 from knowledge.models import Category
-from knowledge.services import graph_import_snapshot, knowledge_publish
+from knowledge.importexport.services import graph_import_snapshot
+from knowledge.versions.publish import knowledge_publish
 
 SAMPLE_CSV = Path(settings.BASE_DIR) / "fusionreview" / "demo" / "sample" / "catalogue.csv"
 # The demo's knowledge graph: built from the whole `train` catalogue (every brand, its categories

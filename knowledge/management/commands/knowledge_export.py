@@ -6,8 +6,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
-from knowledge.sources.brands_csv import brands_csv_export
-from knowledge.sources.json_graph import graph_export_json
+from knowledge.importexport.brands_csv import brands_csv_export
+from knowledge.importexport.json_graph import graph_export_json
 
 
 class Command(BaseCommand):

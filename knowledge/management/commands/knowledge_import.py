@@ -6,11 +6,13 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from knowledge.services import KnowledgeError, graph_import_snapshot, knowledge_publish
-from knowledge.sources.brands_csv import brands_csv_import
-from knowledge.sources.catalogue import SourceError
-from knowledge.sources.google_taxonomy import google_taxonomy_import
-from knowledge.sources.json_graph import graph_json_parse
+from knowledge.changelog import KnowledgeError
+from knowledge.importexport.brands_csv import brands_csv_import
+from knowledge.importexport.catalogue import SourceError
+from knowledge.importexport.google_taxonomy import google_taxonomy_import
+from knowledge.importexport.json_graph import graph_json_parse
+from knowledge.importexport.services import graph_import_snapshot
+from knowledge.versions.publish import knowledge_publish
 
 
 class Command(BaseCommand):

@@ -11,8 +11,9 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from knowledge.services import KnowledgeError, knowledge_publish
-from knowledge.sources.catalogue import SourceError, catalogue_import, catalogue_read
+from knowledge.changelog import KnowledgeError
+from knowledge.importexport.catalogue import SourceError, catalogue_import, catalogue_read
+from knowledge.versions.publish import knowledge_publish
 
 
 class Command(BaseCommand):

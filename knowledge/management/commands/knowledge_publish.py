@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from knowledge.services import KnowledgeError, knowledge_activation_sweep, knowledge_publish
+from knowledge.changelog import KnowledgeError
+from knowledge.versions.activation import knowledge_activation_sweep
+from knowledge.versions.publish import knowledge_publish
 
 
 class Command(BaseCommand):

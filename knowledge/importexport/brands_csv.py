@@ -17,7 +17,10 @@ import io
 from typing import Any
 
 from fusionreview.csvsafe import csv_safe, csv_unescape
-from knowledge.sources.catalogue import SourceError
+from knowledge.importexport.catalogue import SourceError
+from knowledge.importexport.services import brands_import_rows
+from knowledge.ports import Actor
+from knowledge.versions.snapshot import snapshot_build_from_db
 
 HEADER = ("name", "aliases", "categories")
 SEP = "|"
@@ -72,17 +75,13 @@ def brands_csv_parse(data: bytes) -> list[dict[str, Any]]:
     return rows
 
 
-def brands_csv_import(*, data: bytes, actor: Any = None, reason: str = "") -> dict[str, int]:
+def brands_csv_import(*, data: bytes, actor: Actor = None, reason: str = "") -> dict[str, int]:
     """Parse and upsert; all or nothing."""
-    from knowledge.services import brands_import_rows
-
     return brands_import_rows(actor=actor, rows=brands_csv_parse(data), reason=reason or "brands CSV import")
 
 
 def brands_csv_export() -> str:
     """Every active brand in the import format."""
-    from knowledge.selectors import snapshot_build_from_db
-
     snapshot = snapshot_build_from_db(version=0)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

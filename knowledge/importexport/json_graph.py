@@ -6,15 +6,14 @@ import json
 from typing import Any
 
 from classifier.fusion.knowledge import KnowledgeSnapshot
-from knowledge.sources.catalogue import SourceError
+from knowledge.importexport.catalogue import SourceError
+from knowledge.versions.snapshot import knowledge_version_latest, snapshot_build_from_db
 
 FORMAT = "fusionreview.knowledge/1"
 
 
 def graph_export() -> dict[str, Any]:
     """The current tables (published or not) as a JSON-ready dict."""
-    from knowledge.selectors import knowledge_version_latest, snapshot_build_from_db
-
     latest = knowledge_version_latest()
     snapshot = snapshot_build_from_db(version=latest.number if latest else 0)
     return {"format": FORMAT, "published_version": latest.number if latest else 0, **snapshot.to_dict()}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from classifier.fusion.knowledge import KnowledgeSnapshot, snapshot_from_catalogue
+from knowledge.importexport.services import graph_import_snapshot
+from knowledge.models import BrandCategory
+from knowledge.ports import Actor
 
 
 class SourceError(ValueError):
@@ -27,15 +29,12 @@ def catalogue_read(
 
 
 def catalogue_import(
-    *, path: str | Path, splits: tuple[str, ...] = (), actor: Any = None, merge_duplicates: bool = True
-) -> dict[str, Any]:
+    *, path: str | Path, splits: tuple[str, ...] = (), actor: Actor = None, merge_duplicates: bool = True
+) -> dict[str, object]:
     """Read the catalogue and upsert it into the tables (additive; publish separately).
 
     Relations are marked as mined from the catalogue; the result lists the merges.
     """
-    from knowledge.models import BrandCategory
-    from knowledge.services import graph_import_snapshot
-
     snapshot = catalogue_read(path, splits=splits, merge_duplicates=merge_duplicates)
     return graph_import_snapshot(
         snapshot=snapshot,

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 from classifier.fusion.knowledge import PATH_SEP, CategoryNode, KnowledgeSnapshot
-from knowledge.sources.catalogue import SourceError
+from knowledge.importexport.catalogue import SourceError
+from knowledge.importexport.services import graph_import_snapshot
+from knowledge.ports import Actor
 
 _ID_PREFIX = re.compile(r"^(\d+)\s+-\s+(.*)$")
 _HEADER = re.compile(r"^#?\s*Google_Product_Taxonomy_Version:\s*(.+)$", re.IGNORECASE)
@@ -73,10 +74,8 @@ def google_taxonomy_parse(data: bytes | str, *, root: str | None = None) -> Know
 
 
 def google_taxonomy_import(
-    *, data: bytes | str | Path, root: str | None = None, actor: Any = None
+    *, data: bytes | str | Path, root: str | None = None, actor: Actor = None
 ) -> dict[str, int]:
-    from knowledge.services import graph_import_snapshot
-
     if isinstance(data, Path):
         data = data.read_bytes()
     snapshot = google_taxonomy_parse(data, root=root)

@@ -1,1 +1,0 @@
-"""Import sources of the knowledge graph, one small module each (catalogue, brands CSV, Google taxonomy, JSON)."""

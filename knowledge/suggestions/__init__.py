@@ -1,0 +1,1 @@
+"""Suggestions: knowledge gaps that review decisions reveal, for ops to accept or reject."""
