@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from classifier.models import AuditEvent, Listing, ReviewDecision, ReviewTask, RouteReasonChoice
 from classifier.services.review import COUNTS_CACHE_KEY
-from knowledge.models import Brand, BrandAlias, Category, CategoryAlias
 from knowledge.graph.selectors import category_path_labels
+from knowledge.models import Brand, BrandAlias, Category, CategoryAlias
 
 log = logging.getLogger(__name__)
 

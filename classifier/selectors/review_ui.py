@@ -10,8 +10,8 @@ from typing import Any
 
 from classifier.models import Prediction, ReviewDecision, ReviewTask
 from classifier.selectors.review import _cached, category_leaves
-from knowledge.models import Category
 from knowledge.graph.selectors import category_path_labels
+from knowledge.models import Category
 
 DISPLAY_KEY = "review:category-display:v1"
 DISPLAY_TTL = 60

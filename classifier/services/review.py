@@ -26,8 +26,8 @@ from django.utils import timezone
 
 from classifier.models import AuditEvent, Listing, Prediction, ReviewDecision, ReviewTask
 from classifier.services.audit import audit_record
-from knowledge.models import Brand, Category
 from knowledge.graph.selectors import brand_by_name
+from knowledge.models import Brand, Category
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from classifier.fusion.knowledge import KnowledgeSnapshot
 from classifier.models import Listing
-from knowledge.models import Category
 from knowledge.importexport.services import graph_import_snapshot
+from knowledge.models import Category
 from knowledge.versions.publish import knowledge_publish
 
 SAMPLE_CSV = Path(settings.BASE_DIR) / "fusionreview" / "demo" / "sample" / "catalogue.csv"
