@@ -6,7 +6,11 @@ predicted for listings still in review.
 from __future__ import annotations
 
 from collections import Counter
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+
+from django.urls import reverse
+from django.utils.text import Truncator
 
 from classifier.models import Prediction, ReviewDecision, ReviewTask
 from classifier.selectors.review import _cached, category_leaves
@@ -55,9 +59,12 @@ def category_display_labels() -> dict[int, str]:
     return _labels()["display"]
 
 
-def _leaves_by_name() -> dict[str, list[tuple[int, str]]]:
+Leaves = list[tuple[int, str, str]]
+
+
+def _leaves_by_name(leaves: Leaves | None = None) -> dict[str, list[tuple[int, str]]]:
     by_name: dict[str, list[tuple[int, str]]] = {}
-    for pk, label, _text in category_leaves():
+    for pk, label, _text in category_leaves() if leaves is None else leaves:
         by_name.setdefault(label.rsplit(SEP, 1)[-1].lower(), []).append((pk, label))
     return by_name
 
@@ -81,9 +88,13 @@ def _resolve_leaf(name: str, prediction: Prediction, by_name: dict) -> list[tupl
     return candidates
 
 
-def category_suggestions(*, prediction: Prediction, limit: int = 5) -> list[dict[str, Any]]:
-    """The model's top-k leaf categories as picker entries: [{id, label, pct}], most probable first."""
-    by_name = _leaves_by_name()
+def category_suggestions(
+    *, prediction: Prediction, limit: int = 5, leaves: Leaves | None = None
+) -> list[dict[str, Any]]:
+    """The model's top-k leaf categories as picker entries: [{id, label, pct}], most probable first.
+
+    `leaves`: `category_leaves()` when the caller already has them (one cache read per page)."""
+    by_name = _leaves_by_name(leaves)
     out: list[dict[str, Any]] = []
     seen: set[int] = set()
     top = (prediction.top_k or {}).get("article", []) if isinstance(prediction.top_k, dict) else []
@@ -99,9 +110,11 @@ def category_suggestions(*, prediction: Prediction, limit: int = 5) -> list[dict
     return out[: limit + 2]
 
 
-def category_recent_for(*, auditor: Any, limit: int = 5, scan: int = 50) -> list[dict[str, Any]]:
+def category_recent_for(
+    *, auditor: Any, limit: int = 5, scan: int = 50, leaves: Leaves | None = None
+) -> list[dict[str, Any]]:
     """Leaf categories this auditor chose most recently (approve/correct), newest first, no repeats."""
-    live = {pk: label for pk, label, _text in category_leaves()}
+    live = {pk: label for pk, label, _text in (category_leaves() if leaves is None else leaves)}
     out: list[dict[str, Any]] = []
     for category_id in (
         ReviewDecision.objects.filter(
@@ -119,13 +132,16 @@ def category_recent_for(*, auditor: Any, limit: int = 5, scan: int = 50) -> list
     return out
 
 
-def category_picker(*, q: str, prediction: Prediction | None, auditor: Any, limit: int = 12) -> dict:
+def category_picker(
+    *, q: str, prediction: Prediction | None, auditor: Any, limit: int = 12, leaves: Leaves | None = None
+) -> dict:
     """The picker's content: with no query, the model's suggestions then the auditor's recent picks;
     with a query, every matching leaf, suggested and recent ones first. Labels are full paths."""
     from classifier.selectors.review import category_leaf_search
 
-    suggested = category_suggestions(prediction=prediction) if prediction is not None else []
-    recent = category_recent_for(auditor=auditor)
+    leaves = category_leaves() if leaves is None else leaves
+    suggested = category_suggestions(prediction=prediction, leaves=leaves) if prediction is not None else []
+    recent = category_recent_for(auditor=auditor, leaves=leaves)
     suggested_ids = {row["id"] for row in suggested}
     recent = [row for row in recent if row["id"] not in suggested_ids]
     words = q.lower().split()
@@ -178,9 +194,11 @@ def attention_words(entities: Any, *, limit: int = 6) -> list[dict[str, Any]]:
     return rows[:limit]
 
 
-def top_k_rows_unambiguous(top_k_rows: list[dict[str, Any]], prediction: Prediction) -> list[dict[str, Any]]:
+def top_k_rows_unambiguous(
+    top_k_rows: list[dict[str, Any]], prediction: Prediction, leaves: Leaves | None = None
+) -> list[dict[str, Any]]:
     """The item page's top-k rows, with article names that several leaves share shown as paths."""
-    by_name = _leaves_by_name()
+    by_name = _leaves_by_name(leaves)
     for row in top_k_rows:
         if row.get("level") != "article":
             continue
@@ -221,3 +239,37 @@ def category_display(category: Category | None) -> str:
     if category is None:
         return ""
     return category_display_labels().get(category.pk, category.name)
+
+
+def decimal_text(value: float, places: int) -> str:
+    """What `{{ value|floatformat:places }}` shows (half-up on the shortest decimal form), without the
+    template filter's per-call locale machinery: the queue list formats two numbers on each of 50 rows."""
+    rounded = Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP)
+    return f"{rounded if rounded else abs(rounded):f}"
+
+
+_PK_MARK = 987654321
+
+
+def review_queue_rows(tasks: list[ReviewTask]) -> list[dict[str, Any]]:
+    """The queue list's rows as plain strings: the template loops over values, not over model
+    lookups, filters and a URL reversal per row (most of the queue page's time was spent there)."""
+    claim_url = reverse("review-claim", args=[_PK_MARK])
+    reasons = dict(ReviewTask.Reason.choices)
+    rows = []
+    for task in tasks:
+        overdue = bool(task.is_overdue)
+        rows.append(
+            {
+                "pk": task.pk,
+                "title": Truncator(task.listing.title).chars(70),
+                "label": task.prediction.category_label,
+                "confidence": decimal_text(task.prediction.confidence, 2),
+                "reason": task.reason,
+                "reason_label": reasons.get(task.reason, task.reason),
+                "overdue": overdue,
+                "age": decimal_text(task.age_hours, 0 if overdue else 1),
+                "claim_url": claim_url.replace(str(_PK_MARK), str(task.pk)),
+            }
+        )
+    return rows

@@ -227,15 +227,19 @@ def review_claim_next(
     REVIEW_SLA_HOURS) come first, oldest first; then the highest priority, oldest first.
     """
     now = now or timezone.now()
-    held = (
-        ReviewTask.objects.filter(status=Status.CLAIMED, claimed_by=auditor, claim_expires_at__gt=now)
-        .order_by("claim_expires_at")
+    # One look at the (few) claimed rows answers both questions: does this auditor still hold one
+    # (theirs first), and has any claim expired?
+    mine = Q(claimed_by=auditor, claim_expires_at__gt=now)
+    first = (
+        ReviewTask.objects.filter(mine | Q(claim_expires_at__lt=now), status=Status.CLAIMED)
+        .annotate(held=mine)
+        .order_by("-held", "claim_expires_at")
         .first()
     )
-    if held is not None:
-        return held
+    if first is not None and first.held:
+        return first
     # Expired claims are claimable again right now, not only when the periodic task runs.
-    if ReviewTask.objects.filter(status=Status.CLAIMED, claim_expires_at__lt=now).exists():
+    if first is not None:
         review_release_expired(now=now, limit=100)
 
     pending = ReviewTask.objects.filter(status=Status.PENDING)
@@ -533,7 +537,11 @@ def review_decide(
         )
     if action in (Action.SKIP, Action.ESCALATE):
         _skip_exclusion_set(auditor_id=auditor.pk, task_id=task.pk, add=True, now=now)
-    task.refresh_from_db()
+        task.refresh_from_db()  # priority (and reason) moved in SQL
+    else:
+        # The guarded UPDATE matched this version, so the row is exactly this (no query to re-read it).
+        task.status, task.decided_at, task.claim_expires_at = Status.DONE, now, None
+        task.version = version + 1
     return DecisionOutcome(decision=decision, task=task)
 
 

@@ -7,6 +7,7 @@ and the browser URL follows it (HX-Push-Url), so the next item loads without a f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -58,19 +59,26 @@ def _queue_filters(data) -> dict[str, Any]:
 @require_GET
 def queues(request: HttpRequest) -> HttpResponse:
     filters = _queue_filters(request.GET)
-    counts = sel.review_queue_counts()
+    after_response: list[Callable[[], object]] = []
+    counts = sel.review_queue_counts(on_stale=after_response.append)
     tasks = sel.review_queue_tasks(**filters, limit=50)
     context = {
         "counts": counts,
         "tasks": tasks,
+        "rows": review_ui.review_queue_rows(tasks),
         "filters": filters,
         "reasons": Reason.choices,
         "held": sel.review_task_held_by(auditor=request.user),
         "sla_hours": settings.REVIEW_SLA_HOURS,
     }
     if request.htmx and request.htmx.target == "queue-list":
-        return render(request, "classifier/partials/review_queue_list.html", context)
-    return render(request, "classifier/review_queues.html", context)
+        response = render(request, "classifier/partials/review_queue_list.html", context)
+    else:
+        response = render(request, "classifier/review_queues.html", context)
+    # Stale counts are recounted once the page has gone out (the WSGI server closes the response
+    # after sending it, and Django runs these then).
+    response._resource_closers.extend(after_response)
+    return response
 
 
 # --- the item page -------------------------------------------------------------------------
@@ -88,13 +96,16 @@ def _item_context(
     }
     if task is not None:
         prediction = task.prediction
+        leaves = sel.category_leaves()  # one cache read for the top-k names and the picker
         context.update(
             mine=task.status == ReviewTask.Status.CLAIMED and task.claimed_by_id == request.user.pk,
             prediction=prediction,
             segments=sel.title_segments(task.listing.title, prediction.entities),
-            top_k=review_ui.top_k_rows_unambiguous(sel.top_k_rows(prediction.top_k), prediction),
+            top_k=review_ui.top_k_rows_unambiguous(sel.top_k_rows(prediction.top_k), prediction, leaves),
             attention_words=review_ui.attention_words(prediction.entities),
-            picker=review_ui.category_picker(q="", prediction=prediction, auditor=request.user),
+            picker=review_ui.category_picker(
+                q="", prediction=prediction, auditor=request.user, leaves=leaves
+            ),
             findings=sel.findings_in_words(prediction.knowledge_findings),
             similar=_with_labels(sel.review_similar_reviewed(task=task)),
             events=sel.review_task_events(task_id=task.pk),
@@ -144,7 +155,7 @@ def _render_item(
     draft: dict | None = None,
 ) -> HttpResponse:
     if task is not None:
-        task = sel.review_task_get(task_id=task.pk)
+        task = sel.review_task_for_page(task_id=task.pk)
     context = _item_context(
         request,
         task,
@@ -188,7 +199,7 @@ def next_item(request: HttpRequest) -> HttpResponse:
 @reviewer_required
 @require_GET
 def task_page(request: HttpRequest, task_id: int) -> HttpResponse:
-    task = sel.review_task_get(task_id=task_id)
+    task = sel.review_task_for_page(task_id=task_id)
     if task is None:
         messages.error(request, "That review task does not exist.")
         return redirect("review-queues")
@@ -204,7 +215,7 @@ def claim_task(request: HttpRequest, task_id: int) -> HttpResponse:
     try:
         task = svc.review_claim_task(auditor=request.user, task_id=task_id)
     except svc.ReviewError as exc:
-        task = sel.review_task_get(task_id=task_id)
+        task = sel.review_task_for_page(task_id=task_id)
         return _render_item(request, task, notice=(exc.level, str(exc)))
     return _render_item(request, task)
 
@@ -230,7 +241,7 @@ def decide(request: HttpRequest, task_id: int) -> HttpResponse:
         )
     except svc.InvalidDecision as exc:
         # Stay on the item with what the auditor typed: they fix the input, nothing is lost.
-        task = sel.review_task_get(task_id=task_id)
+        task = sel.review_task_for_page(task_id=task_id)
         draft = _draft(data, unknown_brand=getattr(exc, "brand_name", ""))
         return _render_item(
             request, task, notice=("error", str(exc)), filters=filters, push=False, draft=draft
@@ -269,7 +280,7 @@ def brand_add(request: HttpRequest, task_id: int) -> HttpResponse:
     data = request.POST
     filters = _queue_filters(data)
     name = (data.get("brand") or "").strip()
-    task = sel.review_task_get(task_id=task_id)
+    task = sel.review_task_for_page(task_id=task_id)
     try:
         brand = brand_create(
             actor=request.user, name=name, reason=f"named in a correction of review task {task_id}"
@@ -317,7 +328,7 @@ def category_search(request: HttpRequest) -> HttpResponse:
     """The picker's list: suggested (the task's top-5) and recent first; full paths."""
     q = request.GET.get("q", "")[:100]
     task_id = _int_or_none(request.GET.get("task"))
-    task = sel.review_task_get(task_id=task_id) if task_id else None
+    task = sel.review_task_for_page(task_id=task_id) if task_id else None
     picker = review_ui.category_picker(
         q=q, prediction=task.prediction if task else None, auditor=request.user
     )
