@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from knowledge.models import Brand, Category, ChangeLog
+from knowledge.models import Brand, Category, ChangeLog, KnowledgeVersion
 from knowledge.paging import Page, page_bounds
 from knowledge.ports import Actor
 
@@ -30,9 +30,9 @@ class StaleEdit(KnowledgeError):
     """The row changed since the form was opened."""
 
 
-def actor_user(actor: Actor) -> AbstractBaseUser | None:
+def actor_user(actor: Actor) -> User | None:
     """The user to record, or None for the system and anonymous callers."""
-    return actor if isinstance(actor, AbstractBaseUser) and actor.is_authenticated else None
+    return actor if isinstance(actor, User) and actor.is_authenticated else None
 
 
 def change_record(
@@ -105,6 +105,24 @@ def versioned_update(
     version_bump(obj)
     change_record(actor=actor, action=action, obj=obj, reason=reason, before=before, after=row(obj))
     return obj
+
+
+def knowledge_version_latest() -> KnowledgeVersion | None:
+    """The newest published version; its snapshot (20 MiB at 100k brands) loads only when read."""
+    return KnowledgeVersion.objects.defer("snapshot", "row_ids").order_by("-number").first()
+
+
+def merge_record(
+    *,
+    actor: Actor,
+    target: Category | Brand,
+    reason: str,
+    before: Mapping[str, object],
+    after: Mapping[str, object],
+) -> None:
+    """A merge is an edit of its target: the version moves on, the change log says what was folded in."""
+    version_bump(target)
+    change_record(actor=actor, action="merge", obj=target, reason=reason, before=before, after=after)
 
 
 def changes_pending() -> QuerySet[ChangeLog]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from django import forms
 
 from knowledge.graph.selectors import category_choices
-from knowledge.models import Category
+from knowledge.models import Brand, Category
 
 REASON_HELP = "Why (goes into the change log)"
 
@@ -26,12 +29,23 @@ class VersionedForm(forms.Form):
     reason = forms.CharField(required=False, max_length=1000, label=REASON_HELP)
 
 
-class CategoryEditForm(VersionedForm):
+class NodeEditForm(VersionedForm):
+    """Rename, describe and re-alias a category or a brand, at the version the page showed."""
+
     name = forms.CharField(max_length=1000)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=5000)
     aliases = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 4}), label="Aliases (one per line, any script)"
     )
+
+    @classmethod
+    def for_node(cls, node: Category | Brand, aliases: Iterable[str]) -> NodeEditForm:
+        initial = {"version": node.version, "name": node.name, "description": node.description}
+        return cls(initial={**initial, "aliases": "\n".join(aliases)})
+
+
+class CategoryEditForm(NodeEditForm):
+    pass
 
 
 class CategoryMoveForm(VersionedForm):
@@ -83,12 +97,10 @@ class AttributeForm(forms.Form):
     reason = forms.CharField(required=False, max_length=1000, label=REASON_HELP)
 
 
-class BrandEditForm(VersionedForm):
-    name = forms.CharField(max_length=1000)
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=5000)
-    aliases = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 5}), label="Aliases (one per line, any script)"
-    )
+class BrandEditForm(NodeEditForm):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["aliases"].widget.attrs["rows"] = 5  # brands have more spellings
 
 
 class BrandCreateForm(forms.Form):

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 
 from classifier.fusion.knowledge import KnowledgeSnapshot
 
-Actor = AbstractBaseUser | AnonymousUser | None
+# Who makes an edit: a request's user, or None for the system (imports, the suggestion job).
+Actor = User | AnonymousUser | None
 RowIds = Mapping[str, Mapping[str, int]]
 
 

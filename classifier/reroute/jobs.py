@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -28,11 +26,11 @@ from classifier.reroute.checker import (
 )
 from classifier.services.audit import audit_record
 from knowledge.models import KnowledgeVersion, RerouteJob
+from knowledge.ports import Actor
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 25
-Actor = AbstractBaseUser | AnonymousUser | None
 
 
 def reroute_job_create(*, version: KnowledgeVersion, planned_task_ids: Iterable[int]) -> RerouteJob:
@@ -208,7 +206,7 @@ def review_task_auto_resolve_undo(*, task_id: int, actor: Actor) -> ReviewTask:
         listing.final_brand_id = before.get("final_brand")
         listing.save(update_fields=["status", "final_category", "final_brand", "updated_at"])
         audit_record(
-            actor=actor,  # type: ignore[arg-type]  # a view's user: authenticated or anonymous
+            actor=actor,
             verb="review.auto_resolve_undo",
             obj=task,
             data={"knowledge_version": version_number},

@@ -4,7 +4,7 @@ the error answers, and `api_write`, the one validate-call-answer path every writ
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.db.models import Model
 from django.http import Http404
@@ -21,7 +21,8 @@ from knowledge.changelog import KnowledgeError, StaleEdit
 from knowledge.paging import Page
 
 M = TypeVar("M", bound=Model)
-Data = Mapping[str, object]
+# A serializer's validated_data: its values are as varied as the serializer's fields.
+Data = Mapping[str, Any]
 
 # 400: the request's shape is wrong (the message names the field). 409: a well-formed request the
 # graph refuses now (a rule of the editor, a stale version, an id that refers to nothing).

@@ -30,7 +30,7 @@ from knowledge.api.common import (
     paged_schema,
     unknown_reference,
 )
-from knowledge.graph import brands, categories
+from knowledge.graph import brands, categories, nodes
 from knowledge.graph.lists import (
     attribute_rule_list,
     brand_as_dict,
@@ -150,9 +150,10 @@ class BrandItem(KnowledgeAPIView):
     )
     def patch(self, request: Request, pk: int) -> Response:
         def apply(v: Data) -> Response:
-            updated = brands.brand_update(
+            updated = nodes.node_update(
+                nodes.BRANDS,
                 actor=request.user,
-                brand=brand,
+                node=brand,
                 expected_version=v["version"],
                 name=v.get("name", brand.name),
                 description=v.get("description", brand.description),
@@ -236,9 +237,10 @@ class CategoryItem(KnowledgeAPIView):
             with transaction.atomic():
                 version = v["version"]
                 if any(key in v for key in ("name", "description", "aliases")):
-                    node = categories.category_update(
+                    node = nodes.node_update(
+                        nodes.CATEGORIES,
                         actor=request.user,
-                        category=node,
+                        node=node,
                         expected_version=version,
                         name=v.get("name", node.name),
                         description=v.get("description", node.description),

@@ -14,10 +14,12 @@ from knowledge import forms
 from knowledge.changelog import KnowledgeError, change_last_for
 from knowledge.graph import brands as services
 from knowledge.graph.lists import brand_page
+from knowledge.graph.nodes import BRANDS
+from knowledge.graph.pages import NodePages
 from knowledge.graph.rules import aliases_parse
 from knowledge.graph.selectors import brand_by_name, brand_detail
 from knowledge.models import Brand, Category
-from knowledge.web import Context, NodePages, common, editor, form_error, page_number, viewer
+from knowledge.web import CleanedData, Context, common, editor, form_error, page_number, viewer
 
 BRANDS_PER_PAGE = 50
 
@@ -70,14 +72,7 @@ def _brand_ctx(request: HttpRequest, brand: Brand, extra: Context) -> Context:
         "aliases": detail.aliases,
         "recent_listings": detail.recent_listings,
         "listing_count": detail.listing_count,
-        "edit_form": forms.BrandEditForm(
-            initial={
-                "version": brand.version,
-                "name": brand.name,
-                "description": brand.description,
-                "aliases": "\n".join(detail.aliases),
-            }
-        ),
+        "edit_form": forms.BrandEditForm.for_node(brand, detail.aliases),
         "category_form": forms.BrandCategoryForm(),
         "merge_form": forms.BrandMergeForm(),
         "last_change": change_last_for(object_type="brand", object_id=brand.pk),
@@ -87,9 +82,12 @@ def _brand_ctx(request: HttpRequest, brand: Brand, extra: Context) -> Context:
 
 
 PAGES: NodePages[Brand] = NodePages(
+    kind=BRANDS,
     template="knowledge/partials/brand_panel.html",
     context=_brand_ctx,
     url=lambda brand: reverse("knowledge-brand", args=[brand.pk]),
+    label=lambda brand: brand.name,
+    edit_form=forms.BrandEditForm,
 )
 
 
@@ -103,26 +101,13 @@ def brand_detail_page(request: HttpRequest, pk: int) -> HttpResponse:
 @editor
 @require_POST
 def brand_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    def apply(data: dict[str, object]) -> tuple[Brand, str]:
-        brand = services.brand_update(
-            actor=request.user,
-            brand=node,
-            expected_version=data["version"],
-            name=data["name"],
-            description=data["description"],
-            aliases=aliases_parse(data["aliases"]),
-            reason=data["reason"],
-        )
-        return brand, f"Saved {brand.name}."
-
-    node = get_object_or_404(Brand, pk=pk)
-    return PAGES.edit(request, node, forms.BrandEditForm, apply)
+    return PAGES.rename(request, pk)
 
 
 @editor
 @require_POST
 def brand_categories(request: HttpRequest, pk: int) -> HttpResponse:
-    def apply(data: dict[str, object]) -> tuple[Brand, str]:
+    def apply(data: CleanedData) -> tuple[Brand, str]:
         category = get_object_or_404(Category, pk=data["category"])
         added = services.brand_category_add(
             actor=request.user, brand=brand, category=category, reason=data["reason"]

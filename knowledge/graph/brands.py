@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.db.models import F
 
-from knowledge.changelog import KnowledgeError, change_record, version_bump, versioned_update
+from knowledge.changelog import KnowledgeError, change_record, merge_record, version_bump
+from knowledge.graph.nodes import relation_fold
 from knowledge.graph.rules import (
     BRAND_NAME_MAX,
     check_brand_aliases_free,
@@ -43,43 +44,6 @@ def brand_create(
     BrandCategory.objects.bulk_create([BrandCategory(brand=brand, category=c) for c in categories])
     change_record(actor=actor, action="create", obj=brand, reason=reason, after=brand_row(brand))
     return brand
-
-
-@transaction.atomic
-def brand_update(
-    *,
-    actor: Actor,
-    brand: Brand,
-    expected_version: int | None,
-    name: str,
-    description: str,
-    aliases: Iterable[str] | None = None,
-    reason: str = "",
-) -> Brand:
-    """Rename, describe and (when `aliases` is given) replace the aliases of one brand."""
-
-    def change(row: Brand) -> None:
-        clean = clean_name(name, what="brand", max_len=BRAND_NAME_MAX)
-        check_brand_name_free(clean, brand=row)
-        row.name = clean
-        row.description = (description or "").strip()
-        row.save(update_fields=["name", "description", "updated_at"])
-        if aliases is not None:
-            new_aliases = clean_aliases(aliases, own_name=clean)
-            check_brand_aliases_free(new_aliases, brand=row)
-            row.aliases.all().delete()
-            BrandAlias.objects.bulk_create([BrandAlias(brand=row, alias=a) for a in new_aliases])
-
-    return versioned_update(
-        Brand,
-        brand.pk,
-        expected_version=expected_version,
-        actor=actor,
-        action="update",
-        reason=reason,
-        row=brand_row,
-        change=change,
-    )
 
 
 @transaction.atomic
@@ -146,21 +110,15 @@ def brand_merge(*, actor: Actor, source: Brand, target: Brand, reason: str = "")
     for category_id, support, source_kind in BrandCategory.objects.filter(brand=source).values_list(
         "category_id", "support", "source"
     ):
-        twin, created = BrandCategory.objects.get_or_create(
-            brand=target, category_id=category_id, defaults={"support": support, "source": source_kind}
-        )
-        if not created:
-            BrandCategory.objects.filter(pk=twin.pk).update(support=F("support") + support)
+        relation_fold(brand_id=target.pk, category_id=category_id, support=support, source=source_kind)
     Suggestion.objects.filter(brand=source).delete()
     source_name = source.name
     source.delete()  # frees its name for the alias below
     if source_name.lower() not in taken:
         BrandAlias.objects.create(brand=target, alias=source_name)
-    version_bump(target)
-    change_record(
+    merge_record(
         actor=actor,
-        action="merge",
-        obj=target,
+        target=target,
         reason=reason,
         before=before,
         after={"target": brand_row(target), "merged_away": source_name, "moved": moved},

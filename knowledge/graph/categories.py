@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.db.models import F
 
-from knowledge.changelog import KnowledgeError, change_record, lock_at_version, version_bump, versioned_update
+from knowledge.changelog import KnowledgeError, change_record, lock_at_version, merge_record, versioned_update
+from knowledge.graph.nodes import relation_fold
 from knowledge.graph.rules import (
     NAME_MAX,
     TERM_MAX,
@@ -43,43 +44,6 @@ def category_create(
     CategoryAlias.objects.bulk_create([CategoryAlias(category=category, alias=a) for a in clean])
     change_record(actor=actor, action="create", obj=category, reason=reason, after=category_row(category))
     return category
-
-
-@transaction.atomic
-def category_update(
-    *,
-    actor: Actor,
-    category: Category,
-    expected_version: int | None,
-    name: str,
-    description: str,
-    aliases: Iterable[str] | None = None,
-    reason: str = "",
-) -> Category:
-    """Rename, describe and (when `aliases` is given) replace the aliases of one node."""
-
-    def change(node: Category) -> None:
-        clean = clean_name(name, what="category", max_len=NAME_MAX)
-        check_sibling_free(clean, parent=node.parent, exclude=node)
-        node.name = clean
-        node.description = (description or "").strip()
-        node.save(update_fields=["name", "description", "updated_at"])
-        if aliases is not None:
-            node.aliases.all().delete()
-            CategoryAlias.objects.bulk_create(
-                [CategoryAlias(category=node, alias=a) for a in clean_aliases(aliases, own_name=clean)]
-            )
-
-    return versioned_update(
-        Category,
-        category.pk,
-        expected_version=expected_version,
-        actor=actor,
-        action="update",
-        reason=reason,
-        row=category_row,
-        change=change,
-    )
 
 
 @transaction.atomic
@@ -164,11 +128,7 @@ def category_merge(*, actor: Actor, source: Category, target: Category, reason: 
         CategoryAlias.objects.create(category=target, alias=source.name)
     # Relations follow with their evidence: the support of a relation on both adds up.
     for bc in BrandCategory.objects.filter(category=source):
-        twin, created = BrandCategory.objects.get_or_create(
-            brand_id=bc.brand_id, category=target, defaults={"support": bc.support, "source": bc.source}
-        )
-        if not created:
-            BrandCategory.objects.filter(pk=twin.pk).update(support=F("support") + bc.support)
+        relation_fold(brand_id=bc.brand_id, category_id=target.pk, support=bc.support, source=bc.source)
     BrandCategory.objects.filter(category=source).delete()
     target_attrs = {n.lower() for n in target.attributes.values_list("name", flat=True)}
     for attr in list(source.attributes.all()):
@@ -177,11 +137,9 @@ def category_merge(*, actor: Actor, source: Category, target: Category, reason: 
     Suggestion.objects.filter(category=source).delete()  # re-derived against the target on refresh
     source_label = source.path_label
     source.delete()
-    version_bump(target)
-    change_record(
+    merge_record(
         actor=actor,
-        action="merge",
-        obj=target,
+        target=target,
         reason=reason,
         before=before,
         after={
@@ -212,13 +170,14 @@ def category_delete(
             f"{category.path_label}; merge it into another category instead of deleting it."
         )
     before = category_row(category)
+    pk, label = category.pk, category.path_label
     category.delete()
     change_record(
         actor=actor,
         action="delete",
         object_type="category",
-        object_id=str(before["id"]),
-        label=before["path"],
+        object_id=str(pk),
+        label=label,
         reason=reason,
         before=before,
     )
@@ -251,16 +210,17 @@ def attribute_set(
         if existing
         else {}
     )
-    attr, _ = CategoryAttribute.objects.update_or_create(
-        pk=existing.pk if existing else None,
-        defaults={
-            "category": category,
-            "name": name,
-            "allowed_values": values,
-            "required": required,
-            "excluded": excluded,
-        },
-    )
+    fields: dict[str, object] = {
+        "category": category,
+        "name": name,
+        "allowed_values": values,
+        "required": required,
+        "excluded": excluded,
+    }
+    if existing is not None:
+        attr, _ = CategoryAttribute.objects.update_or_create(pk=existing.pk, defaults=fields)
+    else:
+        attr = CategoryAttribute.objects.create(**fields)
     after = {"name": name, "allowed_values": values, "required": required, "excluded": excluded}
     change_record(actor=actor, action="attribute", obj=category, reason=reason, before=before, after=after)
     return attr
@@ -286,15 +246,7 @@ def noise_term_add(*, actor: Actor, term: str, weight: float = 0.1, reason: str 
     if NoiseTerm.objects.filter(term__iexact=term).exists():
         raise KnowledgeError(f"{term!r} is already a noise term.")
     row = NoiseTerm.objects.create(term=term, weight=weight)
-    change_record(
-        actor=actor,
-        action="noise_add",
-        object_type="noise",
-        object_id=str(row.pk),
-        label=term,
-        reason=reason,
-        after={"term": term, "weight": weight},
-    )
+    _noise_record(actor, "noise_add", row.pk, term, reason, after={"term": term, "weight": weight})
     return row
 
 
@@ -303,12 +255,26 @@ def noise_term_delete(*, actor: Actor, term: NoiseTerm, reason: str = "") -> Non
     before = {"term": term.term, "weight": term.weight}
     pk = term.pk
     term.delete()
+    _noise_record(actor, "noise_delete", pk, term.term, reason, before=before)
+
+
+def _noise_record(
+    actor: Actor,
+    action: str,
+    pk: int,
+    term: str,
+    reason: str,
+    *,
+    before: dict[str, object] | None = None,
+    after: dict[str, object] | None = None,
+) -> None:
     change_record(
         actor=actor,
-        action="noise_delete",
+        action=action,
         object_type="noise",
         object_id=str(pk),
-        label=before["term"],
+        label=term,
         reason=reason,
         before=before,
+        after=after,
     )

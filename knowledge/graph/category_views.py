@@ -21,10 +21,12 @@ from knowledge import forms
 from knowledge.changelog import KnowledgeError, change_last_for
 from knowledge.graph import categories as services
 from knowledge.graph.lists import brand_page, category_page
+from knowledge.graph.nodes import CATEGORIES
+from knowledge.graph.pages import NodePages
 from knowledge.graph.rules import aliases_parse
 from knowledge.graph.selectors import category_tree, graph_problems
 from knowledge.models import Category, CategoryAttribute, NoiseTerm
-from knowledge.web import Context, NodePages, common, editor, form_error, page_number, viewer
+from knowledge.web import CleanedData, Context, common, editor, form_error, page_number, viewer
 
 
 @viewer
@@ -54,16 +56,10 @@ def pending_badge(request: HttpRequest) -> HttpResponse:
 
 
 def _category_ctx(request: HttpRequest, category: Category, extra: Context) -> Context:
-    aliases = "\n".join(category.aliases.order_by("alias").values_list("alias", flat=True))
-    initial = {
-        "version": category.version,
-        "name": category.name,
-        "description": category.description,
-        "aliases": aliases,
-    }
+    aliases = category.aliases.order_by("alias").values_list("alias", flat=True)
     return {
         "category": category,
-        "edit_form": forms.CategoryEditForm(initial=initial),
+        "edit_form": forms.CategoryEditForm.for_node(category, aliases),
         "move_form": forms.CategoryMoveForm(
             initial={"version": category.version, "parent": category.parent_id}
         ),
@@ -84,9 +80,12 @@ def _panel_ctx(request: HttpRequest, category: Category, extra: Context) -> Cont
 
 
 PAGES: NodePages[Category] = NodePages(
+    kind=CATEGORIES,
     template="knowledge/partials/category_panel.html",
     context=_panel_ctx,
     url=lambda category: f"{reverse('knowledge-tree')}?category={category.pk}",
+    label=lambda category: category.path_label,
+    edit_form=forms.CategoryEditForm,
 )
 
 
@@ -102,26 +101,13 @@ def category_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @editor
 @require_POST
 def category_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    def apply(data: dict[str, object]) -> tuple[Category, str]:
-        category = services.category_update(
-            actor=request.user,
-            category=node,
-            expected_version=data["version"],
-            name=data["name"],
-            description=data["description"],
-            aliases=aliases_parse(data["aliases"]),
-            reason=data["reason"],
-        )
-        return category, f"Saved {category.path_label}."
-
-    node = get_object_or_404(Category, pk=pk)
-    return PAGES.edit(request, node, forms.CategoryEditForm, apply)
+    return PAGES.rename(request, pk)
 
 
 @editor
 @require_POST
 def category_move(request: HttpRequest, pk: int) -> HttpResponse:
-    def apply(data: dict[str, object]) -> tuple[Category, str]:
+    def apply(data: CleanedData) -> tuple[Category, str]:
         parent = get_object_or_404(Category, pk=data["parent"]) if data["parent"] else None
         category = services.category_move(
             actor=request.user,
@@ -139,7 +125,7 @@ def category_move(request: HttpRequest, pk: int) -> HttpResponse:
 @editor
 @require_POST
 def category_merge(request: HttpRequest, pk: int) -> HttpResponse:
-    def apply(data: dict[str, object]) -> tuple[Category, str]:
+    def apply(data: CleanedData) -> tuple[Category, str]:
         target = get_object_or_404(Category, pk=data["target"])
         label = source.path_label
         target = services.category_merge(
@@ -203,7 +189,7 @@ def category_create(request: HttpRequest) -> HttpResponse:
 @editor
 @require_POST
 def attribute_save(request: HttpRequest, pk: int) -> HttpResponse:
-    def apply(data: dict[str, object]) -> tuple[Category, str]:
+    def apply(data: CleanedData) -> tuple[Category, str]:
         services.attribute_set(
             actor=request.user,
             category=category,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Lower
 
-from knowledge.graph.selectors import category_display_labels, category_path_labels
+from knowledge.graph.selectors import brand_category_paths, category_display_labels, category_path_labels
 from knowledge.models import Brand, BrandAlias, BrandCategory, Category, CategoryAlias, CategoryAttribute
 from knowledge.paging import Page, page_bounds
 
@@ -36,7 +35,7 @@ class BrandRow:
         return len(self.categories)
 
 
-def brand_page(*, query: str = "", number: int = 1, size: int = 50) -> Page:
+def brand_page(*, query: str = "", number: int = 1, size: int = 50) -> Page[BrandRow]:
     """A page of brands ordered by name, optionally those whose name or an alias starts with `query`.
 
     Index-friendly at any size: the prefix match is a range on lower(name) / lower(alias), which
@@ -103,7 +102,7 @@ def brand_page(*, query: str = "", number: int = 1, size: int = 50) -> Page:
     return Page(rows=rows, total=total, number=number, size=size, match=match)
 
 
-def category_page(*, query: str, number: int = 1, size: int = 50) -> Page:
+def category_page(*, query: str, number: int = 1, size: int = 50) -> Page[tuple[Category, str]]:
     """A page of categories whose name or an alias contains `query`, as (category, full path) rows.
 
     The tree has thousands of nodes at most (not brands' tens of thousands), so a substring match
@@ -126,16 +125,10 @@ def category_page(*, query: str, number: int = 1, size: int = 50) -> Page:
     return Page(rows=rows, total=total, number=number, size=size, match="contains")
 
 
-def brand_as_dict(*, brand: Brand) -> dict[str, Any]:
+def brand_as_dict(*, brand: Brand) -> dict[str, object]:
     """One brand with its aliases and the categories it sells (full paths)."""
-    labels = category_path_labels()
-    categories = sorted(
-        (
-            {"id": cat_id, "path": labels.get(cat_id, "?")}
-            for cat_id in BrandCategory.objects.filter(brand=brand).values_list("category_id", flat=True)
-        ),
-        key=lambda c: c["path"].lower(),
-    )
+    paths = sorted(brand_category_paths(brand), key=lambda c: c[1].lower())
+    categories = [{"id": cat_id, "path": path} for cat_id, path in paths]
     return {
         "id": brand.pk,
         "name": brand.name,
@@ -147,7 +140,7 @@ def brand_as_dict(*, brand: Brand) -> dict[str, Any]:
     }
 
 
-def categories_as_dicts(*, ids: list[int] | None = None) -> list[dict[str, Any]]:
+def categories_as_dicts(*, ids: list[int] | None = None) -> list[dict[str, object]]:
     """Categories (all, or `ids` in that order) with their paths and aliases, in three queries."""
     labels = category_path_labels()
     qs = Category.objects.all() if ids is None else Category.objects.filter(pk__in=ids)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from django.db.models import QuerySet
+
 from knowledge.changelog import KnowledgeError
 from knowledge.graph.selectors import brand_by_folded_name
 from knowledge.models import Brand, BrandAlias, Category
@@ -60,15 +62,19 @@ def check_brand_aliases_free(aliases: Sequence[str], *, brand: Brand | None) -> 
         hit = other_alias.first()
         if hit is not None:
             raise KnowledgeError(f"The alias {alias!r} already belongs to brand {hit.brand.name!r}.")
-        named = Brand.objects.filter(name__iexact=alias).exclude(pk=brand.pk if brand else None).first()
+        named = _other_brands(brand).filter(name__iexact=alias).first()
         if named is not None:
             raise KnowledgeError(
                 f"{alias!r} is the name of brand {named.name!r}; merge the two brands instead."
             )
 
 
+def _other_brands(brand: Brand | None) -> QuerySet[Brand]:
+    return Brand.objects.exclude(pk=brand.pk) if brand is not None else Brand.objects.all()
+
+
 def check_brand_name_free(name: str, *, brand: Brand | None) -> None:
-    other = Brand.objects.filter(name__iexact=name).exclude(pk=brand.pk if brand else None).first()
+    other = _other_brands(brand).filter(name__iexact=name).first()
     if other is not None:
         raise KnowledgeError(f"A brand named {other.name!r} already exists.")
     alias = BrandAlias.objects.filter(alias__iexact=name).exclude(brand=brand).select_related("brand").first()
@@ -80,10 +86,8 @@ def check_brand_name_free(name: str, *, brand: Brand | None) -> None:
 
 
 def check_sibling_free(name: str, *, parent: Category | None, exclude: Category | None) -> None:
-    clash = Category.objects.filter(parent=parent, name__iexact=name).exclude(
-        pk=exclude.pk if exclude else None
-    )
-    hit = clash.first()
+    clash = Category.objects.filter(parent=parent, name__iexact=name)
+    hit = (clash.exclude(pk=exclude.pk) if exclude is not None else clash).first()
     if hit is not None:
         where = parent.path_label if parent else "the top level"
         raise KnowledgeError(f"There is already a category {hit.name!r} under {where}; merge them instead.")

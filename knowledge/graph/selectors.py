@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
@@ -151,15 +150,16 @@ class BrandDetail:
     listing_count: int
 
 
+def brand_category_paths(brand: Brand, labels: dict[int, str] | None = None) -> list[tuple[int, str]]:
+    """(id, path) of every category the brand sells ("?" for a node gone meanwhile), unsorted."""
+    labels = category_path_labels() if labels is None else labels
+    ids = BrandCategory.objects.filter(brand=brand).values_list("category_id", flat=True)
+    return [(cat_id, labels.get(cat_id, "?")) for cat_id in ids]
+
+
 def brand_detail(*, brand: Brand, listings: int = 20) -> BrandDetail:
     labels = category_path_labels()
-    categories = sorted(
-        (
-            (bc.category_id, labels.get(bc.category_id, "?"))
-            for bc in BrandCategory.objects.filter(brand=brand)
-        ),
-        key=lambda item: item[1],
-    )
+    categories = sorted(brand_category_paths(brand, labels), key=lambda item: item[1])
     recent, count = references().brand_listings(brand_id=brand.pk, limit=listings)
     return BrandDetail(
         categories=categories,
@@ -169,10 +169,10 @@ def brand_detail(*, brand: Brand, listings: int = 20) -> BrandDetail:
     )
 
 
-def graph_problems() -> list[dict[str, Any]]:
+def graph_problems() -> list[dict[str, object]]:
     """Things ops should fix: one name under two parents, empty brands, inactive nodes still used."""
     labels = category_path_labels()
-    problems: list[dict[str, Any]] = []
+    problems: list[dict[str, object]] = []
     by_name: dict[str, list[int]] = defaultdict(list)
     leaf_ids = set(Category.objects.filter(children__isnull=True).values_list("id", flat=True))
     for pk, name in Category.objects.filter(is_active=True).values_list("id", "name"):
@@ -214,7 +214,7 @@ def category_display_labels(paths: dict[int, str] | None = None) -> dict[int, st
     return {pk: (paths[pk] if counts[name.lower()] > 1 else name) for pk, name in names.items()}
 
 
-def category_row(category: Category) -> dict[str, Any]:
+def category_row(category: Category) -> dict[str, object]:
     """A category as the change log stores it."""
     return {
         "id": category.pk,
@@ -228,9 +228,8 @@ def category_row(category: Category) -> dict[str, Any]:
     }
 
 
-def brand_row(brand: Brand) -> dict[str, Any]:
+def brand_row(brand: Brand) -> dict[str, object]:
     """A brand as the change log stores it."""
-    labels = category_path_labels()
     return {
         "id": brand.pk,
         "name": brand.name,
@@ -238,8 +237,5 @@ def brand_row(brand: Brand) -> dict[str, Any]:
         "is_active": brand.is_active,
         "version": brand.version,
         "aliases": sorted(brand.aliases.values_list("alias", flat=True)),
-        "categories": sorted(
-            labels.get(c, "?")
-            for c in BrandCategory.objects.filter(brand=brand).values_list("category_id", flat=True)
-        ),
+        "categories": sorted(path for _id, path in brand_category_paths(brand)),
     }

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
 
 from fusionreview.csvsafe import csv_safe, csv_unescape
 from knowledge.importexport.catalogue import SourceError
-from knowledge.importexport.services import brands_import_rows
+from knowledge.importexport.services import BrandRowInput, brands_import_rows
 from knowledge.ports import Actor
 from knowledge.versions.snapshot import snapshot_build_from_db
 
@@ -27,7 +26,7 @@ SEP = "|"
 MAX_BYTES = 20 * 1024 * 1024
 
 
-def brands_csv_parse(data: bytes) -> list[dict[str, Any]]:
+def brands_csv_parse(data: bytes) -> list[BrandRowInput]:
     """Rows {"line", "name", "aliases", "categories"}; a broken encoding or shape names the line."""
     if len(data) > MAX_BYTES:
         raise SourceError(
@@ -52,7 +51,7 @@ def brands_csv_parse(data: bytes) -> list[dict[str, Any]]:
     header = [h.strip().lower() for h in header]
     if tuple(header[:3]) != HEADER:
         raise SourceError(f"line 1: the header must be {','.join(HEADER)} (got {','.join(header)}).")
-    rows = []
+    rows: list[BrandRowInput] = []
     for fields in reader:
         number = reader.line_num
         if not any(f.strip() for f in fields):

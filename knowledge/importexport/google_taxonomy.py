@@ -31,8 +31,8 @@ def google_taxonomy_parse(data: bytes | str, *, root: str | None = None) -> Know
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            line = data[: exc.start].count(b"\n") + 1
-            raise SourceError(f"line {line}: not valid UTF-8.") from None
+            bad_line = data[: exc.start].count(b"\n") + 1
+            raise SourceError(f"line {bad_line}: not valid UTF-8.") from None
     else:
         text = data
     version = ""
@@ -75,7 +75,7 @@ def google_taxonomy_parse(data: bytes | str, *, root: str | None = None) -> Know
 
 def google_taxonomy_import(
     *, data: bytes | str | Path, root: str | None = None, actor: Actor = None
-) -> dict[str, int]:
+) -> dict[str, object]:
     if isinstance(data, Path):
         data = data.read_bytes()
     snapshot = google_taxonomy_parse(data, root=root)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from classifier.fusion.knowledge import KnowledgeSnapshot
+from knowledge.changelog import knowledge_version_latest
 from knowledge.importexport.catalogue import SourceError
-from knowledge.versions.snapshot import knowledge_version_latest, snapshot_build_from_db
+from knowledge.versions.snapshot import snapshot_build_from_db
 
 FORMAT = "fusionreview.knowledge/1"
 
 
-def graph_export() -> dict[str, Any]:
+def graph_export() -> dict[str, object]:
     """The current tables (published or not) as a JSON-ready dict."""
     latest = knowledge_version_latest()
     snapshot = snapshot_build_from_db(version=latest.number if latest else 0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TypedDict
 
 from django.db import transaction
 
@@ -37,8 +37,17 @@ from knowledge.ports import Actor
 MAX_IMPORT_PROBLEMS = 20
 
 
+class BrandRowInput(TypedDict):
+    """One parsed row of a brands CSV."""
+
+    line: int
+    name: str
+    aliases: list[str]
+    categories: list[str]
+
+
 @transaction.atomic
-def brands_import_rows(*, actor: Actor, rows: Sequence[dict[str, Any]], reason: str = "") -> dict[str, int]:
+def brands_import_rows(*, actor: Actor, rows: Sequence[BrandRowInput], reason: str = "") -> dict[str, int]:
     """Upsert brands from parsed CSV rows ({"line", "name", "aliases", "categories"}); all or nothing.
 
     Unknown category paths and aliases owned by another brand are refused naming the line.
@@ -57,13 +66,13 @@ def brands_import_rows(*, actor: Actor, rows: Sequence[dict[str, Any]], reason: 
                 counts["created"] += 1
             else:
                 counts["updated"] += 1
-            clean = clean_aliases(row.get("aliases", ()), own_name=brand.name)
+            clean = clean_aliases(row.get("aliases", []), own_name=brand.name)
             check_brand_aliases_free(clean, brand=brand)
             existing = {a.lower() for a in brand.aliases.values_list("alias", flat=True)}
             new = [a for a in clean if a.lower() not in existing]
             BrandAlias.objects.bulk_create([BrandAlias(brand=brand, alias=a) for a in new])
             counts["aliases"] += len(new)
-            for path in row.get("categories", ()):
+            for path in row.get("categories", []):
                 category = category_by_path_label(path)
                 if category is None:
                     raise KnowledgeError(f"unknown category {path!r}")
@@ -93,14 +102,21 @@ def snapshot_problems(snapshot: KnowledgeSnapshot) -> list[str]:
     that is another brand's name or alias (in the file or in the graph), a relation to a category
     the file does not have.
     """
+    parents = {c.id: c.parent_id for c in snapshot.categories}
+    return [
+        *_category_problems(snapshot, parents),
+        *_brand_problems(snapshot, parents),
+        *_graph_alias_problems(snapshot),
+    ]
+
+
+def _category_problems(snapshot: KnowledgeSnapshot, parents: dict[str, str | None]) -> list[str]:
     problems: list[str] = []
-    ids = [c.id for c in snapshot.categories]
     seen_ids: set[str] = set()
-    for cid in ids:
+    for cid in (c.id for c in snapshot.categories):
         if cid in seen_ids:
             problems.append(f"category id {cid!r} appears twice")
         seen_ids.add(cid)
-    parents = {c.id: c.parent_id for c in snapshot.categories}
     for c in snapshot.categories:
         if not (c.name or "").strip():
             problems.append(f"category {c.id!r} has no name")
@@ -110,7 +126,8 @@ def snapshot_problems(snapshot: KnowledgeSnapshot) -> list[str]:
             problems.append(f"category {c.id!r}: parent {c.parent_id!r} is not in the file")
     reported_cycles: set[frozenset[str]] = set()
     for cid in parents:
-        path, cur = [], cid
+        path: list[str] = []
+        cur: str | None = cid
         while cur is not None and cur in parents and cur not in path:
             path.append(cur)
             cur = parents[cur]
@@ -121,10 +138,15 @@ def snapshot_problems(snapshot: KnowledgeSnapshot) -> list[str]:
                 problems.append("cycle in the category tree: " + " -> ".join([*path[path.index(cur) :], cur]))
     siblings: dict[tuple[str | None, str], str] = {}
     for c in snapshot.categories:
-        key = (c.parent_id, (c.name or "").strip().lower())
-        if key in siblings and siblings[key] != c.id:
+        slot = (c.parent_id, (c.name or "").strip().lower())
+        if slot in siblings and siblings[slot] != c.id:
             problems.append(f"two categories named {c.name!r} under {c.parent_id or 'the root'}")
-        siblings.setdefault(key, c.id)
+        siblings.setdefault(slot, c.id)
+    return problems
+
+
+def _brand_problems(snapshot: KnowledgeSnapshot, parents: dict[str, str | None]) -> list[str]:
+    problems: list[str] = []
     owner: dict[str, str] = {}  # lower name or alias -> the brand that claims it
     for b in snapshot.brands:
         name = (b.name or "").strip()
@@ -149,26 +171,29 @@ def snapshot_problems(snapshot: KnowledgeSnapshot) -> list[str]:
                     f"alias {alias!r} of brand {b.name!r} is also brand {owner[key]!r} (or its alias)"
                 )
             owner.setdefault(key, b.name.strip().lower())
-        for c in b.category_ids:
-            if c not in parents:
-                problems.append(f"brand {b.name!r} sells {c!r}, which is not in the file")
-    # Against the graph: an alias of the file that the graph gives to another brand, or that is
-    # the name of another brand of the graph.
+        for category_id in b.category_ids:
+            if category_id not in parents:
+                problems.append(f"brand {b.name!r} sells {category_id!r}, which is not in the file")
+    return problems
+
+
+def _graph_alias_problems(snapshot: KnowledgeSnapshot) -> list[str]:
+    """An alias of the file that the graph gives to another brand, or that is another brand's name."""
     aliases = {a.strip().lower(): b.name.strip() for b in snapshot.brands for a in b.aliases}
-    if aliases:
-        graph_aliases = {
-            a.lower(): n
-            for a, n in BrandAlias.objects.values_list("alias", "brand__name").iterator(chunk_size=10000)
-        }
-        graph_names = {
-            n.lower(): n for n in Brand.objects.values_list("name", flat=True).iterator(chunk_size=10000)
-        }
-        for alias, brand_name in aliases.items():
-            holder = graph_aliases.get(alias) or graph_names.get(alias)
-            if holder is not None and holder.lower() != brand_name.lower():
-                problems.append(
-                    f"alias {alias!r} of brand {brand_name!r} already belongs to brand {holder!r}"
-                )
+    if not aliases:
+        return []
+    graph_aliases = {
+        a.lower(): n
+        for a, n in BrandAlias.objects.values_list("alias", "brand__name").iterator(chunk_size=10000)
+    }
+    graph_names = {
+        n.lower(): n for n in Brand.objects.values_list("name", flat=True).iterator(chunk_size=10000)
+    }
+    problems: list[str] = []
+    for alias, brand_name in aliases.items():
+        holder = graph_aliases.get(alias) or graph_names.get(alias)
+        if holder is not None and holder.lower() != brand_name.lower():
+            problems.append(f"alias {alias!r} of brand {brand_name!r} already belongs to brand {holder!r}")
     return problems
 
 
@@ -179,7 +204,7 @@ def graph_import_snapshot(
     actor: Actor = None,
     reason: str = "",
     relation_source: str = BrandCategory.Source.IMPORT,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Upsert every node, brand, alias, relation, rule and noise term of `snapshot` (idempotent, additive).
 
     All or nothing: `snapshot_problems` are refused first (`KnowledgeError` listing them), and the
@@ -201,19 +226,42 @@ def graph_import_snapshot(
             + more
         )
     by_label: dict[str, Category] = {}
-    created: dict[str, Any] = {"categories": 0, "brands": 0, "aliases": 0, "relations": 0}
-    # Parents before children: sort by depth.
+    created = {"categories": _import_categories(snapshot, by_label)}
+    created.update(_import_brands(snapshot, by_label, relation_source))
+    _import_rules_and_noise(snapshot, by_label)
+    merges = json.loads(dict(snapshot.meta).get("merge_report") or "[]")
+    change_record(
+        actor=actor,
+        action="import",
+        object_type="graph",
+        object_id=dict(snapshot.meta).get("source", "snapshot")[:64],
+        label=f"{len(snapshot.categories)} categories, {len(snapshot.brands)} brands",
+        reason=reason,
+        after={**created, "merges": merges},
+    )
+    return {**created, "merges": merges}
+
+
+def _import_categories(snapshot: KnowledgeSnapshot, by_label: dict[str, Category]) -> int:
+    """Every node, parents before children (by depth), matched by parent and name; how many were new."""
+    created = 0
     for node in sorted(snapshot.categories, key=lambda n: len(snapshot.path_of(n.id))):
         parent = by_label.get(node.parent_id) if node.parent_id else None
         category = Category.objects.filter(parent=parent, name__iexact=node.name).first()
         if category is None:
             category = Category.objects.create(parent=parent, name=node.name, description=node.description)
-            created["categories"] += 1
+            created += 1
         by_label[node.id] = category
         for alias in node.aliases:
             if not CategoryAlias.objects.filter(category=category, alias__iexact=alias).exists():
                 CategoryAlias.objects.create(category=category, alias=alias)
-    # Brands in bulk: one read of the names and aliases the graph has, then inserts.
+    return created
+
+
+def _import_brands(
+    snapshot: KnowledgeSnapshot, by_label: dict[str, Category], relation_source: str
+) -> dict[str, int]:
+    """Brands, aliases and relations in bulk: one read of what the graph has, then inserts."""
     brand_by_lower = {n.lower(): pk for pk, n in Brand.objects.values_list("id", "name")}
     alias_owner = {a.lower(): b for a, b in BrandAlias.objects.values_list("alias", "brand_id")}
     new_brands = [
@@ -224,12 +272,13 @@ def graph_import_snapshot(
     for start in range(0, len(new_brands), 5000):
         for obj in Brand.objects.bulk_create(new_brands[start : start + 5000]):
             brand_by_lower[obj.name.lower()] = obj.pk
-    created["brands"] = len(new_brands)
     new_aliases: list[BrandAlias] = []
     relations: dict[tuple[int, int], int] = {}
     for entry in snapshot.brands:
         key = entry.name.strip().lower()
         brand_pk = brand_by_lower.get(key) or alias_owner.get(key)  # known under another brand's alias
+        if brand_pk is None:
+            continue  # a nameless brand: snapshot_problems refused the file already
         for alias in entry.aliases:
             lower = alias.strip().lower()
             if lower and lower != key and lower not in alias_owner and lower not in brand_by_lower:
@@ -240,7 +289,16 @@ def graph_import_snapshot(
                 pair = (brand_pk, by_label[category_id].pk)
                 relations[pair] = relations.get(pair, 0) + (entry.support_of(index) or 0)
     BrandAlias.objects.bulk_create(new_aliases, batch_size=5000)
-    created["aliases"] = len(new_aliases)
+    return {
+        "brands": len(new_brands),
+        "aliases": len(new_aliases),
+        "relations": _import_relations(relations, relation_source),
+    }
+
+
+def _import_relations(relations: dict[tuple[int, int], int], relation_source: str) -> int:
+    """Missing relations created with their support; a re-import brings the count up to the
+    source's, never down (decisions add to it). Returns how many were created."""
     existing = {
         (b, c): (pk, support)
         for pk, b, c, support in BrandCategory.objects.filter(
@@ -253,11 +311,13 @@ def graph_import_snapshot(
         if (b, c) not in existing
     ]
     BrandCategory.objects.bulk_create(missing, batch_size=5000)
-    created["relations"] = len(missing)
     for pair, support in relations.items():
-        # a re-import brings the count up to the source's, never down (decisions add to it)
         if pair in existing and existing[pair][1] < support:
             BrandCategory.objects.filter(pk=existing[pair][0]).update(support=support)
+    return len(missing)
+
+
+def _import_rules_and_noise(snapshot: KnowledgeSnapshot, by_label: dict[str, Category]) -> None:
     for rule in snapshot.attribute_rules:
         if rule.category_id in by_label:
             CategoryAttribute.objects.update_or_create(
@@ -272,15 +332,3 @@ def graph_import_snapshot(
     for term in snapshot.noise_terms:
         if not NoiseTerm.objects.filter(term__iexact=term).exists():
             NoiseTerm.objects.create(term=term)
-    merges = json.loads(dict(snapshot.meta).get("merge_report") or "[]")
-    change_record(
-        actor=actor,
-        action="import",
-        object_type="graph",
-        object_id=dict(snapshot.meta).get("source", "snapshot")[:64],
-        label=f"{len(snapshot.categories)} categories, {len(snapshot.brands)} brands",
-        reason=reason,
-        after={**created, "merges": merges},
-    )
-    created["merges"] = merges
-    return created

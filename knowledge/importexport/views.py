@@ -56,17 +56,19 @@ def import_export(request: HttpRequest) -> HttpResponse:
     return render(request, "knowledge/import.html", {"form": forms.ImportForm(), **common(request)})
 
 
+def _download(body: str, content_type: str, filename: str) -> HttpResponse:
+    response = HttpResponse(body, content_type=f"{content_type}; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
 @viewer
 @require_GET
 def export_json(request: HttpRequest) -> HttpResponse:
-    response = HttpResponse(graph_export_json(), content_type="application/json; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="knowledge-graph.json"'
-    return response
+    return _download(graph_export_json(), "application/json", "knowledge-graph.json")
 
 
 @viewer
 @require_GET
 def export_brands_csv(request: HttpRequest) -> HttpResponse:
-    response = HttpResponse(brands_csv_export(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="brands.csv"'
-    return response
+    return _download(brands_csv_export(), "text/csv", "brands.csv")

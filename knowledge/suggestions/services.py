@@ -163,15 +163,20 @@ def suggestion_accept(*, actor: Actor, suggestion: Suggestion) -> Suggestion:
     if suggestion.status != Suggestion.Status.PENDING:
         raise KnowledgeError(f"This suggestion was already {suggestion.get_status_display().lower()}.")
     why = f"accepted suggestion: {suggestion.evidence_count} review decisions"
+    brand, category = suggestion.brand, suggestion.category
     if suggestion.kind == Suggestion.Kind.BRAND_ALIAS:
-        brand_alias_add(actor=actor, brand=suggestion.brand, alias=suggestion.alias, reason=why)
+        if brand is None:
+            raise KnowledgeError("This suggestion names no brand.")
+        brand_alias_add(actor=actor, brand=brand, alias=suggestion.alias, reason=why)
     elif suggestion.kind == Suggestion.Kind.BRAND_NEW:
         if Brand.objects.filter(name__iexact=suggestion.alias).exists():
             raise KnowledgeError(f"The brand “{suggestion.alias}” exists already.")
-        brand = brand_create(actor=actor, name=suggestion.alias, reason=why)
-        Suggestion.objects.filter(pk=suggestion.pk).update(brand=brand)
+        created = brand_create(actor=actor, name=suggestion.alias, reason=why)
+        Suggestion.objects.filter(pk=suggestion.pk).update(brand=created)
     else:
-        brand_category_add(actor=actor, brand=suggestion.brand, category=suggestion.category, reason=why)
+        if brand is None or category is None:
+            raise KnowledgeError("This suggestion names no brand or no category.")
+        brand_category_add(actor=actor, brand=brand, category=category, reason=why)
         # the decisions that revealed the gap are the relation's evidence
         BrandCategory.objects.filter(brand=suggestion.brand, category=suggestion.category).update(
             support=suggestion.evidence_count, source=BrandCategory.Source.DECISIONS

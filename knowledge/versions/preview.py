@@ -11,10 +11,10 @@ from django.utils import timezone
 from classifier.fusion.knowledge import KnowledgeSnapshot
 from classifier.fusion.text import EntityExtractor
 from classifier.fusion.verification import verify
-from knowledge.changelog import changes_pending
+from knowledge.changelog import changes_pending, knowledge_version_latest
 from knowledge.graph.selectors import category_path_labels
 from knowledge.ports import ReroutePlan, references
-from knowledge.versions.snapshot import knowledge_version_latest, snapshot_build_from_db
+from knowledge.versions.snapshot import snapshot_build_from_db
 
 
 def brand_category_conflict(snapshot: KnowledgeSnapshot, *, brand_name: str, category_id: str) -> bool:

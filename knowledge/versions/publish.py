@@ -17,13 +17,13 @@ from django.db.models.expressions import RawSQL
 
 from classifier.fusion.knowledge import KnowledgeSnapshot
 from fusionreview.dispatch import task_publish
-from knowledge.changelog import KnowledgeError, actor_user, change_record
+from knowledge.changelog import KnowledgeError, actor_user, change_record, knowledge_version_latest
 from knowledge.models import ChangeLog, KnowledgeVersion
 from knowledge.ports import Actor
 from knowledge.signals import snapshot_published
 from knowledge.versions.activation import snapshot_push
 from knowledge.versions.restore import graph_restore_snapshot
-from knowledge.versions.snapshot import knowledge_version_latest, snapshot_as_dict, snapshot_build_with_ids
+from knowledge.versions.snapshot import snapshot_as_dict, snapshot_build_with_ids
 from knowledge.versions.tasks import knowledge_snapshot_push
 
 log = logging.getLogger(__name__)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Literal, TypeVar
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, ProtectedError
 
-from classifier.fusion.knowledge import KnowledgeSnapshot
+from classifier.fusion.knowledge import CategoryNode, KnowledgeSnapshot
 from knowledge.changelog import KnowledgeError
 from knowledge.graph.rules import NAME_MAX
 from knowledge.graph.selectors import category_path_labels
@@ -23,10 +24,18 @@ from knowledge.models import (
     ChangeLog,
     NoiseTerm,
 )
-from knowledge.ports import references
+from knowledge.ports import RowIds, references
+
+AliasRow = TypeVar("AliasRow", CategoryAlias, BrandAlias)
 
 
-def _sync_rows(model, *, current: dict[tuple, int], wanted: Iterable[tuple], fields: tuple[str, ...]) -> int:
+def _sync_rows(
+    model: type[AliasRow],
+    *,
+    current: dict[tuple[int, str], int],
+    wanted: Iterable[tuple[int, str]],
+    fields: tuple[str, str],
+) -> int:
     """Make `model`'s rows equal `wanted` (tuples of `fields`): delete the extra, create the missing.
 
     `current` maps each existing row's tuple to its id. A diff, not delete-all-and-recreate:
@@ -35,12 +44,31 @@ def _sync_rows(model, *, current: dict[tuple, int], wanted: Iterable[tuple], fie
     wanted_set = set(wanted)
     extra = [pk for key, pk in current.items() if key not in wanted_set]
     for start in range(0, len(extra), 5000):
-        model.objects.filter(pk__in=extra[start : start + 5000]).delete()
+        model._default_manager.filter(pk__in=extra[start : start + 5000]).delete()
     missing = [key for key in wanted_set if key not in current]
-    model.objects.bulk_create(
+    model._default_manager.bulk_create(
         [model(**dict(zip(fields, key, strict=True))) for key in missing], batch_size=5000
     )
     return len(extra) + len(missing)
+
+
+@dataclass
+class _Row:
+    """A category row as the restore compares it."""
+
+    name: str
+    parent_id: int | None
+    description: str
+    active: bool
+    version: int
+
+    def differs(self, node: CategoryNode, parent_pk: int | None) -> bool:
+        return (self.name, self.parent_id, self.description, self.active) != (
+            node.name,
+            parent_pk,
+            node.description,
+            True,
+        )
 
 
 def _restore_categories(
@@ -48,26 +76,26 @@ def _restore_categories(
 ) -> tuple[dict[str, int], set[int]]:
     """Category rows for every snapshot node, level by level, reusing ids; returns (label -> id, kept ids)."""
     rows = {
-        pk: [name, parent_id, description, active, version]
+        pk: _Row(name, parent_id, description, active, version)
         for pk, name, parent_id, description, active, version in Category.objects.values_list(
             "id", "name", "parent_id", "description", "is_active", "version"
         )
     }
-    slot = {(r[1], r[0].lower()): pk for pk, r in rows.items()}  # (parent id, lower name) -> id
+    slot = {(r.parent_id, r.name.lower()): pk for pk, r in rows.items()}  # (parent id, lower name) -> id
     by_label: dict[str, int] = {}
     kept: set[int] = set()
-    levels: dict[int, list] = {}
+    levels: dict[int, list[CategoryNode]] = {}
     for node in snapshot.categories:
         levels.setdefault(len(snapshot.path_of(node.id)), []).append(node)
     for depth in sorted(levels):
-        changed: dict[int, list] = {}
+        changed: dict[int, _Row] = {}
         new: list[Category] = []
         new_labels: list[str] = []
         for node in levels[depth]:
             parent_pk = by_label[node.parent_id] if node.parent_id else None
             key = (parent_pk, node.name.lower())
             pk = cat_ids.get(node.id)
-            if pk not in rows or pk in kept:
+            if pk is None or pk not in rows or pk in kept:
                 pk = slot.get(key)
                 if pk in kept:
                     pk = None
@@ -76,52 +104,43 @@ def _restore_categories(
                 if holder in kept:
                     raise KnowledgeError(f"The snapshot names {node.id!r} twice; it cannot be restored.")
                 # Something created since took the name: rename it out of the way (dropped below).
-                renamed = f"{rows[holder][0]} (removed {holder})"[:NAME_MAX]
+                renamed = f"{rows[holder].name} (removed {holder})"[:NAME_MAX]
                 Category.objects.filter(pk=holder).update(name=renamed)
-                rows[holder][0] = renamed
+                rows[holder].name = renamed
                 del slot[key]
             if pk is None:
                 new.append(Category(name=node.name, parent_id=parent_pk, description=node.description))
                 new_labels.append(node.id)
                 continue
             row = rows[pk]
-            if [row[0], row[1], row[2], row[3]] != [node.name, parent_pk, node.description, True]:
-                slot.pop((row[1], row[0].lower()), None)
-                changed[pk] = [node.name, parent_pk, node.description, True, row[4] + 1]
+            if row.differs(node, parent_pk):
+                slot.pop((row.parent_id, row.name.lower()), None)
+                changed[pk] = _Row(node.name, parent_pk, node.description, True, row.version + 1)
                 rows[pk] = changed[pk]
             slot[key] = pk
             by_label[node.id] = pk
             kept.add(pk)
         # One row at a time for the (few) changed ones: a bulk UPDATE could trip the unique
         # (parent, name) rule mid-statement when two nodes swap places.
-        for pk, (name, parent_pk, description, active, version) in changed.items():
+        for pk, row in changed.items():
             Category.objects.filter(pk=pk).update(
-                name=name, parent_id=parent_pk, description=description, is_active=active, version=version
+                name=row.name,
+                parent_id=row.parent_id,
+                description=row.description,
+                is_active=row.active,
+                version=row.version,
             )
         for obj, label in zip(Category.objects.bulk_create(new, batch_size=5000), new_labels, strict=True):
             by_label[label] = obj.pk
             kept.add(obj.pk)
             slot[(obj.parent_id, obj.name.lower())] = obj.pk
-            rows[obj.pk] = [obj.name, obj.parent_id, obj.description, True, obj.version]
+            rows[obj.pk] = _Row(obj.name, obj.parent_id, obj.description, True, obj.version)
     return by_label, kept
 
 
-@transaction.atomic
-def graph_restore_snapshot(
-    *, snapshot: KnowledgeSnapshot, row_ids: dict | None = None, merges_since: Any = False
-) -> dict[str, int]:
-    """Make the tables say exactly what `snapshot` says (used by discard and version restore).
-
-    Category and brand rows keep their ids where `row_ids` knows them, so moves and renames are
-    undone in place and listings keep pointing at them; nodes absent from the snapshot are deleted
-    when nothing uses them and deactivated otherwise; absent brands are deactivated. Aliases,
-    relations (with their support), rules and noise terms are diffed against the snapshot. Rows that
-    category merges made after `merges_since` re-pointed (listings, predictions, review tasks and
-    decisions) go back to the category the snapshot has again.
-    """
-    row_ids = row_ids or {}
-    by_label, kept = _restore_categories(snapshot, row_ids.get("categories", {}))
-    # Drop what the snapshot does not have: all at once when nothing protects them, else leaves first.
+def _drop_stale_categories(kept: set[int]) -> tuple[int, int]:
+    """Drop what the snapshot does not have: all at once when nothing protects them, else leaves
+    first, deactivating the ones other rows still use. Returns (removed, deactivated)."""
     stale = [pk for pk in Category.objects.values_list("id", flat=True) if pk not in kept]
     removed = deactivated = 0
     if stale:
@@ -139,26 +158,24 @@ def graph_restore_snapshot(
                 except (ProtectedError, IntegrityError):
                     Category.objects.filter(pk=pk).update(is_active=False)
                     deactivated += 1
-    _sync_rows(
-        CategoryAlias,
-        current={(c, a): pk for pk, c, a in CategoryAlias.objects.values_list("id", "category_id", "alias")},
-        wanted=[(by_label[n.id], a) for n in snapshot.categories for a in dict.fromkeys(n.aliases)],
-        fields=("category_id", "alias"),
-    )
-    # Brands: by id, else by name; absent ones deactivated (listings may still name them).
-    brand_ids: dict[str, int] = row_ids.get("brands", {})
-    brands = {pk: [name, active] for pk, name, active in Brand.objects.values_list("id", "name", "is_active")}
-    by_name = {row[0].lower(): pk for pk, row in brands.items()}
+    return removed, deactivated
+
+
+def _restore_brands(snapshot: KnowledgeSnapshot, brand_ids: dict[str, int]) -> dict[str, int]:
+    """Brands by id, else by name; absent ones deactivated (listings may still name them).
+    Returns snapshot brand id -> row id."""
+    brands = {pk: (name, active) for pk, name, active in Brand.objects.values_list("id", "name", "is_active")}
+    by_name = {name.lower(): pk for pk, (name, _active) in brands.items()}
     brand_pk: dict[str, int] = {}
     new_brands: list[tuple[str, Brand]] = []
     for entry in snapshot.brands:
         pk = brand_ids.get(entry.id) or (int(entry.id) if entry.id.isdigit() else None)
-        if pk not in brands:
+        if pk is None or pk not in brands:
             pk = by_name.get(entry.name.lower())
         if pk is None:
             new_brands.append((entry.id, Brand(name=entry.name)))
             continue
-        if brands[pk] != [entry.name, True]:
+        if brands[pk] != (entry.name, True):
             Brand.objects.filter(pk=pk).update(name=entry.name, is_active=True, version=F("version") + 1)
         brand_pk[entry.id] = pk
     for entry_id, obj in zip(
@@ -169,37 +186,39 @@ def graph_restore_snapshot(
     gone = [pk for pk, (_, active) in brands.items() if active and pk not in keep_brands]
     for start in range(0, len(gone), 5000):
         Brand.objects.filter(pk__in=gone[start : start + 5000]).update(is_active=False)
-    # Aliases are unique across brands: remove before adding, which _sync_rows does.
-    _sync_rows(
-        BrandAlias,
-        current={(b, a): pk for pk, b, a in BrandAlias.objects.values_list("id", "brand_id", "alias")},
-        wanted=[(brand_pk[e.id], a) for e in snapshot.brands for a in dict.fromkeys(e.aliases)],
-        fields=("brand_id", "alias"),
-    )
-    # Relations with their support; a kept relation keeps its source.
-    wanted_relations: dict[tuple[int, int], int] = {}
+    return brand_pk
+
+
+def _restore_relations(
+    snapshot: KnowledgeSnapshot, brand_pk: dict[str, int], by_label: dict[str, int]
+) -> None:
+    """Relations with their support; a kept relation keeps its source."""
+    wanted: dict[tuple[int, int], int] = {}
     for e in snapshot.brands:
         for index, c in enumerate(e.category_ids):
             if c in by_label:
-                wanted_relations.setdefault((brand_pk[e.id], by_label[c]), max(0, e.support_of(index) or 0))
-    current_relations = {
+                wanted.setdefault((brand_pk[e.id], by_label[c]), max(0, e.support_of(index) or 0))
+    current = {
         (b, c): (pk, support)
         for pk, b, c, support in BrandCategory.objects.values_list("id", "brand_id", "category_id", "support")
     }
-    extra = [pk for key, (pk, _) in current_relations.items() if key not in wanted_relations]
+    extra = [pk for key, (pk, _) in current.items() if key not in wanted]
     for start in range(0, len(extra), 5000):
         BrandCategory.objects.filter(pk__in=extra[start : start + 5000]).delete()
-    for key, support in wanted_relations.items():
-        if key in current_relations and current_relations[key][1] != support:
-            BrandCategory.objects.filter(pk=current_relations[key][0]).update(support=support)
+    for key, support in wanted.items():
+        if key in current and current[key][1] != support:
+            BrandCategory.objects.filter(pk=current[key][0]).update(support=support)
     BrandCategory.objects.bulk_create(
         [
             BrandCategory(brand_id=b, category_id=c, support=support, source=BrandCategory.Source.IMPORT)
-            for (b, c), support in wanted_relations.items()
-            if (b, c) not in current_relations
+            for (b, c), support in wanted.items()
+            if (b, c) not in current
         ],
         batch_size=5000,
     )
+
+
+def _restore_rules_and_noise(snapshot: KnowledgeSnapshot, by_label: dict[str, int]) -> None:
     CategoryAttribute.objects.all().delete()
     CategoryAttribute.objects.bulk_create(
         [
@@ -216,6 +235,43 @@ def graph_restore_snapshot(
     )
     NoiseTerm.objects.all().delete()
     NoiseTerm.objects.bulk_create([NoiseTerm(term=t) for t in dict.fromkeys(snapshot.noise_terms)])
+
+
+@transaction.atomic
+def graph_restore_snapshot(
+    *,
+    snapshot: KnowledgeSnapshot,
+    row_ids: RowIds | None = None,
+    merges_since: datetime | Literal[False] | None = False,
+) -> dict[str, int]:
+    """Make the tables say exactly what `snapshot` says (used by discard and version restore).
+
+    Category and brand rows keep their ids where `row_ids` knows them, so moves and renames are
+    undone in place and listings keep pointing at them; nodes absent from the snapshot are deleted
+    when nothing uses them and deactivated otherwise; absent brands are deactivated. Aliases,
+    relations (with their support), rules and noise terms are diffed against the snapshot. Rows that
+    category merges made after `merges_since` (None: any time; False: none) re-pointed (listings,
+    predictions, review tasks and decisions) go back to the category the snapshot has again.
+    """
+    row_ids = row_ids or {}
+    by_label, kept = _restore_categories(snapshot, dict(row_ids.get("categories", {})))
+    removed, deactivated = _drop_stale_categories(kept)
+    _sync_rows(
+        CategoryAlias,
+        current={(c, a): pk for pk, c, a in CategoryAlias.objects.values_list("id", "category_id", "alias")},
+        wanted=[(by_label[n.id], a) for n in snapshot.categories for a in dict.fromkeys(n.aliases)],
+        fields=("category_id", "alias"),
+    )
+    brand_pk = _restore_brands(snapshot, dict(row_ids.get("brands", {})))
+    # Aliases are unique across brands: remove before adding, which _sync_rows does.
+    _sync_rows(
+        BrandAlias,
+        current={(b, a): pk for pk, b, a in BrandAlias.objects.values_list("id", "brand_id", "alias")},
+        wanted=[(brand_pk[e.id], a) for e in snapshot.brands for a in dict.fromkeys(e.aliases)],
+        fields=("brand_id", "alias"),
+    )
+    _restore_relations(snapshot, brand_pk, by_label)
+    _restore_rules_and_noise(snapshot, by_label)
     moved_back = _merges_unwind(after=merges_since, by_label=by_label) if merges_since is not False else 0
     return {
         "categories": len(kept),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import TypedDict
 
 from classifier.fusion.knowledge import AttributeRule, BrandEntry, CategoryNode, KnowledgeSnapshot
 from knowledge.graph.selectors import category_path_labels
@@ -17,11 +17,6 @@ from knowledge.models import (
     KnowledgeVersion,
     NoiseTerm,
 )
-
-
-def knowledge_version_latest() -> KnowledgeVersion | None:
-    """The newest published version; its snapshot (20 MiB at 100k brands) loads only when read."""
-    return KnowledgeVersion.objects.defer("snapshot", "row_ids").order_by("-number").first()
 
 
 def snapshot_build_with_ids(*, version: int) -> tuple[KnowledgeSnapshot, dict[str, dict[str, int]]]:
@@ -104,7 +99,49 @@ def snapshot_build_with_ids(*, version: int) -> tuple[KnowledgeSnapshot, dict[st
     return snapshot, row_ids
 
 
-def snapshot_as_dict(snapshot: KnowledgeSnapshot) -> dict[str, Any]:
+class CategoryDict(TypedDict):
+    id: str
+    name: str
+    parent_id: str | None
+    aliases: list[str]
+    description: str
+
+
+class BrandDict(TypedDict):
+    id: str
+    name: str
+    aliases: list[str]
+    category_ids: list[str]
+    category_support: list[int]
+
+
+class RuleDict(TypedDict):
+    category_id: str
+    attribute: str
+    allowed_values: list[str]
+    required: bool
+    excluded: bool
+
+
+class EntityTermDict(TypedDict):
+    text: str
+    type: str
+    weight: float
+
+
+class SnapshotDict(TypedDict, total=False):
+    """A snapshot as JSON (the `KnowledgeVersion.snapshot` column, the export file)."""
+
+    version: int
+    categories: list[CategoryDict]
+    brands: list[BrandDict]
+    attribute_rules: list[RuleDict]
+    noise_terms: list[str]
+    entity_terms: list[EntityTermDict]
+    meta: list[list[str]]
+
+
+def snapshot_as_dict(snapshot: KnowledgeSnapshot) -> SnapshotDict:
     """`snapshot.to_dict()`, field by field instead of through `dataclasses.asdict`.
 
     Same result (the checksum depends on it), about five times faster: `asdict` deep-copies

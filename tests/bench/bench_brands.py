@@ -77,8 +77,8 @@ def main() -> None:
     from django.contrib.auth.models import Group, User
 
     from fusionreview.roles import roles_bootstrap
-    from knowledge.graph.brands import brand_update
     from knowledge.graph.lists import brand_page
+    from knowledge.graph.nodes import BRANDS, node_update
     from knowledge.models import Brand, BrandAlias, BrandCategory, Category
     from knowledge.versions.diff import knowledge_version_compare
     from knowledge.versions.publish import knowledge_publish
@@ -104,9 +104,10 @@ def main() -> None:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     knowledge_publish(actor=ops, reason="bench v1")
-    brand_update(
+    node_update(
+        BRANDS,
         actor=ops,
-        brand=zephyr,
+        node=zephyr,
         expected_version=zephyr.version,
         name="Zephyr Outdoor",
         description="",

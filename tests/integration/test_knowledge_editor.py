@@ -6,8 +6,9 @@ import pytest
 
 from classifier.models import Listing, Prediction, ReviewDecision
 from knowledge.changelog import KnowledgeError, StaleEdit
-from knowledge.graph.brands import brand_alias_add, brand_create, brand_merge, brand_update
-from knowledge.graph.categories import category_delete, category_merge, category_move, category_update
+from knowledge.graph.brands import brand_alias_add, brand_create, brand_merge
+from knowledge.graph.categories import category_delete, category_merge, category_move
+from knowledge.graph.nodes import BRANDS, CATEGORIES, node_update
 from knowledge.graph.rules import aliases_parse
 from knowledge.graph.selectors import graph_problems
 from knowledge.models import Brand, BrandAlias, BrandCategory, Category, CategoryAlias, ChangeLog
@@ -32,9 +33,10 @@ def tree():
 
 def test_edit_records_who_when_why_with_before_and_after(ops_user, tree):
     cat = tree["tshirts"]
-    category_update(
+    node_update(
+        CATEGORIES,
         actor=ops_user,
-        category=cat,
+        node=cat,
         expected_version=cat.version,
         name="T-Shirts",
         description="Short-sleeved tops",
@@ -54,12 +56,18 @@ def test_edit_records_who_when_why_with_before_and_after(ops_user, tree):
 def test_a_stale_edit_is_refused_naming_who_changed_the_row(ops_user, admin_user, tree):
     cat = tree["tshirts"]
     opened_at = cat.version
-    category_update(
-        actor=admin_user, category=cat, expected_version=opened_at, name="Tees", description="", reason="x"
+    node_update(
+        CATEGORIES,
+        actor=admin_user,
+        node=cat,
+        expected_version=opened_at,
+        name="Tees",
+        description="",
+        reason="x",
     )
     with pytest.raises(StaleEdit, match="changed by ada"):
-        category_update(
-            actor=ops_user, category=cat, expected_version=opened_at, name="Tshirts!", description=""
+        node_update(
+            CATEGORIES, actor=ops_user, node=cat, expected_version=opened_at, name="Tshirts!", description=""
         )
     cat.refresh_from_db()
     assert cat.name == "Tees"
@@ -153,9 +161,10 @@ def test_duplicate_alias_across_brands_is_refused_naming_the_other_brand(ops_use
     nike = brand_create(actor=ops_user, name="Nike", aliases=["耐克"])
     adidas = brand_create(actor=ops_user, name="Adidas")
     with pytest.raises(KnowledgeError, match="already belongs to brand 'Nike'"):
-        brand_update(
+        node_update(
+            BRANDS,
             actor=ops_user,
-            brand=adidas,
+            node=adidas,
             expected_version=adidas.version,
             name="Adidas",
             description="",
@@ -173,9 +182,10 @@ def test_an_alias_of_5000_characters_is_refused_with_the_limit(ops_user):
         brand_alias_add(actor=ops_user, brand=brand, alias="x" * 5000)
     cat = factories.category_path("Apparel")
     with pytest.raises(KnowledgeError, match="limit is 200"):
-        category_update(
+        node_update(
+            CATEGORIES,
             actor=ops_user,
-            category=cat,
+            node=cat,
             expected_version=cat.version,
             name="Apparel",
             description="",
@@ -186,9 +196,10 @@ def test_an_alias_of_5000_characters_is_refused_with_the_limit(ops_user):
 def test_bulk_alias_edit_replaces_the_set_one_per_line(ops_user):
     brand = brand_create(actor=ops_user, name="United Colors of Benetton", aliases=["Benetton"])
     text = "UCB\n\n  贝纳通 \nBenetton\nUCB\n"
-    brand_update(
+    node_update(
+        BRANDS,
         actor=ops_user,
-        brand=brand,
+        node=brand,
         expected_version=brand.version,
         name=brand.name,
         description="",

@@ -8,8 +8,9 @@ from django.core.cache import cache as django_cache
 from classifier.fusion.knowledge import KnowledgeSnapshot
 from knowledge import cache
 from knowledge.changelog import KnowledgeError
-from knowledge.graph.brands import brand_category_add, brand_category_remove, brand_create, brand_update
-from knowledge.graph.categories import category_create, category_move, category_update
+from knowledge.graph.brands import brand_category_add, brand_category_remove, brand_create
+from knowledge.graph.categories import category_create, category_move
+from knowledge.graph.nodes import BRANDS, CATEGORIES, node_update
 from knowledge.models import BrandCategory, Category, ChangeLog, KnowledgeVersion
 from knowledge.versions.activation import knowledge_activation_sweep, snapshot_push
 from knowledge.versions.preview import impact_preview
@@ -122,9 +123,10 @@ def test_the_publish_retry_is_queued_on_the_default_queue_when_the_cache_is_down
 def test_discard_puts_the_tables_back_to_the_published_snapshot(ops_user, published):
     tshirts = Category.objects.get(name="Tshirts")
     sandals = Category.objects.get(name="Sandals", parent__name="Sandal")
-    category_update(
+    node_update(
+        CATEGORIES,
         actor=ops_user,
-        category=tshirts,
+        node=tshirts,
         expected_version=tshirts.version,
         name="Tees",
         description="",
@@ -190,18 +192,20 @@ def test_impact_preview_counts_label_changes_and_new_conflicts(ops_user, publish
 def test_restore_undoes_renames_merges_of_aliases_and_relations_in_place(ops_user, published):
     puma = factories.brand("Puma")
     tshirts = Category.objects.get(name="Tshirts")
-    brand_update(
+    node_update(
+        BRANDS,
         actor=ops_user,
-        brand=puma,
+        node=puma,
         expected_version=puma.version,
         name="Puma AG",
         description="",
         aliases=["彪马", "PUMA"],
     )
     brand_category_remove(actor=ops_user, brand=puma, category=tshirts)
-    category_update(
+    node_update(
+        CATEGORIES,
         actor=ops_user,
-        category=tshirts,
+        node=tshirts,
         expected_version=tshirts.version,
         name="Tees",
         description="",

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 
 from knowledge.changelog import StaleEdit
-from knowledge.graph.categories import category_update
+from knowledge.graph.nodes import CATEGORIES, node_update
 from knowledge.models import Category, ChangeLog
 from tests import factories
 
@@ -24,7 +24,9 @@ def test_simultaneous_edits_of_one_node_let_exactly_one_through(transactional_db
     def save(user, name: str) -> None:
         try:
             barrier.wait(timeout=10)
-            category_update(actor=user, category=cat, expected_version=opened_at, name=name, description="")
+            node_update(
+                CATEGORIES, actor=user, node=cat, expected_version=opened_at, name=name, description=""
+            )
             outcomes[user.username] = "saved"
         except StaleEdit as exc:
             outcomes[user.username] = str(exc)

@@ -8,8 +8,9 @@ from django.test import Client
 from django.urls import reverse
 
 from knowledge import cache
-from knowledge.graph.brands import brand_category_add, brand_update
+from knowledge.graph.brands import brand_category_add
 from knowledge.graph.categories import category_create, noise_term_add
+from knowledge.graph.nodes import BRANDS, node_update
 from knowledge.models import Category
 from knowledge.versions.diff import snapshot_diff
 from knowledge.versions.publish import knowledge_publish
@@ -115,9 +116,10 @@ def test_the_version_page_shows_the_diff_with_who_and_why(ops_user, admin_user):
     for i in range(30):
         factories.brand(f"Unchanged brand {i:02d}")
     knowledge_publish(actor=admin_user, reason="baseline")
-    brand_update(
+    node_update(
+        BRANDS,
         actor=ops_user,
-        brand=puma,
+        node=puma,
         expected_version=puma.version,
         name="Puma",
         description="",
