@@ -65,6 +65,7 @@ class FusionConfig:
     title_mix: list[float] = field(default_factory=lambda: [0.4, 0.25, 0.2, 0.15])
     word_drop: float = 0.5
     class_balance: float = 0.3  # CE weight of a class ~ count**-class_balance (0 = none)
+    attention_weight: float = 0.5  # penalty on spatial attention over the white background (weak label)
     backbone_lr_scale: float = 0.3  # the fine-tuned pretrained blocks learn slower than the fusion
     seed: int = 0
     # inference

@@ -423,6 +423,23 @@ class InferenceEngine:
         fine-tuning read. ``force_path``: "full" or "light" to bypass the gate (ablations, calibration)."""
         return self._predict(items, review_threshold=review_threshold, force_path=force_path)
 
+    def _photo_attention(self, att: np.ndarray, hit: tuple | None) -> np.ndarray:
+        """The spatial map over the photo only: a white-padded square input's margins are cropped away,
+        so the map lines up with the photo it is drawn on."""
+        if not self.cfg.pad_square or hit is None or len(hit) < 4:
+            return att
+        w, h = hit[3]
+        if w == h:
+            return att
+        side = 4 * att.shape[-1]  # resample finer first so the crop falls between cells
+        fine = np.asarray(
+            PIL.Image.fromarray(att.astype(np.float32), mode="F").resize((side, side), PIL.Image.BILINEAR)
+        )
+        s = max(w, h)
+        cw, ch = max(1, round(side * w / s)), max(1, round(side * h / s))
+        left, top = (side - cw) // 2, (side - ch) // 2
+        return np.ascontiguousarray(fine[top : top + ch, left : left + cw])
+
     @property
     def leaves(self) -> list[str]:
         """The candidate leaf ids of the current snapshot, in the order of the raw scores' columns."""
@@ -475,7 +492,7 @@ class InferenceEngine:
                     ).to(dev)
                     emb_m, hs_m = self.model.forward_image_only(pix_m)
                     for k, i in enumerate(miss):
-                        hits[i] = (float(cplx[i]), tuple(h[k] for h in hs_m), emb_m[k])
+                        hits[i] = (float(cplx[i]), tuple(h[k] for h in hs_m), emb_m[k], imgs[i].size)
                         if keys[i] is not None:
                             self._image_cache.put(keys[i], hits[i])
                 # the backbone's stages of every item (computed above or repeated images from the cache)
@@ -530,7 +547,7 @@ class InferenceEngine:
                     logits[k],
                     "full",
                     findings,
-                    None if att is None else att[k],
+                    None if att is None else self._photo_attention(att[k], hits[i]),
                     None if img_logits is None else img_logits[i],
                     None if txt_logits is None else txt_logits[k],
                 )

@@ -33,6 +33,7 @@ class SplitData:
     # fp16 frozen stride-8 / stride-16 maps and the frozen blocks' output after them (None: 11 frozen)
     early: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
     category_tokens: torch.Tensor | None = None  # [n, tokens] 1 where a full-title token is a category word
+    foreground: np.ndarray | None = None  # fp16 [n, grid, grid] non-white share per stride-8 cell
 
 
 def category_word_tokens(encoder: TextEncoder, titles: list[str], vague: list[str]) -> torch.Tensor:
@@ -101,6 +102,26 @@ def cache_early_features(
         np.save(key8, out8)
         np.save(key16, out16)
     return out8, out16
+
+
+def cache_foreground(cfg: FusionConfig, rows: list[Row], base: Path, cache: Path | None) -> np.ndarray:
+    """Non-white share per stride-8 cell of each row's (padded) image, fp16 [n, s/8, s/8], cached once."""
+    from classifier.fusion.data import foreground_share, image_to_array, load_image
+
+    grid = cfg.image_size // 8
+    key = None
+    if cache is not None:
+        digest = hashlib.md5((",".join(r.id for r in rows) + f"|{cfg.pad_square}").encode()).hexdigest()[:12]
+        key = cache / f"fg{grid}_{cfg.image_size}_{len(rows)}_{digest}.npy"
+        if key.exists():
+            return np.load(key)
+    out = np.zeros((len(rows), grid, grid), dtype=np.float16)
+    for i, r in enumerate(tqdm(rows, desc="foreground masks", unit="image", mininterval=5)):
+        arr = image_to_array(load_image(base / r.image), cfg.image_size, cfg.pad_square)
+        out[i] = foreground_share(arr, grid)
+    if key is not None:
+        np.save(key, out)
+    return out
 
 
 def cache_middle_features(
@@ -293,7 +314,7 @@ class Prepared:
             keep = None
             if sp == "train" and max_train_rows and max_train_rows < len(rows):
                 keep = stratified_subset(rows, max_train_rows)
-            imgs, early = None, None
+            imgs, early, foreground = None, None, None
             # only the training split's maps are needed: evaluation runs the engine on files
             if efficient and sp == "train":
                 s8, s16 = cache_early_features(cfg, rows, self.data_dir, cache, sp)
@@ -302,6 +323,10 @@ class Prepared:
                 digest = hashlib.md5(",".join(rows[i].id for i in (keep or range(len(rows)))).encode())
                 tag = f"{cfg.image_size}_{len(s16)}_{digest.hexdigest()[:10]}"
                 early = (s8, s16, cache_middle_features(cfg, s16, cache, tag))
+                if cfg.attention_weight > 0:
+                    foreground = cache_foreground(cfg, rows, self.data_dir, cache)
+                    if keep is not None:
+                        foreground = foreground[keep]
             if keep is not None:
                 rows = [rows[i] for i in keep]
             if cfg.use_image and not efficient:
@@ -316,6 +341,7 @@ class Prepared:
                 vt,
                 early,
                 category_word_tokens(self.encoder, [r.title for r in rows], vt),
+                foreground,
             )
         self.keywords = KeywordModel.fit(
             [r.title for r in self.splits["train"].rows], [r.leaf_id for r in self.splits["train"].rows]
@@ -343,6 +369,7 @@ def compute_loss(
     cfg: FusionConfig,
     weight: torch.Tensor | None = None,
     sample_weight: torch.Tensor | None = None,
+    foreground: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """CE on leaves + hierarchy NLL (parents = sums of leaves) + image-head CE + text-head CE + InfoNCE.
 
@@ -353,6 +380,8 @@ def compute_loss(
             1 vague, 2 none, 3 words dropped (only full titles enter the text head and the contrastive term).
         weight: per-class CE weights (:func:`class_weights`), or None.
         sample_weight: [batch] weights of the main CE (fine-tuning weighs corrections above replay rows).
+        foreground: [batch, h, w] non-white share per cell (:func:`cache_foreground`): the spatial
+            attention's mass on the white studio background is penalised, so it settles on the product.
     """
     ls = cfg.label_smoothing
     if sample_weight is None:
@@ -375,7 +404,22 @@ def compute_loss(
             loss = loss + 0.3 * F.cross_entropy(model.head(f.text_emb[has]), y[has])
             if f.image_emb is not None:
                 loss = loss + cfg.contrastive_weight * info_nce(f.image_emb[has], f.text_emb[has])
+    if foreground is not None and f.attention is not None and cfg.attention_weight > 0:
+        loss = loss + cfg.attention_weight * background_attention(f.attention, foreground)
     return loss + cfg.prototype_delta_l2 * model.head.delta.pow(2).sum(-1).mean()
+
+
+def background_attention(attention: torch.Tensor, foreground: torch.Tensor) -> torch.Tensor:
+    """Mean share of the spatial attention's mass on background cells, over the images with a clear
+    (mostly white) background; 0 when the batch has none."""
+    fg = foreground.float()
+    if fg.shape[-2:] != attention.shape[-2:]:
+        fg = F.interpolate(fg.unsqueeze(1), size=attention.shape[-2:], mode="area")[:, 0]
+    clear = (fg.mean((1, 2)) < 0.9) & (fg.mean((1, 2)) > 0.005)
+    if not bool(clear.any()):
+        return attention.sum() * 0.0
+    a, fg = attention[clear], fg[clear]
+    return ((a * (1 - fg)).sum((1, 2)) / a.sum((1, 2)).clamp_min(1e-6)).mean()
 
 
 def param_groups(model: FusionModel, cfg: FusionConfig) -> list[dict]:
@@ -448,15 +492,21 @@ def train_model(
                 flip = torch.rand(len(idx), generator=gen) < 0.5
                 s8 = flip_maps(torch.from_numpy(tr.early[0][sel])[order].float(), flip)
                 s16 = flip_maps(torch.from_numpy(tr.early[1][sel])[order].float(), flip)
+                fg = None
+                if tr.foreground is not None:
+                    fg = flip_maps(torch.from_numpy(tr.foreground[sel])[order].float().unsqueeze(1), flip)[
+                        :, 0
+                    ]
                 mid = None
                 if tr.early[2] is not None:
                     mid = flip_maps(torch.from_numpy(tr.early[2][sel])[order].float(), flip)
                 hs = model.stages_from_early(s8, s16, mid)
                 out = model.forward_head(model.forward_features(None, text, hidden_states=hs))
             else:
+                fg = None
                 pixels = augment(torch.from_numpy(tr.images[idx.numpy()]), gen) if cfg.use_image else None
                 out = model(pixels, text)
-            loss = compute_loss(model, out, y, choice, mats, cfg, weight)
+            loss = compute_loss(model, out, y, choice, mats, cfg, weight, foreground=fg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

@@ -180,7 +180,8 @@ def main() -> None:
                 no_map += 1
                 continue
             att = np.clip(np.nan_to_num(np.asarray(pred.attention_map, dtype=np.float64)), 0, None)
-            figures = concentration(map_to_photo(att, photo.size, padded_square=padded), box)
+            # the engine already crops a padded square's margins: the shipped map covers the photo only
+            figures = concentration(map_to_photo(att, photo.size, padded_square=False), box)
             figures.update(id=row.id, article=row.article_type, map_shape=list(att.shape))
             results.append(figures)
     seconds = time.perf_counter() - t0

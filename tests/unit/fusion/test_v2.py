@@ -11,12 +11,12 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from classifier.fusion.artifacts import load_model, save_model
-from classifier.fusion.data import image_to_array, load_image
+from classifier.fusion.data import foreground_share, image_to_array, load_image
 from classifier.fusion.engine import InferenceEngine, ListingInput
 from classifier.fusion.modeling import FusionModel
 from classifier.fusion.routing import AUTO_ACCEPTED
 from classifier.fusion.text import EntityExtractor
-from classifier.fusion.training import category_word_tokens, mix_text
+from classifier.fusion.training import background_attention, category_word_tokens, mix_text
 
 from .factories import LEAVES, catalogue_rows, tiny_config, tiny_snapshot
 
@@ -171,3 +171,33 @@ def test_predict_examples_csv_refuses_unknown_categories_and_adds_prototypes(v2_
         w.writerows([rows[1], bad])
     with pytest.raises(SystemExit, match="not in the knowledge snapshot"):
         add_examples_from_csv(eng, path)
+
+
+def test_foreground_share_counts_non_white_pixels_per_cell():
+    arr = np.full((3, 16, 16), 255, dtype=np.uint8)
+    arr[:, :8, :8] = 40  # the product fills the top-left quarter
+    share = foreground_share(arr, 2)
+    assert share.tolist() == [[1.0, 0.0], [0.0, 0.0]]
+
+
+def test_background_attention_penalises_mass_off_the_product_only_for_clear_backgrounds():
+    fg = torch.zeros(3, 4, 4)
+    fg[:, 1:3, 1:3] = 1.0
+    on_product = fg.clone()
+    flat = torch.ones(3, 4, 4)
+    assert float(background_attention(on_product, fg)) == 0.0
+    assert float(background_attention(flat, fg)) == pytest.approx(12 / 16)
+    busy = torch.ones(3, 4, 4)  # no white background: no weak label, no penalty
+    assert float(background_attention(flat, busy)) == 0.0
+
+
+def test_attention_map_is_cropped_to_the_photo_of_a_padded_square(v2_dir):
+    d, _ = v2_dir
+    eng = InferenceEngine.load(d, device="cpu")
+    buf = io.BytesIO()
+    Image.new("RGB", (120, 60), (200, 30, 30)).save(buf, "JPEG")  # twice as wide as high
+    preds, _ = eng.predict_detailed(
+        [ListingInput(buf.getvalue(), "Puma Men Red Tshirt", key="wide")], force_path="full"
+    )
+    h, w = preds[0].attention_map.shape
+    assert w == pytest.approx(2 * h, abs=1)
