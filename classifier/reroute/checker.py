@@ -86,6 +86,18 @@ class Checker:
             confidence=confidence, threshold=self.threshold(version), findings=self.findings(title, label)
         )
 
+    def check_task(self, task: ReviewTask, labels: dict[int, str]) -> tuple[str | None, RouteDecision]:
+        """A task's prediction checked again: (its category's label in the snapshot, the decision)."""
+        prediction = task.prediction
+        label = labels.get(prediction.category_id) if prediction.category_id else None
+        decision = self.check(
+            title=task.listing.title,
+            label=label,
+            confidence=prediction.confidence,
+            version=prediction.model_version,
+        )
+        return label, decision
+
 
 def labels_for(snapshot_row_ids: RowIds | None) -> dict[int, str]:
     """Category pk -> label in the snapshot (the published row ids, else the live tables)."""
@@ -122,14 +134,7 @@ def reroute_plan(
     )
     for task in tasks:
         plan.checked += 1
-        prediction = task.prediction
-        label = labels.get(prediction.category_id) if prediction.category_id else None
-        decision = checker.check(
-            title=task.listing.title,
-            label=label,
-            confidence=prediction.confidence,
-            version=prediction.model_version,
-        )
+        label, decision = checker.check_task(task, labels)
         if not decision.needs_review:
             plan.resolve.append(task.pk)
             if task.status == ReviewTask.Status.CLAIMED:

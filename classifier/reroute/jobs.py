@@ -113,13 +113,7 @@ def _reroute_one(*, task_id: int, checker: Checker, labels: dict[int, str], vers
         if task is None or task.status == ReviewTask.Status.DONE:
             return "held"
         prediction = task.prediction
-        label = labels.get(prediction.category_id) if prediction.category_id else None
-        decision = checker.check(
-            title=task.listing.title,
-            label=label,
-            confidence=prediction.confidence,
-            version=prediction.model_version,
-        )
+        label, decision = checker.check_task(task, labels)
         if decision.needs_review:
             if decision.primary != task.route_reason:
                 # the conflict is gone but confidence is low: the task stays, for the right reason

@@ -9,7 +9,7 @@ from classifier.reroute.jobs import knowledge_reroute_run, reroute_sweep
 
 
 @shared_task(name="knowledge.tasks.knowledge_reroute", acks_late=True)
-def knowledge_reroute(job_id: int) -> dict[str, int] | None:
+def knowledge_reroute(job_id: int) -> dict[str, int | str] | None:
     """Re-check the open knowledge-routed review tasks against a published version (idempotent)."""
     job = knowledge_reroute_run(job_id=job_id)
     if job is None:
