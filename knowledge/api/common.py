@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from django.db.models import Model
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers as drf
 from rest_framework import status
 from rest_framework.permissions import BasePermission
@@ -36,8 +36,26 @@ WRITE_ERRORS = {
 }
 
 
+def schema(operation_id: str, **kwargs: Any) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    """`extend_schema` for one knowledge operation (tagged "knowledge")."""
+    decorate: Callable[[Callable[..., Response]], Callable[..., Response]] = extend_schema(
+        operation_id=operation_id, tags=["knowledge"], **kwargs
+    )
+    return decorate
+
+
+def added_or_existing(output: type[drf.Serializer], existing: str) -> dict[int, OpenApiResponse]:
+    """The answers of a write that adds a row, or finds it there already (200, `existing` says how)."""
+    return {
+        201: OpenApiResponse(output, description="Added (pending until published)"),
+        200: OpenApiResponse(output, description=existing),
+        **WRITE_ERRORS,
+    }
+
+
 class KnowledgeAPIView(JsonAPIView):
-    """Reading needs Perm.VIEW_KNOWLEDGE; every write Perm.EDIT_KNOWLEDGE."""
+    # Reading needs Perm.VIEW_KNOWLEDGE; every write Perm.EDIT_KNOWLEDGE. (No docstring: the API
+    # schema shows a view's docstring, and these views keep the one of JsonAPIView.)
 
     def get_permissions(self) -> list[BasePermission]:
         return perms_by_method(self, read=Perm.VIEW_KNOWLEDGE, write=Perm.EDIT_KNOWLEDGE)

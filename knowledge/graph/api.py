@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import Http404
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers as drf
 from rest_framework import status
 from rest_framework.request import Request
@@ -24,10 +24,12 @@ from knowledge.api.common import (
     WRITE_ERRORS,
     Data,
     KnowledgeAPIView,
+    added_or_existing,
     api_write,
     get_or_404,
     paged_response,
     paged_schema,
+    schema,
     unknown_reference,
 )
 from knowledge.graph import brands, categories, nodes
@@ -84,9 +86,8 @@ def _api_list(
 
 
 class BrandCollection(KnowledgeAPIView):
-    @extend_schema(
-        operation_id="knowledge_brands_list",
-        tags=["knowledge"],
+    @schema(
+        "knowledge_brands_list",
         parameters=[s.BrandSearchQuery],
         responses={200: paged_schema(s.BrandOutput, "PaginatedBrandList"), 400: ApiErrorOutput},
     )
@@ -109,9 +110,8 @@ class BrandCollection(KnowledgeAPIView):
         ]
         return paged_response(request, page, results)
 
-    @extend_schema(
-        operation_id="knowledge_brands_create",
-        tags=["knowledge"],
+    @schema(
+        "knowledge_brands_create",
         request=s.BrandCreateInput,
         responses={201: s.BrandOutput, **WRITE_ERRORS},
     )
@@ -134,17 +134,15 @@ class BrandCollection(KnowledgeAPIView):
 
 
 class BrandItem(KnowledgeAPIView):
-    @extend_schema(
-        operation_id="knowledge_brands_retrieve",
-        tags=["knowledge"],
+    @schema(
+        "knowledge_brands_retrieve",
         responses={200: s.BrandOutput, 404: ApiErrorOutput},
     )
     def get(self, request: Request, pk: int) -> Response:
         return Response(brand_as_dict(brand=get_or_404(Brand, pk, "brand")))
 
-    @extend_schema(
-        operation_id="knowledge_brands_update",
-        tags=["knowledge"],
+    @schema(
+        "knowledge_brands_update",
         request=s.BrandUpdateInput,
         responses={200: s.BrandOutput, 404: ApiErrorOutput, **_STALE, **WRITE_ERRORS},
     )
@@ -171,9 +169,8 @@ class BrandItem(KnowledgeAPIView):
 
 
 class CategoryCollection(KnowledgeAPIView):
-    @extend_schema(
-        operation_id="knowledge_categories_list",
-        tags=["knowledge"],
+    @schema(
+        "knowledge_categories_list",
         parameters=[s.CategorySearchQuery],
         responses={200: paged_schema(s.CategoryOutput, "PaginatedCategoryList"), 400: ApiErrorOutput},
     )
@@ -185,9 +182,8 @@ class CategoryCollection(KnowledgeAPIView):
         page = category_page(query=v["q"], number=v.get("page", 1), size=v.get("page_size", 50))
         return paged_response(request, page, categories_as_dicts(ids=[cat.pk for cat, _label in page.rows]))
 
-    @extend_schema(
-        operation_id="knowledge_categories_create",
-        tags=["knowledge"],
+    @schema(
+        "knowledge_categories_create",
         request=s.CategoryCreateInput,
         responses={201: s.CategoryOutput, **WRITE_ERRORS},
     )
@@ -210,18 +206,16 @@ class CategoryCollection(KnowledgeAPIView):
 
 
 class CategoryItem(KnowledgeAPIView):
-    @extend_schema(
-        operation_id="knowledge_categories_retrieve",
-        tags=["knowledge"],
+    @schema(
+        "knowledge_categories_retrieve",
         responses={200: s.CategoryOutput, 404: ApiErrorOutput},
     )
     def get(self, request: Request, pk: int) -> Response:
         category = get_or_404(Category, pk, "category")
         return Response(categories_as_dicts(ids=[category.pk])[0])
 
-    @extend_schema(
-        operation_id="knowledge_categories_update",
-        tags=["knowledge"],
+    @schema(
+        "knowledge_categories_update",
         request=s.CategoryUpdateInput,
         responses={200: s.CategoryOutput, 404: ApiErrorOutput, **_STALE, **WRITE_ERRORS},
         description="Rename, describe, set aliases and/or move (parent_id) in one call, at `version`.",
@@ -281,9 +275,8 @@ def _relation_dict(rel: Model, labels: dict[int, str]) -> dict[str, object]:
 class RelationCollection(KnowledgeAPIView):
     """Brand sells category (any level of the tree): list, add."""
 
-    @extend_schema(
-        operation_id="knowledge_relations_list",
-        tags=["knowledge"],
+    @schema(
+        "knowledge_relations_list",
         parameters=[s.RelationQuery],
         responses={200: paged(s.RelationOutput, "PaginatedRelationList"), 400: ApiErrorOutput},
     )
@@ -293,15 +286,10 @@ class RelationCollection(KnowledgeAPIView):
 
         return _api_list(request, self, s.RelationQuery, rows, _relation_dict)
 
-    @extend_schema(
-        operation_id="knowledge_relations_create",
-        tags=["knowledge"],
+    @schema(
+        "knowledge_relations_create",
         request=s.RelationInput,
-        responses={
-            201: OpenApiResponse(s.RelationOutput, description="Added (pending until published)"),
-            200: OpenApiResponse(s.RelationOutput, description="Already recorded; nothing changed"),
-            **WRITE_ERRORS,
-        },
+        responses=added_or_existing(s.RelationOutput, "Already recorded; nothing changed"),
     )
     def post(self, request: Request) -> Response:
         def apply(v: Data) -> Response:
@@ -321,9 +309,8 @@ class RelationCollection(KnowledgeAPIView):
 
 
 class RelationItem(KnowledgeAPIView):
-    @extend_schema(
-        operation_id="knowledge_relations_delete",
-        tags=["knowledge"],
+    @schema(
+        "knowledge_relations_delete",
         parameters=[_REASON],
         responses=_REMOVED,
     )
@@ -376,9 +363,8 @@ def _rule_set(
 class RuleCollection(KnowledgeAPIView):
     """Attribute rules of categories: list; add or replace one (by category and name)."""
 
-    @extend_schema(
-        operation_id="knowledge_rules_list",
-        tags=["knowledge"],
+    @schema(
+        "knowledge_rules_list",
         parameters=[s.RuleQuery],
         responses={200: paged(s.RuleOutput, "PaginatedRuleList"), 400: ApiErrorOutput},
     )
@@ -388,15 +374,10 @@ class RuleCollection(KnowledgeAPIView):
 
         return _api_list(request, self, s.RuleQuery, rows, _rule_dict)
 
-    @extend_schema(
-        operation_id="knowledge_rules_set",
-        tags=["knowledge"],
+    @schema(
+        "knowledge_rules_set",
         request=s.RuleInput,
-        responses={
-            201: OpenApiResponse(s.RuleOutput, description="Added (pending until published)"),
-            200: OpenApiResponse(s.RuleOutput, description="The category's rule of that name, replaced"),
-            **WRITE_ERRORS,
-        },
+        responses=added_or_existing(s.RuleOutput, "The category's rule of that name, replaced"),
     )
     def post(self, request: Request) -> Response:
         def apply(v: Data) -> Response:
@@ -414,9 +395,8 @@ class RuleCollection(KnowledgeAPIView):
 
 
 class RuleItem(KnowledgeAPIView):
-    @extend_schema(
-        operation_id="knowledge_rules_update",
-        tags=["knowledge"],
+    @schema(
+        "knowledge_rules_update",
         request=s.RuleUpdateInput,
         responses={200: s.RuleOutput, 404: ApiErrorOutput, **WRITE_ERRORS},
     )
@@ -431,9 +411,7 @@ class RuleItem(KnowledgeAPIView):
         attr = get_or_404(CategoryAttribute, pk, "attribute rule")
         return api_write(request.data, s.RuleUpdateInput, apply)
 
-    @extend_schema(
-        operation_id="knowledge_rules_delete", tags=["knowledge"], parameters=[_REASON], responses=_REMOVED
-    )
+    @schema("knowledge_rules_delete", parameters=[_REASON], responses=_REMOVED)
     def delete(self, request: Request, pk: int) -> Response:
         attr = get_or_404(CategoryAttribute, pk, "attribute rule")
         categories.attribute_delete(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import Http404
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,7 +18,7 @@ from fusionreview.apicommon import (
     paged,
 )
 from knowledge.api import serializers as s
-from knowledge.api.common import WRITE_ERRORS, Data, KnowledgeAPIView, api_write
+from knowledge.api.common import WRITE_ERRORS, Data, KnowledgeAPIView, api_write, schema
 from knowledge.models import KnowledgeVersion
 from knowledge.versions.diff import DiffSection, knowledge_version_compare
 from knowledge.versions.publish import knowledge_publish
@@ -27,9 +27,8 @@ from knowledge.versions.publish import knowledge_publish
 class Publish(KnowledgeAPIView):
     """Publish the pending edits as a new knowledge version; workers use it from their next batch."""
 
-    @extend_schema(
-        operation_id="knowledge_publish",
-        tags=["knowledge"],
+    @schema(
+        "knowledge_publish",
         request=s.PublishInput,
         responses={201: s.KnowledgeVersionOutput, **WRITE_ERRORS},
     )
@@ -44,9 +43,8 @@ class Publish(KnowledgeAPIView):
 
 
 class VersionCollection(KnowledgeAPIView):
-    @extend_schema(
-        operation_id="knowledge_versions_list",
-        tags=["knowledge"],
+    @schema(
+        "knowledge_versions_list",
         parameters=PAGE_PARAMETERS,
         responses={
             200: paged(s.KnowledgeVersionOutput, "PaginatedKnowledgeVersionList"),
@@ -72,9 +70,8 @@ def _counts(section: DiffSection) -> dict[str, int]:
 
 
 class VersionItem(KnowledgeAPIView):
-    @extend_schema(
-        operation_id="knowledge_versions_retrieve",
-        tags=["knowledge"],
+    @schema(
+        "knowledge_versions_retrieve",
         parameters=[
             OpenApiParameter("against", int, description="Compare with this version (default: previous)")
         ],
