@@ -115,13 +115,16 @@ def knowledge_version_latest() -> KnowledgeVersion | None:
 def merge_record(
     *,
     actor: Actor,
-    target: Category | Brand,
+    target: Node,
+    row: Callable[[Node], dict[str, object]],
     reason: str,
     before: Mapping[str, object],
-    after: Mapping[str, object],
+    folded: Mapping[str, object],
 ) -> None:
-    """A merge is an edit of its target: the version moves on, the change log says what was folded in."""
+    """A merge is an edit of its target: the version moves on, then the change log keeps the
+    target as it is now (`row`) and what was folded into it."""
     version_bump(target)
+    after = {"target": row(target), **folded}
     change_record(actor=actor, action="merge", obj=target, reason=reason, before=before, after=after)
 
 

@@ -119,9 +119,10 @@ def brand_merge(*, actor: Actor, source: Brand, target: Brand, reason: str = "")
     merge_record(
         actor=actor,
         target=target,
+        row=brand_row,
         reason=reason,
         before=before,
-        after={"target": brand_row(target), "merged_away": source_name, "moved": moved},
+        folded={"merged_away": source_name, "moved": moved},
     )
     return target
 

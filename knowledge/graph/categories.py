@@ -140,14 +140,10 @@ def category_merge(*, actor: Actor, source: Category, target: Category, reason: 
     merge_record(
         actor=actor,
         target=target,
+        row=category_row,
         reason=reason,
         before=before,
-        after={
-            "target": category_row(target),
-            "merged_away": source_label,
-            "moved": moved,
-            "moved_ids": moved_ids,
-        },
+        folded={"merged_away": source_label, "moved": moved, "moved_ids": moved_ids},
     )
     return target
 
