@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Lower
 
-from knowledge.graph.selectors import brand_category_paths, category_display_labels, category_path_labels
+from knowledge.graph.selectors import (
+    brand_category_paths,
+    category_display_labels,
+    category_path_labels,
+    node_fields,
+)
 from knowledge.models import Brand, BrandAlias, BrandCategory, Category, CategoryAlias, CategoryAttribute
 from knowledge.paging import Page, page_bounds
 
@@ -130,11 +135,7 @@ def brand_as_dict(*, brand: Brand) -> dict[str, object]:
     paths = sorted(brand_category_paths(brand), key=lambda c: c[1].lower())
     categories = [{"id": cat_id, "path": path} for cat_id, path in paths]
     return {
-        "id": brand.pk,
-        "name": brand.name,
-        "description": brand.description,
-        "is_active": brand.is_active,
-        "version": brand.version,
+        **node_fields(brand),
         "aliases": list(brand.aliases.order_by("alias").values_list("alias", flat=True)),
         "categories": categories,
     }

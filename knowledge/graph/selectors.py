@@ -214,16 +214,23 @@ def category_display_labels(paths: dict[int, str] | None = None) -> dict[int, st
     return {pk: (paths[pk] if counts[name.lower()] > 1 else name) for pk, name in names.items()}
 
 
+def node_fields(node: Category | Brand) -> dict[str, object]:
+    """What categories and brands share: id, name, description, whether active, version."""
+    return {
+        "id": node.pk,
+        "name": node.name,
+        "description": node.description,
+        "is_active": node.is_active,
+        "version": node.version,
+    }
+
+
 def category_row(category: Category) -> dict[str, object]:
     """A category as the change log stores it."""
     return {
-        "id": category.pk,
-        "name": category.name,
+        **node_fields(category),
         "parent_id": category.parent_id,
         "path": category.path_label,
-        "description": category.description,
-        "is_active": category.is_active,
-        "version": category.version,
         "aliases": sorted(category.aliases.values_list("alias", flat=True)),
     }
 
@@ -231,11 +238,7 @@ def category_row(category: Category) -> dict[str, object]:
 def brand_row(brand: Brand) -> dict[str, object]:
     """A brand as the change log stores it."""
     return {
-        "id": brand.pk,
-        "name": brand.name,
-        "description": brand.description,
-        "is_active": brand.is_active,
-        "version": brand.version,
+        **node_fields(brand),
         "aliases": sorted(brand.aliases.values_list("alias", flat=True)),
         "categories": sorted(path for _id, path in brand_category_paths(brand)),
     }
