@@ -1,8 +1,8 @@
 """Django admin for listings, predictions, reviews and model versions: read-only.
 
 Writes to these rows have rules the admin form would skip: a decision is appended and audit-logged
-(`classifier.services.review`), a promotion needs a passed gate and a verified checksum
-(`classifier.services.training`), a listing is validated on ingest. Staff can look everything up here;
+(`classifier.review.decisions`), a promotion needs a passed gate and a verified checksum
+(`classifier.registry.services`), a listing is validated on ingest. Staff can look everything up here;
 they act through the product's pages and API.
 """
 
@@ -10,17 +10,11 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from classifier.models import (
-    AuditEvent,
-    DriftAlert,
-    Listing,
-    ModelEvaluation,
-    ModelVersion,
-    Prediction,
-    ReviewDecision,
-    ReviewTask,
-    TrainingJob,
-)
+from classifier.audit import AuditEvent
+from classifier.listings.models import Listing, Prediction
+from classifier.registry.models import ModelEvaluation, ModelVersion
+from classifier.review.models import ReviewDecision, ReviewTask
+from classifier.training.models import DriftAlert, TrainingJob
 from knowledge.admin import ReadOnlyAdmin, ReadOnlyInline
 
 

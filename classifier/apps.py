@@ -19,3 +19,10 @@ class ClassifierConfig(AppConfig):
         from classifier.reroute.wiring import connect
 
         connect()
+        # Celery's autodiscovery looks for `<app>.tasks`; the tasks live in their feature packages.
+        from classifier.listings import tasks as listings_tasks
+        from classifier.registry import tasks as registry_tasks
+        from classifier.review import tasks as review_tasks
+        from classifier.training import tasks as training_tasks
+
+        del listings_tasks, registry_tasks, review_tasks, training_tasks

@@ -1,7 +1,9 @@
 from django.urls import include, path
 
 urlpatterns = [
-    path("", include("classifier.views.listing_urls")),
-    path("review/", include("classifier.views.review_urls")),
-    path("models/", include("classifier.views.model_urls")),
+    path("", include("classifier.listings.urls")),
+    path("review/", include("classifier.review.urls")),
+    # The Models area: versions (registry) and, beside them, the list with its training jobs (training).
+    path("models/", include("classifier.registry.urls")),
+    path("models/", include("classifier.training.urls")),
 ]

@@ -8,7 +8,7 @@ Why one helper:
 - **On commit.** The worker must see the rows the task is about; a task sent inside a
   transaction that later rolls back would act on nothing.
 - **Broker down is not an error for the caller.** The row that asked for the work is already
-  committed and is the source of truth; the periodic sweeper (`classifier.tasks.sweeper`)
+  committed and is the source of truth; the periodic sweeper (`classifier.listings.tasks.listings_sweep`)
   finds work that was never sent (or was lost with a Redis restart) and sends it again. A
   failed publish is therefore logged and counted, and the request that caused it succeeds.
 - **Bounded time.** The broker connection and publish have short timeouts (settings:

@@ -2,7 +2,7 @@
 
 `LOG_FORMAT=json` (the compose default) writes one JSON object per line:
 
-    {"ts": "...", "level": "INFO", "logger": "classifier.tasks.inference", "message": "...",
+    {"ts": "...", "level": "INFO", "logger": "classifier.listings.tasks", "message": "...",
      "listing_ids": [12, 13], "task": "classifier.tasks.classify_listings", "task_id": "..."}
 
 The ids come from two places: a context bound for the duration of a Celery task or an API

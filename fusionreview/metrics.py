@@ -79,7 +79,7 @@ class FusionCollector:
                 log.warning("metrics: %s unavailable", part.__name__, exc_info=True)
 
     def _listings(self) -> Iterator[Metric]:
-        from classifier.selectors.listings import listing_status_counts
+        from classifier.listings.selectors import listing_status_counts
 
         gauge = GaugeMetricFamily("fusion_listings", "Listings by status", labels=["status"])
         counts = listing_status_counts()

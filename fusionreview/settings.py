@@ -233,7 +233,7 @@ CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
 CELERY_RESULT_BACKEND_MAX_RETRIES = 10
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 
-# The sweeper (classifier.tasks.sweeper) runs every SWEEP_INTERVAL seconds. It sends again the
+# The sweeper (classifier.listings.tasks.listings_sweep) runs every SWEEP_INTERVAL seconds. It sends again the
 # listings still queued without a live "sent" mark (never sent: broker down at ingest; lost:
 # Redis restarted without persistence; stuck: the worker was killed), once they are
 # SWEEP_MIN_AGE old (the on-commit send of a fresh listing is not raced). A sent mark lives

@@ -164,8 +164,8 @@ def review_cache_reset() -> None:
     """Forget the review keys this suite writes (never a whole-cache clear: other suites share Redis)."""
     from django.core.cache import cache
 
-    from classifier.selectors.review import CATEGORY_LABELS_KEY
-    from classifier.services.review import COUNTS_CACHE_KEY
+    from classifier.review.item import CATEGORY_LABELS_KEY
+    from classifier.review.selectors import COUNTS_CACHE_KEY
 
     keys = [f"review:skipped:{i}" for i in range(1, 5000)]
     keys += [COUNTS_CACHE_KEY, CATEGORY_LABELS_KEY, "review:confhist:10"]

@@ -18,7 +18,7 @@ from classifier.fusion.routing import RouteDecision, RouteReason, route
 from classifier.fusion.text import EntityExtractor
 from classifier.fusion.verification import verify
 from classifier.models import Listing, ModelVersion, Prediction, ReviewTask
-from classifier.services.training import artifact_review_threshold
+from classifier.registry.artifacts import artifact_review_threshold
 from knowledge.graph.selectors import category_path_labels
 from knowledge.ports import ReroutePlan, RowIds
 

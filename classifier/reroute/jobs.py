@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from classifier.audit import audit_record
 from classifier.fusion.knowledge import KnowledgeSnapshot
 from classifier.models import AuditEvent, Listing, ReviewTask
 from classifier.reroute.checker import (
@@ -24,7 +25,6 @@ from classifier.reroute.checker import (
     knowledge_routed_open_tasks,
     labels_for,
 )
-from classifier.services.audit import audit_record
 from knowledge.models import KnowledgeVersion, RerouteJob
 from knowledge.ports import Actor
 

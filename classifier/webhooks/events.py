@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from classifier.models import AuditEvent, ModelVersion, Prediction, ReviewDecision
+from classifier.audit import AuditEvent
+from classifier.listings.models import Prediction
+from classifier.registry.models import ModelVersion
+from classifier.review.models import ReviewDecision
 from classifier.webhooks.models import EventType
 
 VERB_EVENTS: dict[str, str] = {

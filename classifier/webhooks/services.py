@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from classifier.models import AuditEvent
+from classifier.audit import AuditEvent
 from classifier.webhooks.events import VERB_EVENTS, event_payload
 from classifier.webhooks.models import EventType, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from classifier.webhooks.signing import SIGNATURE_HEADER, signature_header

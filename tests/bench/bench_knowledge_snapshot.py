@@ -12,7 +12,7 @@ measures `snapshot_build_from_db` (time, tracemalloc peak, RSS growth), JSON siz
 parse time, a full `knowledge_publish` (DB row + entity-cache push) and a reader's fetch+parse.
 
 Part "propagation": seeds the same database with the catalogue's graph, starts a worker-like
-subprocess that runs the real engine holder (`classifier.inference.engine_for_batch`: one
+subprocess that runs the real engine holder (`classifier.registry.serving.engine_for_batch`: one
 version GET per batch, `set_snapshot` on change) with the demo model and classifies one listing
 per batch; the parent publishes a new brand and records the time until the worker's first
 prediction made with the new version. Entity cache: Redis db 12 (flushed).
@@ -209,7 +209,7 @@ def worker_main() -> None:
 
     django.setup()
     from classifier.fusion.engine import ListingInput
-    from classifier.inference import engine_for_batch
+    from classifier.registry.serving import engine_for_batch
 
     image = next((DATA / "images").glob("*.jpg")).read_bytes()
     seen = None

@@ -161,7 +161,7 @@ def main() -> int:
     print(f"starting the worker (log: {worker.log_dir})", flush=True)
     worker.start(timeout=180)
     # Warm the worker: load the model before the clock starts, as a running deployment would.
-    from classifier.tasks.inference import classify_listings
+    from classifier.listings.tasks import classify_listings
 
     classify_listings.delay([0]).get(timeout=60)  # no such listing: loads nothing, proves the route
     warm_row = rows[0]

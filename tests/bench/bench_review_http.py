@@ -342,7 +342,7 @@ def main() -> None:
     from django.db import connection
 
     from classifier.models import ReviewTask
-    from classifier.services.review import COUNTS_CACHE_KEY
+    from classifier.review.selectors import COUNTS_CACHE_KEY
 
     call_command("migrate", verbosity=0)
     global AUDITORS

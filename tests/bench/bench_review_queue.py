@@ -195,7 +195,8 @@ def run(auditors: int, rounds: int) -> None:
     from django.test import Client
 
     from classifier.models import ReviewTask
-    from classifier.services.review import review_claim_next, review_decide
+    from classifier.review.decisions import review_decide
+    from classifier.review.services import review_claim_next
 
     users = list(User.objects.filter(username__startswith="bench").order_by("username")[:auditors])
     # Start clean: nothing held from a previous run.
@@ -313,7 +314,7 @@ def main() -> None:
         print("review tasks:", ", ".join(f"{s}={n:,}" for s, n in cur.fetchall()))
     from django.core.cache import cache
 
-    from classifier.services.review import COUNTS_CACHE_KEY
+    from classifier.review.selectors import COUNTS_CACHE_KEY
 
     cache.delete(COUNTS_CACHE_KEY)
     run(args.auditors, args.rounds)

@@ -53,7 +53,7 @@ def test_admin_fine_tunes_watches_the_job_sees_the_gate_and_rolls_back(
     auditor,
     settings,
 ):
-    from classifier.inference import model_version_bundled_register
+    from classifier.registry.services import model_version_bundled_register
 
     settings.FINETUNE_MIN_CORRECTIONS = 10
     factories.plain_static_storage(settings)

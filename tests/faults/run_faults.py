@@ -222,8 +222,8 @@ REPORT = """
 import json
 from django.db.models import Count, Max
 from classifier.models import Listing, Prediction
-from classifier.inference import model_version_serving
-version = model_version_serving()
+from classifier.registry.services import model_version_serving_ensure
+version = model_version_serving_ensure()
 ids = json.load(open({ids_file!r}))
 listings = Listing.objects.filter(pk__in=ids)
 preds = Prediction.objects.filter(listing_id__in=ids, is_shadow=False)

@@ -324,7 +324,7 @@ def make_catalogue_listings(data_dir, worker_media_root):
     """Ingest the first n rows of a catalogue split (no classification queued); returns the listings."""
     import csv
 
-    from classifier.services.listings import listing_ingest
+    from classifier.listings.services import listing_ingest
 
     def make(n: int, *, split: str = "test", source: str = "catalogue") -> list:
         with open(data_dir / "catalogue.csv", encoding="utf-8") as handle:

@@ -254,7 +254,7 @@ def test_ops_edit_brands_categories_and_relations_then_publish(ops_user):
 
 
 def _version(tmp_path: Path, name: str, *, status=ModelVersion.Status.CANDIDATE) -> ModelVersion:
-    from classifier.inference import file_sha256
+    from classifier.registry.artifacts import file_sha256
 
     directory = tmp_path / name
     directory.mkdir()

@@ -37,7 +37,7 @@ def _promote(name: str, artifact_dir: str, *, parent: ModelVersion | None = None
 def test_a_promoted_artifact_that_fails_to_load_keeps_the_previous_version_serving(
     celery_worker_process, seeded_knowledge, demo_model_dir, make_catalogue_listings, tmp_path
 ):
-    from classifier.tasks.inference import classify_listings
+    from classifier.listings.tasks import classify_listings
 
     # Listings are created after each batch: a batch also takes queued listings it has room for.
     (first,) = make_catalogue_listings(1)
@@ -79,7 +79,7 @@ def test_a_promoted_artifact_that_fails_to_load_keeps_the_previous_version_servi
 def test_when_no_model_can_be_loaded_the_listings_stay_queued_and_classify_later(
     celery_worker_process, seeded_knowledge, demo_model_dir, make_catalogue_listings, tmp_path
 ):
-    from classifier.tasks.inference import classify_listings
+    from classifier.listings.tasks import classify_listings
 
     listings = make_catalogue_listings(2)
     ids = [listing.pk for listing in listings]

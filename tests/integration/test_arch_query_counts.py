@@ -12,7 +12,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from classifier.services import review as svc
+from classifier.review import decisions as review_decisions
+from classifier.review import services as svc
 from tests import factories
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -100,7 +101,9 @@ def test_item_page_queries_do_not_grow_with_decided_history(auditor):
         task = svc.review_claim_next(auditor=auditor)
         if task.pk == first.pk:
             continue
-        svc.review_decide(auditor=auditor, task_id=task.pk, version=task.version, action="approve")
+        review_decisions.review_decide(
+            auditor=auditor, task_id=task.pk, version=task.version, action="approve"
+        )
     task = svc.review_claim_next(auditor=auditor)
     client.get(reverse("review-task", args=[task.pk]))
     many = _count(lambda: client.get(reverse("review-task", args=[task.pk])))

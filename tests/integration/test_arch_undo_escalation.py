@@ -9,8 +9,8 @@ from django.test import Client
 from django.urls import reverse
 
 from classifier.models import AuditEvent, ReviewDecision, ReviewTask
-from classifier.selectors.review import review_queue_counts, review_queue_tasks
-from classifier.services import review as svc
+from classifier.review import services as svc
+from classifier.review.selectors import review_queue_counts, review_queue_tasks
 from tests import factories
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]

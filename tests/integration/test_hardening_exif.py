@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from classifier.listings.classification import listings_classify
+from classifier.listings.services import listing_ingest
 from classifier.models import Prediction
-from classifier.services.classification import listings_classify
-from classifier.services.listings import listing_ingest
 
 pytestmark = pytest.mark.integration
 

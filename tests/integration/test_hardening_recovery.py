@@ -74,7 +74,7 @@ def test_listings_accepted_while_redis_was_down_are_classified_by_the_sweeper(
     idle_worker, ops_user, data_dir, seeded_knowledge, demo_model_dir, settings
 ):
     """Fault 5 (and 2): the API accepts while the broker is unreachable; nothing is lost."""
-    from classifier.services.listings import listings_sweep
+    from classifier.listings.services import listings_sweep
     from fusionreview.celery import app
 
     live_broker = app.conf.broker_url
@@ -103,7 +103,7 @@ def test_a_redis_restart_without_persistence_loses_no_accepted_listing(
     idle_worker, ops_user, data_dir, seeded_knowledge, demo_model_dir, celery_broker, worker_cache
 ):
     """Fault 2: messages and cache marks vanish with Redis; the rows in PostgreSQL bring them back."""
-    from classifier.services.listings import listings_sweep
+    from classifier.listings.services import listings_sweep
 
     ids = _post_catalogue_rows(_api_client(ops_user), data_dir, 3, source="redis-restart")
     # What a Redis restart without persistence does: every queue and key is gone.
@@ -121,7 +121,7 @@ def test_a_worker_killed_with_sigkill_leaves_nothing_stuck(
     idle_worker, ops_user, data_dir, seeded_knowledge, demo_model_dir, settings
 ):
     """Fault 3: the listing a killed worker held is sent again once its "sent" mark expires."""
-    from classifier.services.listings import SENT_KEY, listings_sweep
+    from classifier.listings.services import SENT_KEY, listings_sweep
 
     idle_worker.start()
     ids = _post_catalogue_rows(_api_client(ops_user), data_dir, 4, source="kill-9")
@@ -159,7 +159,7 @@ def test_a_database_outage_longer_than_the_old_retry_budget_does_not_fail_listin
     """Fault 4: retries are bounded by time, not count; after the outage the batch completes."""
     from django.db import connection
 
-    from classifier.tasks.inference import classify_listings
+    from classifier.listings.tasks import classify_listings
     from tests.faults.proxy import TcpProxy
 
     proxy = TcpProxy(target=("127.0.0.1", int(connection.settings_dict.get("PORT") or 5432))).start()

@@ -167,7 +167,7 @@ def test_gunicorn_worker_and_beat_serve_classify_static_and_media_as_compose_run
 ):
     from django.db import connection
 
-    from classifier.services.listings import listing_ingest
+    from classifier.listings.services import listing_ingest
 
     port = _free_port()
     env = _base_env()

@@ -18,12 +18,8 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from classifier.models import ModelEvaluation, ModelVersion, TrainingJob
-from classifier.tasks.training import (
-    evaluate_model_version,
-    train_model_version,
-    training_jobs_sweep,
-    training_resend_lost,
-)
+from classifier.registry.tasks import evaluate_model_version
+from classifier.training.tasks import train_model_version, training_jobs_sweep, training_resend_lost
 from fusionreview.dispatch import task_publish
 from tests import factories
 from tests.integration.conftest import _reset_connections

@@ -33,7 +33,7 @@ def no_dispatch(monkeypatch):
     """These tests are about ingestion: record what would be queued instead of classifying."""
     sent: list[list[int]] = []
     monkeypatch.setattr(
-        "classifier.services.listings.listing_classification_dispatch",
+        "classifier.listings.services.listing_classification_dispatch",
         lambda *, listing_ids: sent.append(list(listing_ids)),
     )
     return sent

@@ -8,7 +8,8 @@ from django.test import Client
 from django.urls import reverse
 
 from classifier.models import ReviewDecision, ReviewTask
-from classifier.services import review as svc
+from classifier.review import decisions as review_decisions
+from classifier.review import services as svc
 from knowledge import cache as knowledge_cache
 from knowledge.changelog import KnowledgeError
 from knowledge.graph.brands import brand_create
@@ -129,16 +130,16 @@ def test_decisions_add_to_the_support_of_the_relation_they_confirm_and_undo_take
     puma = factories.brand("Puma")
     BrandCategory.objects.create(brand=puma, category=tshirts, support=10, source="import")
     task = _claimed_task(auditor, category=tshirts, brand_obj=puma, title="Puma Men Tshirt")
-    svc.review_decide(auditor=auditor, task_id=task.pk, version=task.version, action="approve")
+    review_decisions.review_decide(auditor=auditor, task_id=task.pk, version=task.version, action="approve")
     assert BrandCategory.objects.get(brand=puma, category=tshirts).support == 11
-    svc.review_undo_last(auditor=auditor)
+    review_decisions.review_undo_last(auditor=auditor)
     assert BrandCategory.objects.get(brand=puma, category=tshirts).support == 10
 
     # Corrections to a category the brand is not known to sell: a suggestion with its evidence,
     # accepted in bulk above a threshold, with that evidence as the relation's support.
     for i in range(3):
         t = _claimed_task(auditor, category=tshirts, brand_obj=puma, title=f"Puma Unisex Cap {i}")
-        svc.review_decide(
+        review_decisions.review_decide(
             auditor=auditor,
             task_id=t.pk,
             version=t.version,
@@ -194,8 +195,8 @@ def test_the_pipeline_routes_with_route_at_the_serving_versions_threshold_and_st
     from types import SimpleNamespace
 
     from classifier.fusion.engine import FusionPrediction
+    from classifier.listings.classification import listings_classify
     from classifier.models import Listing, Prediction
-    from classifier.services.classification import listings_classify
 
     settings.REVIEW_THRESHOLD = None
     tshirts = factories.category_path("Apparel", "Topwear", "Tshirts")
@@ -250,7 +251,8 @@ def test_the_pipeline_routes_with_route_at_the_serving_versions_threshold_and_st
 
     engine = SimpleNamespace(predict_batch=predict_batch, review_threshold=0.5, snapshot_version=1)
     monkeypatch.setattr(
-        "classifier.inference.engine_for_batch", lambda: SimpleNamespace(engine=engine, version=version)
+        "classifier.registry.serving.engine_for_batch",
+        lambda: SimpleNamespace(engine=engine, version=version),
     )
     report = listings_classify(listing_ids=[listing.pk for listing in listings.values()])
     assert len(report.classified) == 3
@@ -280,7 +282,7 @@ def test_a_brand_written_with_other_accents_is_the_same_brand(auditor, ops_user)
     factories.brand("Lakme")
     knowledge_publish(actor=ops_user, reason="Lakme")
     task = _claimed_task(auditor, title="Lakmé Absolute Lipstick")
-    svc.review_decide(
+    review_decisions.review_decide(
         auditor=auditor,
         task_id=task.pk,
         version=task.version,

@@ -10,7 +10,8 @@ from django.db import connection, transaction
 
 from classifier.models import AuditEvent, Listing, Prediction, ReviewTask
 from classifier.reroute.jobs import knowledge_reroute_run, review_task_auto_resolve_undo
-from classifier.services import review as review_services
+from classifier.review import decisions as review_decisions
+from classifier.review import services as review_services
 from knowledge import cache
 from knowledge.graph.brands import brand_category_add
 from knowledge.models import BrandCategory, KnowledgeVersion, RerouteJob
@@ -82,7 +83,7 @@ def test_publish_resolves_exactly_the_tasks_its_preview_named(
     decided = _knowledge_task("Titan Men Green Tshirt", tshirts)
     review_services.review_claim_task(auditor=auditor, task_id=decided.pk)
     decided.refresh_from_db()
-    review_services.review_decide(
+    review_decisions.review_decide(
         auditor=auditor, task_id=decided.pk, version=decided.version, action="approve"
     )
     decided.refresh_from_db()
@@ -165,7 +166,7 @@ def test_a_task_held_by_an_auditor_is_left_to_them_and_their_decision_is_kept(
     task.refresh_from_db()
     assert task.status == ReviewTask.Status.CLAIMED and task.resolved_by_knowledge_version is None
     shirts = factories.category_path("Apparel", "Topwear", "Shirts")
-    outcome = review_services.review_decide(
+    outcome = review_decisions.review_decide(
         auditor=auditor, task_id=task.pk, version=task.version, action="correct", category_id=shirts.pk
     )
     assert outcome.task.status == ReviewTask.Status.DONE
@@ -194,7 +195,7 @@ def test_a_concurrent_auditor_decision_on_a_task_being_rerouted_wins(ops_user, a
                 release.wait(10)
                 review_services.review_claim_task(auditor=auditor, task_id=task.pk)
                 fresh = ReviewTask.objects.get(pk=task.pk)
-                review_services.review_decide(
+                review_decisions.review_decide(
                     auditor=auditor,
                     task_id=task.pk,
                     version=fresh.version,

@@ -26,8 +26,8 @@ def test_a_brand_and_category_added_in_the_editor_reach_a_running_worker(
     settings,
     data_dir,
 ):
-    from classifier.services.listings import listing_ingest
-    from classifier.tasks.inference import classify_listings
+    from classifier.listings.services import listing_ingest
+    from classifier.listings.tasks import classify_listings
     from tests.factories import plain_static_storage
 
     plain_static_storage(settings)

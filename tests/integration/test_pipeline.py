@@ -79,7 +79,7 @@ def test_posted_listings_are_classified_by_the_worker_and_routed(
 def test_unreadable_image_at_inference_fails_that_listing_only_and_a_redelivery_changes_nothing(
     celery_worker_process, seeded_knowledge, demo_model_dir, make_catalogue_listings
 ):
-    from classifier.tasks.inference import classify_listings
+    from classifier.listings.tasks import classify_listings
 
     good, broken = make_catalogue_listings(2)
     # The stored file goes bad after ingestion (disk corruption, a bad restore).
@@ -100,7 +100,7 @@ def test_unreadable_image_at_inference_fails_that_listing_only_and_a_redelivery_
 def test_a_new_knowledge_version_reaches_the_worker_without_a_restart(
     celery_worker_process, seeded_knowledge, demo_model_dir, make_catalogue_listings
 ):
-    from classifier.tasks.inference import classify_listings
+    from classifier.listings.tasks import classify_listings
     from knowledge.versions.publish import knowledge_publish
 
     (first,) = make_catalogue_listings(1)
@@ -118,7 +118,7 @@ def test_a_new_knowledge_version_reaches_the_worker_without_a_restart(
 def test_attention_heatmap_keeps_the_photo_aspect():
     import numpy as np
 
-    from classifier.services.classification import attention_png
+    from classifier.listings.classification import attention_png
 
     png = attention_png(np.linspace(0, 1, 49, dtype=np.float32).reshape(7, 7), width=225, height=300)
     with Image.open(io.BytesIO(png)) as heat:
@@ -134,8 +134,8 @@ def test_a_newly_promoted_model_version_is_loaded_without_a_restart(
 
     from django.db import transaction
 
-    from classifier.inference import file_sha256
-    from classifier.tasks.inference import classify_listings
+    from classifier.listings.tasks import classify_listings
+    from classifier.registry.artifacts import file_sha256
 
     (first,) = make_catalogue_listings(1)
     classify_listings.delay([first.pk]).get(timeout=240)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from classifier.listings.services import listing_ingest
 from classifier.models import Listing, ModelVersion, Prediction
-from classifier.services.listings import listing_ingest
 from tests.conftest import jpeg_bytes
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,8 @@ from django.db import connection
 from django.utils import timezone
 
 from classifier.models import AuditEvent, Listing, ReviewDecision, ReviewTask
-from classifier.services import review as svc
+from classifier.review import decisions as review_decisions
+from classifier.review import services as svc
 from tests import factories
 
 pytestmark = pytest.mark.integration
@@ -114,7 +115,9 @@ def test_expired_claim_is_claimable_again_and_the_late_decision_is_refused(audit
     assert AuditEvent.objects.filter(verb="review.release", object_id=str(task.pk)).exists()
 
     with pytest.raises(svc.ClaimLost, match="otto took this item"):
-        svc.review_decide(auditor=auditor, task_id=task.pk, version=stale_version, action="approve")
+        review_decisions.review_decide(
+            auditor=auditor, task_id=task.pk, version=stale_version, action="approve"
+        )
     task.refresh_from_db()
     assert task.claimed_by == ops_user and task.status == ReviewTask.Status.CLAIMED
     assert not ReviewDecision.objects.exists()
@@ -126,14 +129,16 @@ def test_periodic_release_returns_expired_claims_to_the_queue(auditor):
     task = factories.review_task()
     svc.review_claim_next(auditor=auditor)
     ReviewTask.objects.filter(pk=task.pk).update(claim_expires_at=timezone.now() - timedelta(seconds=1))
-    from classifier.tasks.review import review_release_expired
+    from classifier.review.tasks import review_release_expired
 
     assert review_release_expired.delay().get() == 1
     task.refresh_from_db()
     assert task.status == ReviewTask.Status.PENDING and task.claimed_by is None
     assert "review-release-expired" in settings.CELERY_BEAT_SCHEDULE
     with pytest.raises(svc.ClaimLost, match="went back to the queue"):
-        svc.review_decide(auditor=auditor, task_id=task.pk, version=task.version - 1, action="approve")
+        review_decisions.review_decide(
+            auditor=auditor, task_id=task.pk, version=task.version - 1, action="approve"
+        )
 
 
 @pytest.mark.django_db
@@ -142,7 +147,7 @@ def test_overdue_items_are_served_first_then_by_priority(auditor):
     overdue = factories.review_task(confidence=0.9, age=timedelta(hours=settings.REVIEW_SLA_HOURS + 1))
     first = svc.review_claim_next(auditor=auditor)
     assert first.pk == overdue.pk
-    svc.review_decide(auditor=auditor, task_id=first.pk, version=first.version, action="approve")
+    review_decisions.review_decide(auditor=auditor, task_id=first.pk, version=first.version, action="approve")
     assert svc.review_claim_next(auditor=auditor).pk == urgent.pk
 
 
@@ -150,9 +155,11 @@ def test_overdue_items_are_served_first_then_by_priority(auditor):
 def test_double_submitted_decision_is_a_no_op_with_a_message(auditor):
     factories.review_task()
     task = svc.review_claim_next(auditor=auditor)
-    svc.review_decide(auditor=auditor, task_id=task.pk, version=task.version, action="approve")
+    review_decisions.review_decide(auditor=auditor, task_id=task.pk, version=task.version, action="approve")
     with pytest.raises(svc.AlreadyRecorded, match="already recorded"):
-        svc.review_decide(auditor=auditor, task_id=task.pk, version=task.version, action="approve")
+        review_decisions.review_decide(
+            auditor=auditor, task_id=task.pk, version=task.version, action="approve"
+        )
     assert ReviewDecision.objects.filter(task=task).count() == 1
 
 
@@ -164,18 +171,18 @@ def test_correction_to_a_deleted_or_deactivated_category_is_refused_clearly(audi
     gone_id = gone.pk
     gone.delete()
     with pytest.raises(svc.InvalidDecision, match="no longer exists"):
-        svc.review_decide(
+        review_decisions.review_decide(
             auditor=auditor, task_id=task.pk, version=task.version, action="correct", category_id=gone_id
         )
     retired = factories.category_path("Apparel", "Topwear", "Kurtas")
     retired.is_active = False
     retired.save()
     with pytest.raises(svc.InvalidDecision, match="deactivated"):
-        svc.review_decide(
+        review_decisions.review_decide(
             auditor=auditor, task_id=task.pk, version=task.version, action="correct", category_id=retired.pk
         )
     with pytest.raises(svc.InvalidDecision, match="not a leaf"):
-        svc.review_decide(
+        review_decisions.review_decide(
             auditor=auditor,
             task_id=task.pk,
             version=task.version,
@@ -183,7 +190,7 @@ def test_correction_to_a_deleted_or_deactivated_category_is_refused_clearly(audi
             category_id=factories.category_path("Apparel").pk,
         )
     with pytest.raises(svc.InvalidDecision, match="Unknown brand"):
-        svc.review_decide(
+        review_decisions.review_decide(
             auditor=auditor,
             task_id=task.pk,
             version=task.version,

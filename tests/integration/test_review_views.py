@@ -7,8 +7,9 @@ from django.test import Client
 from django.urls import reverse
 
 from classifier.models import AuditEvent, Listing, ReviewDecision, ReviewTask
-from classifier.selectors.review import training_examples_since
-from classifier.services import review as svc
+from classifier.review import decisions as review_decisions
+from classifier.review import services as svc
+from classifier.review.examples import training_examples_since
 from tests import factories
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -265,7 +266,7 @@ def test_audit_trail_is_filterable_by_user_and_verb(client_for, auditor, ops_use
     factories.review_task()
     factories.review_task()
     t1 = svc.review_claim_next(auditor=auditor)
-    svc.review_decide(auditor=auditor, task_id=t1.pk, version=t1.version, action="approve")
+    review_decisions.review_decide(auditor=auditor, task_id=t1.pk, version=t1.version, action="approve")
     svc.review_claim_next(auditor=ops_user)
     client = client_for(auditor)
     html = client.get(
@@ -281,13 +282,13 @@ def test_stats_page_shows_agreement_and_overturns(client_for, auditor, ops_user)
     shirts = factories.category_path("Apparel", "Topwear", "Shirts")
     factories.review_task()
     t = svc.review_claim_next(auditor=auditor)
-    svc.review_decide(auditor=auditor, task_id=t.pk, version=t.version, action="approve")
+    review_decisions.review_decide(auditor=auditor, task_id=t.pk, version=t.version, action="approve")
     # ops later relabels the same listing through a new task: audrey's label is overturned
     t2 = ReviewTask.objects.create(
         listing=t.listing, prediction=t.prediction, reason="escalated", category=t.category
     )
     t2 = svc.review_claim_task(auditor=ops_user, task_id=t2.pk)
-    svc.review_decide(
+    review_decisions.review_decide(
         auditor=ops_user, task_id=t2.pk, version=t2.version, action="correct", category_id=shirts.pk
     )
     response = client_for(auditor).get(reverse("review-stats"))

@@ -19,14 +19,16 @@ from classifier.models import (
     ReviewDecision,
     TrainingJob,
 )
-from classifier.services import training as svc
+from classifier.registry import services as registry_services
+from classifier.training import drift as training_drift
+from classifier.training import services as svc
 from tests import factories
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
 
 def _version(tmp_path: Path, name: str, *, status=ModelVersion.Status.CANDIDATE, parent=None, content=b"w"):
-    from classifier.inference import file_sha256
+    from classifier.registry.artifacts import file_sha256
 
     d = tmp_path / name
     d.mkdir()
@@ -322,7 +324,7 @@ def test_rollback_while_a_job_runs_is_allowed_and_the_job_result_stays_a_candida
 ):
     v1 = _version(tmp_path, "v1", parent=prod)
     _passed(v1, prod)
-    svc.model_version_promote(version=v1, actor=None)
+    registry_services.model_version_promote(version=v1, actor=None)
     job = TrainingJob.objects.create(
         base_version=v1,
         data_window_end=timezone.now(),
@@ -381,10 +383,10 @@ def test_drift_monitor_raises_one_alert_and_can_start_a_job(settings, auditor, p
         checked(True, now - dt.timedelta(days=20))
     for i in range(10):  # last week: 70% right
         checked(i < 7, now - dt.timedelta(days=1))
-    alert = svc.drift_check(now=now)
+    alert = training_drift.drift_check(now=now)
     assert alert is not None and alert.drop_points == pytest.approx(30.0)
     assert alert.training_job is not None and alert.training_job.trigger == TrainingJob.Trigger.DRIFT
-    assert svc.drift_check(now=now) is None  # one open alert per version
+    assert training_drift.drift_check(now=now) is None  # one open alert per version
     assert DriftAlert.objects.count() == 1
 
 

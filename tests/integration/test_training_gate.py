@@ -14,7 +14,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from classifier.models import ModelEvaluation, ModelVersion, TrainingJob
-from classifier.services import training as svc
+from classifier.registry import evaluation as svc
+from classifier.registry import services as registry_services
 from tests import factories
 
 pytestmark = pytest.mark.integration
@@ -43,7 +44,7 @@ def _copy_model(src: Path, dst: Path) -> Path:
 def test_every_version_is_evaluated_when_registered_against_production(
     gate_settings, seeded_knowledge, demo_model_dir, tmp_path, client, admin_user
 ):
-    from classifier.inference import model_version_bundled_register
+    from classifier.registry.services import model_version_bundled_register
 
     # The bundled model: registered with its threshold, promoted, and evaluated at once as the reference.
     v0 = model_version_bundled_register()
@@ -61,7 +62,7 @@ def test_every_version_is_evaluated_when_registered_against_production(
     assert frozen["metrics"]["accuracy"]["article"] > 0.7, (frozen["metrics"], frozen["items"][:5])
 
     # A candidate (same weights, another directory): evaluated on registration, against v0.
-    v1 = svc.model_version_register(
+    v1 = registry_services.model_version_register(
         artifact_dir=_copy_model(demo_model_dir, tmp_path / "v1"), name="v1", parent=v0
     )
     evaluation = v1.evaluations.get()
@@ -70,7 +71,7 @@ def test_every_version_is_evaluated_when_registered_against_production(
     assert any("in production" in note for note in evaluation.candidate_metrics["notes"])
 
     # A candidate fine-tuned on 3 corrections: the gate refuses it whatever its accuracy.
-    v2 = svc.model_version_register(
+    v2 = registry_services.model_version_register(
         artifact_dir=_copy_model(demo_model_dir, tmp_path / "v2"), name="v2", parent=v0, evaluate=False
     )
     TrainingJob.objects.create(

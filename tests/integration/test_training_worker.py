@@ -77,8 +77,8 @@ def test_corrections_to_promoted_version_to_prediction_and_rollback(
     auditor,
     settings,
 ):
-    from classifier.inference import model_version_bundled_register
-    from classifier.tasks.inference import classify_listings
+    from classifier.listings.tasks import classify_listings
+    from classifier.registry.services import model_version_bundled_register
 
     factories.plain_static_storage(settings)
     settings.FINETUNE_MIN_CORRECTIONS = 10  # the web process refuses below it too (worker: worker_extra_env)

@@ -11,7 +11,8 @@ from django.urls import reverse
 from PIL import Image
 
 from classifier.models import Listing
-from classifier.services import review as svc
+from classifier.review import decisions as review_decisions
+from classifier.review import services as svc
 from tests import factories
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -23,7 +24,7 @@ HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "review-work"}
 def _clean_cache(settings):
     from django.core.cache import cache
 
-    from classifier.selectors.review_ui import DISPLAY_KEY
+    from classifier.review.display import DISPLAY_KEY
 
     factories.plain_static_storage(settings)
     factories.review_cache_reset()
@@ -108,7 +109,7 @@ def test_search_ranks_suggested_then_recent_and_shows_every_path(auditor):
     # a recent pick by this auditor: Kids > Topwear > Tshirts
     other = factories.review_task(category=men)
     claimed = svc.review_claim_task(auditor=auditor, task_id=other.pk)
-    svc.review_decide(
+    review_decisions.review_decide(
         auditor=auditor,
         task_id=claimed.pk,
         version=claimed.version,

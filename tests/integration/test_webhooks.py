@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from classifier.audit import audit_record
 from classifier.models import AuditEvent, ModelVersion
-from classifier.services import review as review_svc
-from classifier.services import training as training_svc
-from classifier.services.audit import audit_record
+from classifier.registry import services as training_svc
+from classifier.review import decisions as review_decisions
+from classifier.review import services as review_svc
 from classifier.webhooks import services
 from classifier.webhooks.models import WebhookDelivery, WebhookEvent
 from classifier.webhooks.signing import signature_header, signature_verify
@@ -71,7 +72,7 @@ def _decide_approve(auditor):
     task = factories.review_task()
     claimed = review_svc.review_claim_next(auditor=auditor)
     assert claimed.pk == task.pk
-    return review_svc.review_decide(
+    return review_decisions.review_decide(
         auditor=auditor, task_id=task.pk, version=claimed.version, action="approve"
     )
 
@@ -175,7 +176,7 @@ def test_an_unreachable_endpoint_is_retried_not_lost(auditor, settings, django_c
 def test_events_go_only_to_endpoints_that_want_them_and_existed_then(
     auditor, admin_user, tmp_path: Path, django_capture_on_commit_callbacks
 ):
-    from classifier.inference import file_sha256
+    from classifier.registry.artifacts import file_sha256
 
     with Receiver([200]) as models_rx, Receiver([200]) as listings_rx:
         services.webhook_endpoint_create(name="models", url=models_rx.url, events=["model.promoted"])

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from classifier.services import review as review_svc
+from classifier.review import decisions as review_decisions
+from classifier.review import services as review_svc
 from classifier.webhooks import services
 from classifier.webhooks.models import WebhookDelivery
 from classifier.webhooks.signing import signature_verify
@@ -71,7 +72,9 @@ def test_a_worker_delivers_a_decision_retrying_after_a_500(celery_worker_process
         endpoint = services.webhook_endpoint_create(name="erp", url=receiver.url, events=["review.decided"])
         task = factories.review_task()
         claimed = review_svc.review_claim_next(auditor=auditor)
-        review_svc.review_decide(auditor=auditor, task_id=task.pk, version=claimed.version, action="approve")
+        review_decisions.review_decide(
+            auditor=auditor, task_id=task.pk, version=claimed.version, action="approve"
+        )
 
         # Beat sends webhooks.collect every second (WEBHOOK_COLLECT_INTERVAL=1): it sends the first
         # attempt, and the retry once its 1 s backoff has passed.

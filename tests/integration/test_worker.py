@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_worker_answers_and_skips_missing_listings_without_loading_the_model(celery_worker_process):
-    from classifier.tasks.inference import classify_listings
+    from classifier.listings.tasks import classify_listings
 
     assert celery_worker_process.pid
     result = classify_listings.delay([987654321]).get(timeout=60)
@@ -29,7 +29,7 @@ def worker_extra_env() -> dict[str, str]:
 def test_killed_worker_mid_batch_redelivers_and_every_listing_gets_exactly_one_prediction(
     celery_worker_process, seeded_knowledge, make_catalogue_listings, demo_model_dir
 ):
-    from classifier.tasks.inference import classify_listings
+    from classifier.listings.tasks import classify_listings
 
     listings = make_catalogue_listings(12)
     ids = [listing.pk for listing in listings]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from classifier.services.listings import ListingRejected, image_validate
+from classifier.listings.validation import ListingRejected, image_validate
 from tests.conftest import jpeg_bytes
 from tests.unit.test_listing_validation import png_header_only
 

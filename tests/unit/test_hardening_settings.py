@@ -27,9 +27,9 @@ def test_every_periodic_job_is_in_the_one_schedule_and_names_a_real_task():
 
 
 def test_the_sweeper_is_the_only_resend_of_classification():
-    from classifier.tasks import inference
+    from classifier.listings import tasks
 
-    assert not hasattr(inference, "classify_pending")  # the old duplicate sweeper task
+    assert not hasattr(tasks, "classify_pending")  # the old duplicate sweeper task
 
 
 def test_default_timings_agree():
@@ -57,7 +57,7 @@ def test_a_visibility_timeout_shorter_than_a_task_is_reported(settings):
 
 
 def test_retry_delays_grow_and_are_capped_and_the_window_is_time():
-    from classifier.tasks.inference import retry_delay, retry_window_left
+    from classifier.listings.tasks import retry_delay, retry_window_left
 
     delays = [retry_delay(n, max_delay=30) for n in range(12)]
     assert delays[0] < 2 and max(delays) <= 30 * 1.25

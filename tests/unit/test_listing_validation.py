@@ -9,7 +9,7 @@ import zlib
 import pytest
 from PIL import Image
 
-from classifier.services.listings import ListingRejected, image_validate, listing_fields_validate
+from classifier.listings.validation import ListingRejected, image_validate, listing_fields_validate
 from tests.conftest import jpeg_bytes
 
 

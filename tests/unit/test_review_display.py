@@ -1,7 +1,8 @@
 """Pure helpers of the review page: title highlighting, top-k rows, findings, priority, charts."""
 
-from classifier.selectors.review import findings_in_words, svg_bars, title_segments, top_k_rows
-from classifier.services.review import review_priority
+from classifier.review.item import findings_in_words, title_segments, top_k_rows
+from classifier.review.services import review_priority
+from classifier.review.stats import svg_bars
 
 
 def test_title_segments_cover_the_title_and_drop_bad_or_overlapping_spans():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from classifier.views.model_plots import (
+from classifier.registry.plots import (
     confusion_matrix_data,
     confusion_png,
     history_png,

@@ -14,9 +14,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from classifier.inference import EngineUnavailable, model_version_serving
-from classifier.selectors.listings import listings_pending_ids
-from classifier.services.listings import listings_sweep
+from classifier.listings.classification import listings_classify
+from classifier.listings.selectors import listings_pending_ids
+from classifier.listings.services import listings_sweep
+from classifier.registry.artifacts import EngineUnavailable
+from classifier.registry.services import model_version_serving_ensure
 
 
 class Command(BaseCommand):
@@ -35,10 +37,9 @@ class Command(BaseCommand):
             if report.unsent:
                 raise CommandError(f"{report.unsent} listings could not be sent: is the broker up?")
             return
-        from classifier.services.classification import listings_classify
 
         try:
-            version = model_version_serving()
+            version = model_version_serving_ensure()
         except EngineUnavailable as exc:
             raise CommandError(str(exc)) from exc
         ids = listings_pending_ids(version=version, limit=limit)

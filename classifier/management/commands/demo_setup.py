@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from classifier.fusion.knowledge import KnowledgeSnapshot
-from classifier.models import Listing
+from classifier.listings.models import Listing
 from knowledge.importexport.services import graph_import_snapshot
 from knowledge.models import Category
 from knowledge.versions.publish import knowledge_publish

@@ -18,7 +18,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from classifier.services.listings import ListingRejected, listing_classification_dispatch, listing_ingest
+from classifier.listings.services import listing_classification_dispatch, listing_ingest
+from classifier.listings.validation import ListingRejected
 
 REQUIRED = ("id", "title", "image")
 ATTRIBUTE_COLUMNS = ("gender", "base_colour", "season", "year", "usage")

@@ -1,0 +1,53 @@
+"""Model artifact files: checksum, device, the threshold and metrics stored with a model."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+import json
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def device_choose() -> str:
+    """settings.FUSION_DEVICE, or CUDA when one is present, else CPU."""
+    if settings.FUSION_DEVICE:
+        return settings.FUSION_DEVICE
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def artifact_review_threshold(artifact_dir: str | Path) -> float | None:
+    """The review threshold chosen on `val` and stored with the model (calibration.json), if any."""
+    try:
+        value = json.loads((Path(artifact_dir) / "calibration.json").read_text(encoding="utf-8"))
+        threshold = value.get("review_threshold") if isinstance(value, dict) else None
+        return None if threshold is None else float(threshold)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+class EngineUnavailable(RuntimeError):
+    """No model can be loaded (no promoted version and no bundled model directory)."""

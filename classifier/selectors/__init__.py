@@ -1,1 +1,0 @@
-"""Reads. One module per area (listings, review, training)."""

@@ -1,1 +1,0 @@
-"""Writes. One module per area (listings, review, training); names are `<entity>_<action>`."""

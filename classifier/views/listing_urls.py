@@ -1,8 +1,0 @@
-from django.urls import path
-
-from classifier.views import listings
-
-urlpatterns = [
-    path("listings/", listings.listing_list, name="listing-list"),
-    path("listings/<int:pk>/", listings.listing_detail, name="listing-detail"),
-]
