@@ -258,12 +258,5 @@ def test_gate_passes_when_nothing_is_in_production():
 
 
 def test_ece_is_zero_when_confidence_matches_accuracy():
-    assert ece(np.array([1.0, 1.0]), np.array([True, True])) == pytest.approx(0.0)
-    assert ece(np.array([0.9] * 10), np.array([True] * 5 + [False] * 5)) == pytest.approx(0.4)
-    assert ece(np.array([]), np.array([], dtype=bool)) == 0.0
-
-
-def test_accuracy_is_the_share_of_correct_answers_and_zero_for_none():
-    assert accuracy([True, False, True, True]) == 0.75
-    assert accuracy(np.array([True, False])) == 0.5
-    assert accuracy([]) == 0.0
+    assert expected_calibration_error([1.0, 1.0], [True, True]) == pytest.approx(0.0)
+    assert expected_calibration_error([0.9] * 10, [True] * 5 + [False] * 5) == pytest.approx(0.4)
