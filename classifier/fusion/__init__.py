@@ -6,14 +6,8 @@ Public entry points:
 - ``python -m classifier.fusion {snapshot,train,predict,evaluate}`` — the command line.
 """
 
-from classifier.fusion.knowledge import (
-    AttributeRule,
-    BrandEntry,
-    CategoryNode,
-    EntityTerm,
-    KnowledgeSnapshot,
-    snapshot_from_catalogue,
-)
+from classifier.fusion.catalogue_snapshot import snapshot_from_catalogue
+from classifier.fusion.knowledge import AttributeRule, BrandEntry, CategoryNode, EntityTerm, KnowledgeSnapshot
 
 __all__ = [
     "AttributeRule",

@@ -7,7 +7,7 @@ import sys
 
 
 def _cmd_snapshot(a: argparse.Namespace) -> int:
-    from classifier.fusion.knowledge import snapshot_from_catalogue
+    from classifier.fusion.catalogue_snapshot import snapshot_from_catalogue
 
     snap = snapshot_from_catalogue(
         a.catalogue, splits=tuple(a.splits.split(",")) if a.splits else (), version=a.version

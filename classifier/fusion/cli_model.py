@@ -27,7 +27,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
     cache = Path(a.cache) if a.cache else Path("var/cache/fusion")
     prep = None
     if a.max_train_rows or a.no_test:
-        from classifier.fusion.training import Prepared
+        from classifier.fusion.prepared import Prepared
 
         splits = ("train", "val") if a.no_test else ("train", "val", "test", "support")
         prep = Prepared(a.data, cfg, cache, splits=splits, max_train_rows=a.max_train_rows)

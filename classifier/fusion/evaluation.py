@@ -4,6 +4,7 @@ auto-accept share and precision, latency) and the plots."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 
@@ -53,7 +54,15 @@ def macro_f1(truth: list[str], pred: list[str]) -> float:
     return float(np.mean(f1s)) if f1s else 0.0
 
 
+def accuracy(correct: Sequence[bool] | np.ndarray) -> float:
+    """Share of correct answers (0.0 when there are none): the accuracy of every report and the gate."""
+    flags = np.asarray(correct, dtype=bool)
+    return float(flags.mean()) if flags.size else 0.0
+
+
 def ece(conf: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error over ``bins`` equal-width confidence bins (0 = perfectly calibrated;
+    0.0 for no items): the one ECE of training, evaluation, fine-tuning and the gate."""
     edges = np.linspace(0, 1, bins + 1)
     e = 0.0
     for lo, hi in pairwise(edges):
@@ -66,9 +75,11 @@ def ece(conf: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
 def summarize(preds, rows: list[Row], threshold: float | None = None) -> dict:
     n = len(rows)
     acc = {
-        "master": np.mean([p.master_category == r.master_category for p, r in zip(preds, rows, strict=True)]),
-        "sub": np.mean([p.sub_category == r.sub_category for p, r in zip(preds, rows, strict=True)]),
-        "article": np.mean([p.article_type == r.article_type for p, r in zip(preds, rows, strict=True)]),
+        "master": accuracy(
+            [p.master_category == r.master_category for p, r in zip(preds, rows, strict=True)]
+        ),
+        "sub": accuracy([p.sub_category == r.sub_category for p, r in zip(preds, rows, strict=True)]),
+        "article": accuracy([p.article_type == r.article_type for p, r in zip(preds, rows, strict=True)]),
     }
     correct = np.array([p.article_type == r.article_type for p, r in zip(preds, rows, strict=True)])
     conf = np.array([p.confidence for p in preds])
@@ -82,7 +93,7 @@ def summarize(preds, rows: list[Row], threshold: float | None = None) -> dict:
         ),
         "ece": round(ece(conf, correct), 4),
         "auto_accepted_share": round(float(accepted.mean()), 4),
-        "auto_accepted_precision": round(float(correct[accepted].mean()), 4) if accepted.any() else None,
+        "auto_accepted_precision": round(accuracy(correct[accepted]), 4) if accepted.any() else None,
         "conflict_share": round(float(np.mean(["knowledge_conflict" in p.review_reasons for p in preds])), 4),
         "paths": {k: round(v / n, 4) for k, v in paths.items()},
         "mean_latency_ms": round(float(np.mean([p.latency_ms for p in preds])), 3),

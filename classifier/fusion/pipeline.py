@@ -13,8 +13,9 @@ from classifier.fusion.artifacts import save_model, write_json
 from classifier.fusion.config import FusionConfig
 from classifier.fusion.engine import InferenceEngine, ListingInput
 from classifier.fusion.evaluation import ece, summarize
+from classifier.fusion.prepared import Prepared
 from classifier.fusion.routing import route
-from classifier.fusion.training import Prepared, choose_threshold, fit_temperature, train_model
+from classifier.fusion.training import choose_threshold, fit_temperature, train_model
 
 
 def labels_dict(prep: Prepared) -> dict:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from classifier.fusion.knowledge import KnowledgeSnapshot, snapshot_from_catalogue
+from classifier.fusion.catalogue_snapshot import snapshot_from_catalogue
+from classifier.fusion.knowledge import KnowledgeSnapshot
 from knowledge.importexport.services import graph_import_snapshot
 from knowledge.models import BrandCategory
 from knowledge.ports import Actor

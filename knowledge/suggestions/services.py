@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from classifier.fusion.knowledge import _brand_prefix
+from classifier.fusion.catalogue_snapshot import brand_prefix
 from knowledge.changelog import KnowledgeError, actor_user
 from knowledge.graph.brands import brand_alias_add, brand_category_add, brand_create
 from knowledge.graph.rules import ALIAS_MAX
@@ -17,7 +17,7 @@ from knowledge.ports import Actor, references
 
 
 def _title_brand_prefix(title: str) -> str | None:
-    prefix = _brand_prefix(title or "")
+    prefix = brand_prefix(title or "")
     return prefix.strip() if prefix and len(prefix) <= ALIAS_MAX else None
 
 

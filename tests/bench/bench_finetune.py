@@ -43,12 +43,8 @@ def main() -> int:
 
     from classifier.fusion.data import read_catalogue
     from classifier.fusion.engine import InferenceEngine, ListingInput
-    from classifier.fusion.finetune import (
-        LabelledItem,
-        evaluate,
-        finetune,
-        frozen_eval_set,
-    )
+    from classifier.fusion.finetune import finetune
+    from classifier.fusion.gate import LabelledItem, evaluate, frozen_eval_set
 
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
     data = Path(a.data)

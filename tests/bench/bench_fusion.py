@@ -35,7 +35,7 @@ from classifier.fusion.engine import InferenceEngine, ListingInput
 from classifier.fusion.evaluation import ece_of_logits, run_rows, summarize
 from classifier.fusion.knowledge import CategoryNode
 from classifier.fusion.pipeline import train_and_save
-from classifier.fusion.training import Prepared
+from classifier.fusion.prepared import Prepared
 
 VARIANTS = {
     "image": dict(use_text=False),

@@ -43,8 +43,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from classifier.fusion.catalogue_snapshot import snapshot_from_catalogue  # noqa: E402
 from classifier.fusion.data import read_catalogue, vague_titles_via_tool  # noqa: E402
-from classifier.fusion.knowledge import KnowledgeSnapshot, snapshot_from_catalogue  # noqa: E402
+from classifier.fusion.knowledge import KnowledgeSnapshot  # noqa: E402
 from classifier.fusion.routing import RouteReason, route  # noqa: E402
 
 DEMO_DIR = ROOT / "fusionreview" / "demo" / "sample"

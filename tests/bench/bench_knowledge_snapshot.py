@@ -226,7 +226,7 @@ def worker_main() -> None:
 
 def part_propagation(rounds: int) -> None:
     _setup(fresh=True)
-    from classifier.fusion.knowledge import snapshot_from_catalogue
+    from classifier.fusion.catalogue_snapshot import snapshot_from_catalogue
     from knowledge.graph.brands import brand_create
     from knowledge.importexport.services import graph_import_snapshot
     from knowledge.models import Category

@@ -119,7 +119,7 @@ def main() -> int:
     from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
-    from classifier.fusion.knowledge import snapshot_from_catalogue
+    from classifier.fusion.catalogue_snapshot import snapshot_from_catalogue
     from classifier.models import Listing, Prediction
     from knowledge.importexport.services import graph_import_snapshot
     from knowledge.versions.publish import knowledge_publish

@@ -208,7 +208,7 @@ def app_env(root: Path) -> dict[str, str]:
 SETUP = """
 from django.contrib.auth.models import Group, User
 from rest_framework.authtoken.models import Token
-from classifier.fusion.knowledge import snapshot_from_catalogue
+from classifier.fusion.catalogue_snapshot import snapshot_from_catalogue
 from knowledge.importexport.services import graph_import_snapshot
 from knowledge.versions.publish import knowledge_publish
 graph_import_snapshot(snapshot=snapshot_from_catalogue({catalogue!r}, splits=("train", "val")))

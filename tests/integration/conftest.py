@@ -310,7 +310,7 @@ def demo_model_dir() -> Path:
 @pytest.fixture
 def seeded_knowledge(transactional_db, worker_cache, data_dir):
     """The knowledge graph mined from the catalogue's train+val rows, published (v1) to DB and cache."""
-    from classifier.fusion.knowledge import snapshot_from_catalogue
+    from classifier.fusion.catalogue_snapshot import snapshot_from_catalogue
     from knowledge.importexport.services import graph_import_snapshot
     from knowledge.versions.publish import knowledge_publish
 

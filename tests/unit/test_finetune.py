@@ -12,14 +12,11 @@ from PIL import Image
 
 torch = pytest.importorskip("torch")
 
-from classifier.fusion.finetune import (  # noqa: E402
-    FinetuneCancelled,
-    FinetuneError,
-    expected_calibration_error,
-    finetune,
-    frozen_eval_set,
-    gate_compare,
-)
+import numpy as np  # noqa: E402
+
+from classifier.fusion.evaluation import accuracy, ece  # noqa: E402
+from classifier.fusion.finetune import FinetuneCancelled, FinetuneError, finetune  # noqa: E402
+from classifier.fusion.gate import frozen_eval_set, gate_compare  # noqa: E402
 
 COLOURS = {
     "Apparel > Topwear > Tshirts": (200, 30, 30),
@@ -47,9 +44,9 @@ def _jpeg(colour, seed: int) -> bytes:
 def tiny(tmp_path_factory):
     """A catalogue of flat-colour images and an untrained tiny model directory built from it."""
     from classifier.fusion.artifacts import save_model
+    from classifier.fusion.catalogue_snapshot import snapshot_from_catalogue
     from classifier.fusion.config import FusionConfig
     from classifier.fusion.encoder import TextEncoder
-    from classifier.fusion.knowledge import snapshot_from_catalogue
     from classifier.fusion.modeling import FusionModel
     from classifier.fusion.text import category_text
 
@@ -258,5 +255,12 @@ def test_gate_passes_when_nothing_is_in_production():
 
 
 def test_ece_is_zero_when_confidence_matches_accuracy():
-    assert expected_calibration_error([1.0, 1.0], [True, True]) == pytest.approx(0.0)
-    assert expected_calibration_error([0.9] * 10, [True] * 5 + [False] * 5) == pytest.approx(0.4)
+    assert ece(np.array([1.0, 1.0]), np.array([True, True])) == pytest.approx(0.0)
+    assert ece(np.array([0.9] * 10), np.array([True] * 5 + [False] * 5)) == pytest.approx(0.4)
+    assert ece(np.array([]), np.array([], dtype=bool)) == 0.0
+
+
+def test_accuracy_is_the_share_of_correct_answers_and_zero_for_none():
+    assert accuracy([True, False, True, True]) == 0.75
+    assert accuracy(np.array([True, False])) == 0.5
+    assert accuracy([]) == 0.0

@@ -36,7 +36,7 @@ def test_fast_dict_equals_to_dict_and_gives_the_same_checksum():
 
 
 def test_catalogue_snapshot_round_trips_through_the_fast_dict(data_dir):
-    from classifier.fusion.knowledge import snapshot_from_catalogue
+    from classifier.fusion.catalogue_snapshot import snapshot_from_catalogue
 
     snap = snapshot_from_catalogue(data_dir / "catalogue.csv", splits=("train",))
     assert json.dumps(snapshot_as_dict(snap), ensure_ascii=False, sort_keys=True) == snap.to_json()

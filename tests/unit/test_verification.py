@@ -5,13 +5,8 @@ from __future__ import annotations
 import csv
 import json
 
-from classifier.fusion.knowledge import (
-    AttributeRule,
-    BrandEntry,
-    CategoryNode,
-    KnowledgeSnapshot,
-    snapshot_from_catalogue,
-)
+from classifier.fusion.catalogue_snapshot import snapshot_from_catalogue
+from classifier.fusion.knowledge import AttributeRule, BrandEntry, CategoryNode, KnowledgeSnapshot
 from classifier.fusion.routing import RouteReason, route
 from classifier.fusion.text import EntityExtractor
 from classifier.fusion.verification import MIN_BRAND_SUPPORT, verify

@@ -2,7 +2,8 @@ import csv
 
 import pytest
 
-from classifier.fusion.knowledge import KnowledgeSnapshot, snapshot_from_catalogue
+from classifier.fusion.catalogue_snapshot import snapshot_from_catalogue
+from classifier.fusion.knowledge import KnowledgeSnapshot
 
 from .factories import tiny_snapshot
 

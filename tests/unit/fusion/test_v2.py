@@ -14,9 +14,10 @@ from classifier.fusion.artifacts import load_model, save_model
 from classifier.fusion.data import foreground_share, image_to_array, load_image
 from classifier.fusion.engine import InferenceEngine, ListingInput
 from classifier.fusion.modeling import FusionModel
+from classifier.fusion.prepared import category_word_tokens
 from classifier.fusion.routing import AUTO_ACCEPTED
 from classifier.fusion.text import EntityExtractor
-from classifier.fusion.training import background_attention, category_word_tokens, mix_text
+from classifier.fusion.training import background_attention, mix_text
 
 from .factories import LEAVES, catalogue_rows, tiny_config, tiny_snapshot
 

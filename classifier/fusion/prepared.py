@@ -1,0 +1,275 @@
+"""Training inputs, built once: the catalogue's splits with their cached MiniLM outputs, the frozen vision
+stages' activations (fp16 ``.npy``), foreground masks, vague titles and category-word flags."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from classifier.fusion.catalogue_snapshot import snapshot_from_catalogue
+from classifier.fusion.config import FusionConfig
+from classifier.fusion.data import Row, load_image_arrays, read_catalogue, vague_titles, vague_titles_via_tool
+from classifier.fusion.encoder import TextEncoder
+from classifier.fusion.modeling import TextBatch
+from classifier.fusion.text import EntityExtractor, KeywordModel, category_text
+
+
+@dataclass
+class SplitData:
+    rows: list[Row]
+    images: np.ndarray | None  # uint8 [n, 3, s, s] (ResNet v1, trained end to end from pixels)
+    full: TextBatch  # cached MiniLM outputs of the full titles (hidden fp16)
+    vague: TextBatch  # ... of the vague titles
+    labels: torch.Tensor  # [n] leaf index (-1 when the leaf is not a training leaf)
+    vague_titles: list[str]
+    # fp16 frozen stride-8 / stride-16 maps and the frozen blocks' output after them (None: 11 frozen)
+    early: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
+    category_tokens: torch.Tensor | None = None  # [n, tokens] 1 where a full-title token is a category word
+    foreground: np.ndarray | None = None  # fp16 [n, grid, grid] non-white share per stride-8 cell
+
+
+def category_word_tokens(encoder: TextEncoder, titles: list[str], vague: list[str]) -> torch.Tensor:
+    """[n, max_tokens] 1 for the tokens of the words the vague title dropped (the category words)."""
+    enc = encoder.tokenizer(
+        list(titles),
+        padding="max_length",
+        truncation=True,
+        max_length=encoder.max_tokens,
+        return_offsets_mapping=True,
+    )
+    out = torch.zeros(len(titles), encoder.max_tokens, dtype=torch.uint8)
+    for i, (t, v) in enumerate(zip(titles, vague, strict=True)):
+        keep = v.split()
+        spans, pos = [], 0
+        for w in t.split():  # the vague title is the full one with whole words removed, in order
+            start = t.index(w, pos)
+            pos = start + len(w)
+            if keep and keep[0] == w:
+                keep.pop(0)
+            else:
+                spans.append((start, pos))
+        for j, (a, b) in enumerate(enc["offset_mapping"][i]):
+            if b > a and any(a < e and b > s0 for s0, e in spans):
+                out[i, j] = 1
+    return out
+
+
+def cache_early_features(
+    cfg: FusionConfig, rows: list[Row], base: Path, cache: Path | None, desc: str, batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frozen EfficientNet stride-8/16 maps of the rows' images, computed ONCE (fp16 .npy under ``cache``).
+
+    The frozen part is the package's ImageNet weights, so the cache key is the ids, size and preprocessing.
+    """
+    from classifier.fusion.data import image_to_array, load_image
+    from classifier.fusion.modeling import FusionModel
+
+    key8 = key16 = None
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.md5(
+            (",".join(r.id for r in rows) + f"|{cfg.vision_backbone}|11|{cfg.pad_square}").encode()
+        ).hexdigest()[:12]
+        key8 = cache / f"early8_{cfg.image_size}_{len(rows)}_{digest}.npy"
+        key16 = cache / f"early16_{cfg.image_size}_{len(rows)}_{digest}.npy"
+        if key8.exists() and key16.exists():
+            return np.load(key8), np.load(key16)
+    vision_cfg = FusionConfig.from_dict({**cfg.to_dict(), "use_text": False})
+    model = FusionModel(vision_cfg, 1).eval()
+    s = cfg.image_size
+    out8 = out16 = None
+    with torch.no_grad():
+        for i in tqdm(range(0, len(rows), batch_size), desc=f"cache frozen stages {desc}", unit="batch"):
+            chunk = rows[i : i + batch_size]
+            pix = torch.from_numpy(
+                np.stack([image_to_array(load_image(base / r.image), s, cfg.pad_square) for r in chunk])
+            )
+            a, b = model.early_stages(pix)
+            if out8 is None:
+                out8 = np.zeros((len(rows), *a.shape[1:]), dtype=np.float16)
+                out16 = np.zeros((len(rows), *b.shape[1:]), dtype=np.float16)
+            out8[i : i + len(chunk)] = a.numpy().astype(np.float16)
+            out16[i : i + len(chunk)] = b.numpy().astype(np.float16)
+    if key8 is not None:
+        np.save(key8, out8)
+        np.save(key16, out16)
+    return out8, out16
+
+
+def cache_foreground(cfg: FusionConfig, rows: list[Row], base: Path, cache: Path | None) -> np.ndarray:
+    """Non-white share per stride-8 cell of each row's (padded) image, fp16 [n, s/8, s/8], cached once."""
+    from classifier.fusion.data import foreground_share, image_to_array, load_image
+
+    grid = cfg.image_size // 8
+    key = None
+    if cache is not None:
+        digest = hashlib.md5((",".join(r.id for r in rows) + f"|{cfg.pad_square}").encode()).hexdigest()[:12]
+        key = cache / f"fg{grid}_{cfg.image_size}_{len(rows)}_{digest}.npy"
+        if key.exists():
+            return np.load(key)
+    out = np.zeros((len(rows), grid, grid), dtype=np.float16)
+    for i, r in enumerate(tqdm(rows, desc="foreground masks", unit="image", mininterval=5)):
+        arr = image_to_array(load_image(base / r.image), cfg.image_size, cfg.pad_square)
+        out[i] = foreground_share(arr, grid)
+    if key is not None:
+        np.save(key, out)
+    return out
+
+
+def cache_middle_features(
+    cfg: FusionConfig, s16: np.ndarray, cache: Path | None, tag: str, batch_size: int = 64
+) -> np.ndarray | None:
+    """Output of the frozen blocks after stride 16 (11..frozen_blocks-1) from the cached stride-16 maps."""
+    from classifier.fusion.modeling import FusionModel
+
+    if cfg.frozen_blocks <= 11:
+        return None
+    key = None
+    if cache is not None:
+        key = cache / f"mid{cfg.frozen_blocks}_{tag}.npy"
+        if key.exists():
+            return np.load(key)
+    model = FusionModel(FusionConfig.from_dict({**cfg.to_dict(), "use_text": False}), 1).eval()
+    out = None
+    with torch.no_grad():
+        for i in tqdm(range(0, len(s16), batch_size), desc="cache frozen blocks 11+", unit="batch"):
+            m = model.backbone.middle(torch.from_numpy(s16[i : i + batch_size]).float())
+            if out is None:
+                out = np.zeros((len(s16), *m.shape[1:]), dtype=np.float16)
+            out[i : i + len(m)] = m.numpy().astype(np.float16)
+    if key is not None:
+        np.save(key, out)
+    return out
+
+
+def encode_cached(
+    encoder: TextEncoder,
+    extractor: EntityExtractor,
+    titles: list[str],
+    cache: Path | None,
+    tag: str,
+    batch_size: int = 256,
+) -> TextBatch:
+    """MiniLM token outputs of ``titles`` (cached in safetensors, keyed by the titles)."""
+    key = None
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        h = hashlib.md5(("\n".join(titles) + str(encoder.max_tokens)).encode()).hexdigest()[:12]
+        key = cache / f"text_{tag}_{h}.safetensors"
+        if key.exists():
+            d = load_file(str(key))
+            return TextBatch(d["hidden"], d["mask"], d["types"], d["prior"])
+    parts = []
+    for i in tqdm(range(0, len(titles), batch_size), desc=f"MiniLM {tag}", leave=False):
+        b = encoder.encode(titles[i : i + batch_size], extractor)
+        parts.append(TextBatch(b.hidden.half().cpu(), b.mask.cpu(), b.types.cpu(), b.prior.cpu()))
+    tb = TextBatch(*(torch.cat([getattr(p, f) for p in parts]) for f in ("hidden", "mask", "types", "prior")))
+    if key is not None:
+        save_file(
+            {
+                "hidden": tb.hidden.contiguous(),
+                "mask": tb.mask.contiguous(),
+                "types": tb.types.contiguous(),
+                "prior": tb.prior.contiguous(),
+            },
+            str(key),
+        )
+    return tb
+
+
+def stratified_subset(rows: list[Row], n: int, min_per_class: int = 5) -> list[int]:
+    """Indices of about ``n`` rows: every class keeps the same share of its rows (so the class priors stay
+    as in the catalogue), and at least ``min_per_class`` (or all it has); evenly spaced, catalogue order."""
+    by: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by.setdefault(r.leaf_id, []).append(i)
+    frac = n / len(rows)
+    picked: list[int] = []
+    for idx in by.values():
+        k = min(len(idx), max(min_per_class, round(frac * len(idx))))
+        picked += [idx[int(t * len(idx) / k)] for t in range(k)]
+    return sorted(picked)
+
+
+class Prepared:
+    """Everything training and evaluation need, built once from the data folder."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        cfg: FusionConfig,
+        cache: Path | None = None,
+        splits=("train", "val", "test", "support"),
+        encoder: TextEncoder | None = None,
+        max_train_rows: int | None = None,
+    ):
+        """``max_train_rows``: train on a class-stratified subset (a cheaper run on a busy CPU; every class
+        keeps rows, the largest are cut first); the frozen-stage cache of the whole split is reused."""
+        self.data_dir = Path(data_dir)
+        cat = self.data_dir / "catalogue.csv"
+        all_rows = read_catalogue(cat)
+        self.snapshot = snapshot_from_catalogue(cat, splits=("train", "val"))
+        self.leaves = sorted({r.leaf_id for r in all_rows if r.split == "train"})
+        self.leaf_index = {c: i for i, c in enumerate(self.leaves)}
+        self.extractor = EntityExtractor(self.snapshot)
+        self.encoder = encoder or TextEncoder(cfg.text_checkpoint, cfg.max_tokens)
+        vague = None
+        if cache is not None:
+            try:
+                vague = vague_titles_via_tool(self.data_dir, cache / "catalogue_vague.csv")
+            except Exception:  # the tool is optional: fall back to the same rule in-process
+                vague = None
+        if vague is None:
+            vague = vague_titles(all_rows, all_rows)
+        self.empty = self.encoder.encode([""], self.extractor)
+        self.empty = TextBatch(self.empty.hidden.half(), self.empty.mask, self.empty.types, self.empty.prior)
+        self.splits: dict[str, SplitData] = {}
+        efficient = cfg.use_image and cfg.vision_backbone != "resnet" and cfg.frozen_blocks > 0
+        for sp in splits:
+            rows = [r for r in all_rows if r.split == sp]
+            if not rows:
+                continue
+            keep = None
+            if sp == "train" and max_train_rows and max_train_rows < len(rows):
+                keep = stratified_subset(rows, max_train_rows)
+            imgs, early, foreground = None, None, None
+            # only the training split's maps are needed: evaluation runs the engine on files
+            if efficient and sp == "train":
+                s8, s16 = cache_early_features(cfg, rows, self.data_dir, cache, sp)
+                if keep is not None:
+                    s8, s16 = s8[keep], s16[keep]
+                digest = hashlib.md5(",".join(rows[i].id for i in (keep or range(len(rows)))).encode())
+                tag = f"{cfg.image_size}_{len(s16)}_{digest.hexdigest()[:10]}"
+                early = (s8, s16, cache_middle_features(cfg, s16, cache, tag))
+                if cfg.attention_weight > 0:
+                    foreground = cache_foreground(cfg, rows, self.data_dir, cache)
+                    if keep is not None:
+                        foreground = foreground[keep]
+            if keep is not None:
+                rows = [rows[i] for i in keep]
+            if cfg.use_image and not efficient:
+                imgs = load_image_arrays(rows, self.data_dir, cfg.image_size, cache, desc=sp)
+            vt = [vague[r.id] for r in rows]
+            self.splits[sp] = SplitData(
+                rows,
+                imgs,
+                encode_cached(self.encoder, self.extractor, [r.title for r in rows], cache, f"{sp}_full"),
+                encode_cached(self.encoder, self.extractor, vt, cache, f"{sp}_vague"),
+                torch.tensor([self.leaf_index.get(r.leaf_id, -1) for r in rows]),
+                vt,
+                early,
+                category_word_tokens(self.encoder, [r.title for r in rows], vt),
+                foreground,
+            )
+        self.keywords = KeywordModel.fit(
+            [r.title for r in self.splits["train"].rows], [r.leaf_id for r in self.splits["train"].rows]
+        )
+        self.category_text = self.encoder.sentence_embeddings(
+            [category_text(self.snapshot, c) for c in self.leaves]
+        )
