@@ -16,6 +16,7 @@ from classifier.fusion.training import compute_loss, level_matrices
 from .factories import LEAVES, catalogue_rows, tiny_config, tiny_snapshot
 
 ROWS = catalogue_rows(per_leaf=4)
+WATCHES = "Accessories > Watches > Watches"
 pytestmark = pytest.mark.skipif(not ROWS, reason="fashion catalogue not found (set FUSION_DATA_DIR)")
 
 
@@ -67,10 +68,17 @@ def test_forward_gives_finite_logits_of_the_right_shape(encoder, variant):
     out = _model(encoder, cfg).eval()(pix, text)
     assert out.logits.shape == (len(ROWS), len(LEAVES))
     assert torch.isfinite(out.logits).all()
-    if cfg.use_image and cfg.use_text and cfg.use_text_attention:
-        att = out.features.attention
-        assert att.dim() == 3 and att.shape[0] == len(ROWS)
-        assert float(att.min()) >= 0 and float(att.max()) <= 1
+
+
+# the variants with an image, a title and text-guided attention: the ones with a spatial attention map
+@pytest.mark.parametrize("variant", [{}, {"use_stage_fusion": False}])
+def test_text_guided_attention_is_a_map_in_0_1_per_item(encoder, variant):
+    cfg = tiny_config(**variant)
+    assert cfg.use_image and cfg.use_text and cfg.use_text_attention
+    pix, text, _ = _batch(encoder, cfg, ROWS)
+    att = _model(encoder, cfg).eval()(pix, text).features.attention
+    assert att.dim() == 3 and att.shape[0] == len(ROWS)
+    assert float(att.min()) >= 0 and float(att.max()) <= 1
 
 
 def test_training_loss_goes_down_on_a_small_batch(encoder):
@@ -127,11 +135,22 @@ def test_engine_predictions_are_complete_and_json_safe(encoder):
             0 <= p.confidence <= 1 and p.level_confidences[0] >= p.level_confidences[1] >= p.confidence - 1e-6
         )
         assert set(p.top_k) == {"master", "sub", "article"}
-        if p.path != "light":
-            assert p.attention_map.ndim == 2 and p.attention_map.dtype == np.float32
-            assert p.attention_map.min() >= 0 and p.attention_map.max() <= 1
-        if r["title"].lower().startswith("titan"):
-            assert p.brand == "Titan"
+    # a title that starts with a known brand names it
+    titan = eng.predict_batch([ListingInput(ROWS[0]["bytes"], "Titan Men Black Dial Analog Watch", key="t")])[
+        0
+    ]
+    assert titan.brand == "Titan"
+
+
+def test_full_path_predictions_carry_a_spatial_attention_map(encoder):
+    eng = _engine(encoder, tiny_config())
+    items = [ListingInput(r["bytes"], r["title"], key=r["id"]) for r in ROWS]
+    preds, _ = eng.predict_detailed(items, force_path="full")  # no item takes the light path
+    assert len(preds) == len(items)
+    for p in preds:
+        assert p.path in {"full", "full+hires"}
+        assert p.attention_map.ndim == 2 and p.attention_map.dtype == np.float32
+        assert p.attention_map.min() >= 0 and p.attention_map.max() <= 1
 
 
 def test_undecodable_image_raises_a_clear_error(encoder):
@@ -144,14 +163,20 @@ def test_undecodable_image_raises_a_clear_error(encoder):
 
 
 def test_brand_conflict_is_reported_in_words_and_routed_to_review(encoder):
-    eng = _engine(encoder, tiny_config())
+    cfg = tiny_config()
+    model = _model(encoder, cfg)
+    with torch.no_grad():
+        # Watches gets the T-shirts prototype: the two scores always tie and a tie goes to the first leaf
+        # (T-shirts), so the model never answers Watches, the only category Titan sells
+        model.head.category_text[LEAVES.index(WATCHES)] = model.head.category_text[0]
+    eng = _engine(encoder, cfg, model)
     eng.calibration["review_threshold"] = 0.0
     shirt = next(r for r in ROWS if r["leaf"] == LEAVES[0])
     p = eng.predict_batch([ListingInput(shirt["bytes"], "Titan Men Blue Tshirt")], review_threshold=0.0)[0]
-    if p.category_id != "Accessories > Watches > Watches":
-        assert "knowledge_conflict" in p.review_reasons and p.needs_review
-        assert any(f["message"].startswith("brand Titan sells Watches, not") for f in p.knowledge_findings)
-        assert p.path == "full+hires"
+    assert p.category_id != WATCHES
+    assert "knowledge_conflict" in p.review_reasons and p.needs_review
+    assert any(f["message"].startswith("brand Titan sells Watches, not") for f in p.knowledge_findings)
+    assert p.path == "full+hires"
 
 
 def test_category_added_to_snapshot_is_predictable_without_retraining(encoder):
