@@ -6,6 +6,9 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import models
 
+# Who acts: a person, an anonymous request (recorded without an actor) or the system (None).
+Actor = User | AnonymousUser | None
+
 
 class AuditEvent(models.Model):
     """Who did what to which object, and when. Append-only."""
@@ -27,7 +30,7 @@ class AuditEvent(models.Model):
 
 def audit_record(
     *,
-    actor: User | AnonymousUser | None,
+    actor: Actor,
     verb: str,
     obj: models.Model,
     data: dict[str, object] | None = None,

@@ -6,6 +6,7 @@ A bad value fails at start with the variable's name, never later with a confusin
 from __future__ import annotations
 
 import os
+from typing import overload
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -42,6 +43,15 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return value
 
 
+# A number default gives a number (only a None default can give None): callers need no None check.
+@overload
+def env_float(
+    name: str, default: float, *, minimum: float | None = None, maximum: float | None = None
+) -> float: ...
+@overload
+def env_float(
+    name: str, default: None, *, minimum: float | None = None, maximum: float | None = None
+) -> float | None: ...
 def env_float(
     name: str, default: float | None, *, minimum: float | None = None, maximum: float | None = None
 ) -> float | None:

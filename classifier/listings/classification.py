@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,12 +18,13 @@ import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
+from numpy.typing import ArrayLike
 from PIL import Image
 
 from classifier.audit import audit_record
-from classifier.fusion.routing import RouteDecision, RouteReason, route
+from classifier.fusion.routing import Finding, RouteDecision, RouteReason, route
 from classifier.listings.models import Listing, Prediction
-from classifier.registry.serving import engine_for_batch
+from classifier.registry.serving import LoadedEngine, engine_for_batch
 from classifier.review.models import ReviewTask
 from classifier.review.services import review_task_open
 from knowledge.graph.selectors import brand_by_name, category_by_path_label
@@ -51,7 +53,7 @@ class BatchReport:
     inference_s: float = 0.0
     write_s: float = 0.0
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, str | int | float]:
         return {
             "model_version": self.model_version,
             "requested": self.requested,
@@ -85,7 +87,9 @@ _RAMP = np.array(
 )
 
 
-def attention_png(attention: Any, *, width: int, height: int, max_side: int = 448) -> bytes | None:
+def attention_png(
+    attention: ArrayLike | None, *, width: int, height: int, max_side: int = 448
+) -> bytes | None:
     """A colour heatmap PNG of an attention map [h, w] in [0, 1], shaped like the photo."""
     if attention is None:
         return None
@@ -106,7 +110,7 @@ def attention_png(attention: Any, *, width: int, height: int, max_side: int = 44
     return buffer.getvalue()
 
 
-def serving_threshold(loaded: Any) -> float:
+def serving_threshold(loaded: LoadedEngine) -> float:
     """The review threshold in force: REVIEW_THRESHOLD when set, else the serving ModelVersion's
     (chosen on `val` when it was registered), else the one calibrated into the artifact."""
     if settings.REVIEW_THRESHOLD is not None:
@@ -117,7 +121,9 @@ def serving_threshold(loaded: Any) -> float:
     return float(loaded.engine.review_threshold)
 
 
-def prediction_route(*, confidence: float, findings: Any, threshold: float) -> RouteDecision:
+def prediction_route(
+    *, confidence: float, findings: Iterable[Finding | Mapping[str, object]] | None, threshold: float
+) -> RouteDecision:
     """`classifier.fusion.routing.route` for a stored or fresh prediction: the one routing rule."""
     return route(confidence=float(confidence), threshold=float(threshold), findings=list(findings or []))
 

@@ -9,16 +9,17 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import IO, Any
+from datetime import datetime, timedelta
+from typing import IO
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from classifier.audit import audit_record
+from classifier.audit import Actor, audit_record
 from classifier.listings.models import Listing
 from classifier.listings.validation import ListingConflict, image_validate, listing_fields_validate
 from classifier.task_names import CLASSIFY_LISTINGS, task_signature
@@ -131,7 +132,11 @@ def _failed_retryable(ids: list[int]) -> list[int]:
 
 
 def listings_sweep(
-    *, limit: int | None = None, now: Any = None, min_age: float | None = None, respect_marks: bool = True
+    *,
+    limit: int | None = None,
+    now: datetime | None = None,
+    min_age: float | None = None,
+    respect_marks: bool = True,
 ) -> SweepReport:
     """Send classification again for listings whose message was never sent, lost or stuck.
 
@@ -187,9 +192,9 @@ def listing_ingest(
     external_id: str,
     title: str,
     description: str = "",
-    attributes: dict[str, Any] | None = None,
+    attributes: dict[str, object] | None = None,
     image_file: IO[bytes] | bytes | None,
-    actor: Any = None,
+    actor: Actor = None,
     dispatch: bool = True,
 ) -> tuple[Listing, bool]:
     """Validate and store one listing, then queue it for classification.
@@ -230,7 +235,7 @@ def listing_ingest(
         image_sha256=image.sha256,
         image_width=image.width,
         image_height=image.height,
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        created_by=actor if isinstance(actor, User) else None,
     )
     # The file is written first (storage is not transactional); any failure below removes it.
     listing.image.save(f"{image.sha256[:20]}.{image.extension}", ContentFile(image.data), save=False)

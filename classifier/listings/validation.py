@@ -7,7 +7,7 @@ import hashlib
 import io
 import warnings
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TypedDict
 
 import numpy as np
 from django.conf import settings
@@ -205,12 +205,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, 1
 
 
-def _clean_text(value: Any, *, field: str, max_length: int, required: bool) -> str:
-    if value is None:
-        value = ""
-    if not isinstance(value, str):
+def _clean_text(raw: object, *, field: str, max_length: int, required: bool) -> str:
+    if raw is None:
+        raw = ""
+    if not isinstance(raw, str):
         raise ListingRejected(f"{field}_invalid", f"{field}: must be text", field=field)
-    value = value.strip()
+    value = raw.strip()
     if "\x00" in value:
         raise ListingRejected(f"{field}_invalid", f"{field}: must not contain NUL characters", field=field)
     if required and not value:
@@ -224,21 +224,32 @@ def _clean_text(value: Any, *, field: str, max_length: int, required: bool) -> s
     return value
 
 
+class ListingFields(TypedDict):
+    source: str
+    external_id: str
+    title: str
+    description: str
+    attributes: dict[str, object]
+
+
 def listing_fields_validate(
-    *, source: Any, external_id: Any, title: Any, description: Any, attributes: Any
-) -> dict[str, Any]:
+    *, source: object, external_id: object, title: object, description: object, attributes: object
+) -> ListingFields:
     """The text fields, cleaned; raises ListingRejected naming the first bad field."""
-    cleaned = {
-        "source": _clean_text(source, field="source", max_length=100, required=True),
-        "external_id": _clean_text(external_id, field="external_id", max_length=200, required=True),
-        "title": _clean_text(title, field="title", max_length=settings.MAX_TITLE_LENGTH, required=True),
-        "description": _clean_text(description, field="description", max_length=10_000, required=False),
-    }
+    cleaned_source = _clean_text(source, field="source", max_length=100, required=True)
+    cleaned_id = _clean_text(external_id, field="external_id", max_length=200, required=True)
+    cleaned_title = _clean_text(title, field="title", max_length=settings.MAX_TITLE_LENGTH, required=True)
+    cleaned_text = _clean_text(description, field="description", max_length=10_000, required=False)
     if attributes is None:
         attributes = {}
     if not isinstance(attributes, dict):
         raise ListingRejected(
             "attributes_invalid", "attributes: must be a JSON object of name -> value", field="attributes"
         )
-    cleaned["attributes"] = attributes
-    return cleaned
+    return {
+        "source": cleaned_source,
+        "external_id": cleaned_id,
+        "title": cleaned_title,
+        "description": cleaned_text,
+        "attributes": attributes,
+    }

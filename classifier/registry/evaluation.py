@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.utils import timezone
 
-from classifier.audit import audit_record
+from classifier.audit import Actor, audit_record
 from classifier.registry import selectors as registry_selectors
 from classifier.registry.artifacts import artifact_review_threshold, device_choose
 from classifier.registry.models import ModelEvaluation, ModelVersion
@@ -19,6 +20,9 @@ from classifier.review import examples as sel
 from knowledge.cache import snapshot_current
 
 log = logging.getLogger(__name__)
+
+# Called with each progress event of a gate run (phase, done/total); the training job's reporter.
+Progress = Callable[[dict[str, object]], object] | None
 
 
 def replay_catalogue_path() -> Path:
@@ -48,7 +52,7 @@ def _engine_load(version: ModelVersion) -> Any:
     return InferenceEngine.load(version.artifact_dir, device=device_choose(), snapshot=snapshot_current())
 
 
-def _frozen_set(engine: Any) -> tuple[str, list]:
+def _frozen_set(engine: Any) -> tuple[str, list[Any]]:
     from classifier.fusion.gate import frozen_eval_set
 
     path = eval_catalogue_path()
@@ -64,7 +68,7 @@ def _frozen_set(engine: Any) -> tuple[str, list]:
     )
 
 
-def _recent_items(version: ModelVersion) -> list:
+def _recent_items(version: ModelVersion) -> list[Any]:
     """Recently reviewed listings, minus the ones the candidate was trained on (no scoring on training data)."""
     from classifier.fusion.gate import LabelledItem
 
@@ -90,8 +94,8 @@ class _Recording:
         self.engine = engine
         self.answers: dict[str, tuple[str, float, bool]] = {}
 
-    def predict_batch(self, inputs: list) -> list:
-        preds = self.engine.predict_batch(inputs)
+    def predict_batch(self, inputs: list[Any]) -> list[Any]:
+        preds: list[Any] = self.engine.predict_batch(inputs)
         for item, pred in zip(inputs, preds, strict=True):
             self.answers[item.key] = (pred.category_id, float(pred.confidence), bool(pred.needs_review))
         return preds
@@ -100,9 +104,9 @@ class _Recording:
         return getattr(self.engine, name)
 
 
-def _per_item(items: list, answers: dict[str, tuple[str, float, bool]]) -> list[list]:
+def _per_item(items: list[Any], answers: dict[str, tuple[str, float, bool]]) -> list[list[object]]:
     """[[true leaf, predicted leaf, confidence, routed to review], ...] in the set's order."""
-    out = []
+    out: list[list[object]] = []
     for item in items:
         if item.key in answers:
             pred, conf, review = answers[item.key]
@@ -110,17 +114,19 @@ def _per_item(items: list, answers: dict[str, tuple[str, float, bool]]) -> list[
     return out
 
 
-def _metrics_for(version: ModelVersion, engine: Any, set_name: str, items: list, progress) -> dict:
+def _metrics_for(
+    version: ModelVersion, engine: Any, set_name: str, items: list[Any], progress: Progress
+) -> dict[str, Any]:
     """Frozen-set metrics are cached on the version (the set never changes); others are recomputed."""
     from classifier.fusion.gate import evaluate
 
     cached = (version.metrics or {}).get("frozen_eval") or {}
     if set_name.startswith("frozen:") and cached.get("set") == set_name and cached.get("items"):
-        return cached["metrics"]
+        return cast(dict[str, Any], cached["metrics"])
     # Said out loud: in the demo this runs in-process during the first batch and takes a while.
     log.info("evaluating %s on %s (%d items)", version.name, set_name, len(items))
     recording = _Recording(engine)
-    metrics = evaluate(recording, items, progress_callback=progress)
+    metrics: dict[str, Any] = evaluate(recording, items, progress_callback=progress)
     if set_name.startswith("frozen:"):
         frozen = {"set": set_name, "metrics": metrics, "items": _per_item(items, recording.answers)}
         ModelVersion.objects.filter(pk=version.pk).update(
@@ -144,7 +150,7 @@ def _corrections_behind(version: ModelVersion) -> int | None:
     return int(corrections) if isinstance(corrections, int | float) else None
 
 
-def _reference_evaluate(*, version: ModelVersion, actor: Any, progress) -> ModelEvaluation:
+def _reference_evaluate(*, version: ModelVersion, actor: Actor, progress: Progress) -> ModelEvaluation:
     """The version in production is the reference candidates are compared with: its frozen-set figures are
     computed (once per set) and recorded, with itself as the baseline, never "against nothing"."""
     engine = _engine_load(version)
@@ -172,7 +178,9 @@ def _reference_evaluate(*, version: ModelVersion, actor: Any, progress) -> Model
     return evaluation
 
 
-def model_version_evaluate(*, version: ModelVersion, actor: Any = None, progress=None) -> ModelEvaluation:
+def model_version_evaluate(
+    *, version: ModelVersion, actor: Actor = None, progress: Progress = None
+) -> ModelEvaluation:
     """Run the gate: candidate vs the version in production on the frozen set and recent reviews."""
     from classifier.fusion.gate import gate_compare
 
@@ -189,9 +197,11 @@ def model_version_evaluate(*, version: ModelVersion, actor: Any = None, progress
     frozen_name, frozen_items = _frozen_set(base_engine or cand_engine)
     frozen_name = f"frozen:{frozen_name}"
     recent = _recent_items(version)
-    cand = {"frozen": _metrics_for(version, cand_engine, frozen_name, frozen_items, progress)}
+    cand: dict[str, dict[str, Any] | None] = {
+        "frozen": _metrics_for(version, cand_engine, frozen_name, frozen_items, progress)
+    }
     cand["recent"] = _metrics_for(version, cand_engine, "recent", recent, progress) if recent else None
-    base = None
+    base: dict[str, dict[str, Any] | None] | None = None
     if baseline is not None:
         base = {"frozen": _metrics_for(baseline, base_engine, frozen_name, frozen_items, progress)}
         base["recent"] = _metrics_for(baseline, base_engine, "recent", recent, progress) if recent else None

@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from classifier.audit import Actor
 from classifier.registry.models import ModelVersion
 from classifier.task_names import EVALUATE_MODEL_VERSION, task_signature
 
@@ -112,7 +114,7 @@ def model_version_register(
     artifact_dir: Path,
     name: str,
     parent: ModelVersion | None,
-    trained_by: Any = None,
+    trained_by: Actor = None,
     data_window_start: dt.datetime | None = None,
     data_window_end: dt.datetime | None = None,
     evaluate: bool = True,
@@ -123,11 +125,12 @@ def model_version_register(
     runs the gate itself right after registering.
     """
 
-    def read(fname: str) -> dict:
+    def read(fname: str) -> dict[str, Any]:
         try:
-            return json.loads((artifact_dir / fname).read_text(encoding="utf-8"))
+            value = json.loads((artifact_dir / fname).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
+        return value if isinstance(value, dict) else {}
 
     calibration = read("calibration.json")
     version = ModelVersion.objects.create(
@@ -140,7 +143,7 @@ def model_version_register(
         review_threshold=calibration.get("review_threshold"),
         data_window_start=data_window_start,
         data_window_end=data_window_end,
-        trained_by=trained_by if getattr(trained_by, "is_authenticated", False) else None,
+        trained_by=trained_by if isinstance(trained_by, User) else None,
     )
     audit_record(actor=trained_by, verb="model.register", obj=version, data={"dir": str(artifact_dir)})
     if evaluate:
@@ -148,7 +151,7 @@ def model_version_register(
     return version
 
 
-def model_version_evaluate_soon(*, version: ModelVersion, actor: Any = None) -> bool:
+def model_version_evaluate_soon(*, version: ModelVersion, actor: Actor = None) -> bool:
     """Queue the gate run for a newly registered version on the training queue (after commit).
 
     Every version gets its frozen-set figures when it is registered, the bundled one included, so the
@@ -156,12 +159,12 @@ def model_version_evaluate_soon(*, version: ModelVersion, actor: Any = None) -> 
     """
     if not settings.EVALUATE_ON_REGISTER:
         return False
-    actor_id = actor.pk if getattr(actor, "is_authenticated", False) else None
+    actor_id = actor.pk if isinstance(actor, User) else None
     task_dispatch(task_signature(EVALUATE_MODEL_VERSION), args=[version.pk, actor_id])
     return True
 
 
-def model_version_promote(*, version: ModelVersion, actor: Any, rollback: bool = False) -> ModelVersion:
+def model_version_promote(*, version: ModelVersion, actor: Actor, rollback: bool = False) -> ModelVersion:
     """Put `version` into production: one atomic swap, audit-logged; workers pick it up on their next batch.
 
     A promotion needs a passed gate run against the version in production now; a rollback (to a version
@@ -209,7 +212,7 @@ def model_version_promote(*, version: ModelVersion, actor: Any, rollback: bool =
     return version
 
 
-def model_version_rollback(*, actor: Any) -> ModelVersion:
+def model_version_rollback(*, actor: Actor) -> ModelVersion:
     """Promote the version that served before the current one (or its parent). Allowed while a job runs."""
     target = sel.model_version_rollback_target()
     if target is None:

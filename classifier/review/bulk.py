@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -28,7 +28,7 @@ class BulkOutcome:
 
 
 def review_bulk_approve(
-    *, auditor: Any, task_ids: Iterable[int], cause: str = "", now: datetime | None = None
+    *, auditor: User, task_ids: Iterable[int], cause: str = "", now: datetime | None = None
 ) -> BulkOutcome:
     """Approve the predictions of many tasks; each one is re-checked and skipped with a reason if it can't be."""
     now = now or timezone.now()

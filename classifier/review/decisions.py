@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -38,8 +39,10 @@ Status = ReviewTask.Status
 Cause = ReviewDecision.Cause
 
 
-def _validate_category(category_id: Any) -> Category:
+def _validate_category(category_id: int | str | None) -> Category:
     try:
+        if category_id is None:
+            raise ValueError("no category")
         pk = int(category_id)
     except (TypeError, ValueError):
         raise InvalidDecision("Pick a category from the search list before saving a correction.") from None
@@ -84,7 +87,7 @@ class DecisionOutcome:
     task: ReviewTask
 
 
-def _explain_lost_claim(*, task: ReviewTask, auditor: Any, action: str) -> ReviewError:
+def _explain_lost_claim(*, task: ReviewTask, auditor: User, action: str) -> ReviewError:
     last = task.decisions.order_by("-created_at", "-id").first()
     if last is not None and last.auditor_id == auditor.pk and last.action == action:
         return AlreadyRecorded(
@@ -106,11 +109,11 @@ def _explain_lost_claim(*, task: ReviewTask, auditor: Any, action: str) -> Revie
 
 def review_decide(
     *,
-    auditor: Any,
+    auditor: User,
     task_id: int,
     version: int,
     action: str,
-    category_id: Any = None,
+    category_id: int | str | None = None,
     brand_name: str = "",
     cause: str = "",
     comment: str = "",
@@ -257,7 +260,7 @@ def review_decide(
     return DecisionOutcome(decision=decision, task=task)
 
 
-def review_undo_last(*, auditor: Any, now: datetime | None = None) -> DecisionOutcome:
+def review_undo_last(*, auditor: User, now: datetime | None = None) -> DecisionOutcome:
     """Undo the auditor's most recent decision (within the undo window) and re-claim its task for them."""
     now = now or timezone.now()
     last = ReviewDecision.objects.filter(auditor=auditor).order_by("-created_at", "-id").first()

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 from collections import Counter
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import NotRequired, TypedDict
 
+from django.contrib.auth.models import User
 from django.db.models import Count, Max
 from django.urls import reverse
 from django.utils.text import Truncator
 
 from classifier.listings.models import Prediction
-from classifier.review.item import category_leaf_search, category_leaves
+from classifier.review.item import CategoryEntry, Leaf, TopKRow, category_leaf_search, category_leaves
 from classifier.review.models import ReviewDecision, ReviewTask
-from classifier.review.selectors import _cached
+from classifier.review.selectors import cached_compute
 from knowledge.graph.selectors import category_path_labels
 from knowledge.models import Category
 
@@ -48,7 +49,7 @@ def _labels() -> dict[str, dict[int, str]]:
         }
         return {"paths": paths, "display": display}
 
-    return _cached(_labels_key(), DISPLAY_TTL, compute)
+    return cached_compute(_labels_key(), DISPLAY_TTL, compute)
 
 
 def category_paths() -> dict[int, str]:
@@ -65,17 +66,51 @@ def category_display_labels() -> dict[int, str]:
     return _labels()["display"]
 
 
-Leaves = list[tuple[int, str, str]]
+Leaves = list[Leaf]
+ByName = dict[str, list[tuple[int, str]]]
 
 
-def _leaves_by_name(leaves: Leaves | None = None) -> dict[str, list[tuple[int, str]]]:
-    by_name: dict[str, list[tuple[int, str]]] = {}
+class Picker(TypedDict):
+    suggested: list[CategoryEntry]
+    recent: list[CategoryEntry]
+    results: list[CategoryEntry]
+    q: str
+
+
+class AttentionWord(TypedDict):
+    text: str
+    type: str
+    weight: float
+    pct: NotRequired[int]
+
+
+class PredictedLabel(TypedDict):
+    label: str
+    path: str
+    confidence: float
+    brand: str
+
+
+class QueueRow(TypedDict):
+    pk: int
+    title: str
+    label: str
+    confidence: str
+    reason: str
+    reason_label: str
+    overdue: bool
+    age: str
+    claim_url: str
+
+
+def _leaves_by_name(leaves: Leaves | None = None) -> ByName:
+    by_name: ByName = {}
     for pk, label, _text in category_leaves() if leaves is None else leaves:
         by_name.setdefault(label.rsplit(SEP, 1)[-1].lower(), []).append((pk, label))
     return by_name
 
 
-def _resolve_leaf(name: str, prediction: Prediction, by_name: dict) -> list[tuple[int, str]]:
+def _resolve_leaf(name: str, prediction: Prediction, by_name: ByName) -> list[tuple[int, str]]:
     """The active leaves a top-k name stands for; the predicted master/sub break ties."""
     if SEP in name:  # already a path (a snapshot id)
         return [
@@ -96,12 +131,12 @@ def _resolve_leaf(name: str, prediction: Prediction, by_name: dict) -> list[tupl
 
 def category_suggestions(
     *, prediction: Prediction, limit: int = 5, leaves: Leaves | None = None
-) -> list[dict[str, Any]]:
+) -> list[CategoryEntry]:
     """The model's top-k leaf categories as picker entries: [{id, label, pct}], most probable first.
 
     `leaves`: `category_leaves()` when the caller already has them (one cache read per page)."""
     by_name = _leaves_by_name(leaves)
-    out: list[dict[str, Any]] = []
+    out: list[CategoryEntry] = []
     seen: set[int] = set()
     top = (prediction.top_k or {}).get("article", []) if isinstance(prediction.top_k, dict) else []
     for item in top[:limit]:
@@ -117,11 +152,11 @@ def category_suggestions(
 
 
 def category_recent_for(
-    *, auditor: Any, limit: int = 5, scan: int = 50, leaves: Leaves | None = None
-) -> list[dict[str, Any]]:
+    *, auditor: User, limit: int = 5, scan: int = 50, leaves: Leaves | None = None
+) -> list[CategoryEntry]:
     """Leaf categories this auditor chose most recently (approve/correct), newest first, no repeats."""
     live = {pk: label for pk, label, _text in (category_leaves() if leaves is None else leaves)}
-    out: list[dict[str, Any]] = []
+    out: list[CategoryEntry] = []
     for category_id in (
         ReviewDecision.objects.filter(
             auditor=auditor,
@@ -139,8 +174,8 @@ def category_recent_for(
 
 
 def category_picker(
-    *, q: str, prediction: Prediction | None, auditor: Any, limit: int = 12, leaves: Leaves | None = None
-) -> dict:
+    *, q: str, prediction: Prediction | None, auditor: User, limit: int = 12, leaves: Leaves | None = None
+) -> Picker:
     """The picker's content: with no query, the model's suggestions then the auditor's recent picks;
     with a query, every matching leaf, suggested and recent ones first. Labels are full paths."""
 
@@ -154,9 +189,9 @@ def category_picker(
         return {"suggested": _split(suggested), "recent": _split(recent), "results": [], "q": ""}
     hits = category_leaf_search(q=q, limit=200)
     first = {row["id"]: 0 for row in suggested} | {row["id"]: 1 for row in recent}
-    pct = {row["id"]: row["pct"] for row in suggested}
+    pct = {row["id"]: row.get("pct") for row in suggested}
     hits.sort(key=lambda row: first.get(row["id"], 2))  # stable: keeps the search's own ranking within
-    results = [
+    results: list[CategoryEntry] = [
         {
             **row,
             "pct": pct.get(row["id"]),
@@ -167,7 +202,7 @@ def category_picker(
     return {"suggested": [], "recent": [], "results": _split(results), "q": q}
 
 
-def _split(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _split(rows: list[CategoryEntry]) -> list[CategoryEntry]:
     """Adds `prefix` ("Apparel > Topwear > ") and `leaf` ("Tshirts") for display."""
     for row in rows:
         prefix, _, leaf = row["label"].rpartition(SEP)
@@ -175,13 +210,13 @@ def _split(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def attention_words(entities: Any, *, limit: int = 6) -> list[dict[str, Any]]:
+def attention_words(entities: object, *, limit: int = 6) -> list[AttentionWord]:
     """The title words that steered the attention map: extracted entities by weight, noise left out.
 
     The model weights each title token by its entity type before the text guides channel and spatial
     attention over the photo, so the heaviest entities are the words the heatmap answers to.
     """
-    rows = []
+    rows: list[AttentionWord] = []
     for ent in entities if isinstance(entities, list) else []:
         if not isinstance(ent, dict) or str(ent.get("type", "")) == "noise":
             continue
@@ -200,22 +235,21 @@ def attention_words(entities: Any, *, limit: int = 6) -> list[dict[str, Any]]:
 
 
 def top_k_rows_unambiguous(
-    top_k_rows: list[dict[str, Any]], prediction: Prediction, leaves: Leaves | None = None
-) -> list[dict[str, Any]]:
+    top_k_rows: list[TopKRow], prediction: Prediction, leaves: Leaves | None = None
+) -> list[TopKRow]:
     """The item page's top-k rows, with article names that several leaves share shown as paths."""
     by_name = _leaves_by_name(leaves)
     for row in top_k_rows:
         if row.get("level") != "article":
             continue
         for opt in row["options"]:
-            leaves = by_name.get(opt["name"].lower(), [])
-            if len(leaves) > 1:
+            if len(by_name.get(opt["name"].lower(), [])) > 1:
                 resolved = _resolve_leaf(opt["name"], prediction, by_name)
                 opt["name"] = resolved[0][1] if len(resolved) == 1 else opt["name"] + " (ambiguous)"
     return top_k_rows
 
 
-def listings_predicted(*, listing_ids: list[int]) -> dict[int, dict[str, Any]]:
+def listings_predicted(*, listing_ids: list[int]) -> dict[int, PredictedLabel]:
     """For listings waiting in review: what the model predicted (the open task's prediction)."""
     rows = (
         ReviewTask.objects.filter(listing_id__in=listing_ids)
@@ -229,7 +263,7 @@ def listings_predicted(*, listing_ids: list[int]) -> dict[int, dict[str, Any]]:
         )
     )
     display = category_display_labels()
-    out = {}
+    out: dict[int, PredictedLabel] = {}
     for listing_id, category_id, label, confidence, brand in rows:
         out[listing_id] = {
             "label": display.get(category_id, label) if category_id else label,
@@ -256,12 +290,12 @@ def decimal_text(value: float, places: int) -> str:
 _PK_MARK = 987654321
 
 
-def review_queue_rows(tasks: list[ReviewTask]) -> list[dict[str, Any]]:
+def review_queue_rows(tasks: list[ReviewTask]) -> list[QueueRow]:
     """The queue list's rows as plain strings: the template loops over values, not over model
     lookups, filters and a URL reversal per row (most of the queue page's time was spent there)."""
     claim_url = reverse("review-claim", args=[_PK_MARK])
     reasons = dict(ReviewTask.Reason.choices)
-    rows = []
+    rows: list[QueueRow] = []
     for task in tasks:
         overdue = bool(task.is_overdue)
         rows.append(

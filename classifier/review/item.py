@@ -4,23 +4,44 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from django.db.models import Q
 
 from classifier.listings.models import Listing
 from classifier.review.models import ReviewTask
-from classifier.review.selectors import _cached
+from classifier.review.selectors import cached_compute
 from knowledge.graph.selectors import category_path_labels
 from knowledge.models import Brand, BrandAlias, Category, CategoryAlias
 
 CATEGORY_LABELS_KEY = "review:category-leaves:v1"
-
-
 CATEGORY_LABELS_TTL = 60
-
-
 SIMILAR_POOL_TTL = 300
+
+# (id, path label, searchable text) of an active leaf category.
+Leaf = tuple[int, str, str]
+
+
+class CategoryEntry(TypedDict):
+    """A leaf category in the picker: id and full path; the picker adds its display parts."""
+
+    id: int
+    label: str
+    pct: NotRequired[float | None]
+    tag: NotRequired[str]
+    prefix: NotRequired[str]
+    leaf: NotRequired[str]
+
+
+class TopKOption(TypedDict):
+    name: str
+    pct: float
+
+
+class TopKRow(TypedDict):
+    level: str
+    label: str
+    options: list[TopKOption]
 
 
 @dataclass(frozen=True)
@@ -33,7 +54,7 @@ class TitleSegment:
 _TYPE_RE = re.compile(r"[^a-z0-9_]")
 
 
-def title_segments(title: str, entities: Any) -> list[TitleSegment]:
+def title_segments(title: str, entities: object) -> list[TitleSegment]:
     """Split the title into plain and entity segments by char offsets; bad or overlapping spans are dropped.
 
     The template escapes every segment's text, so a title can never inject markup.
@@ -43,13 +64,13 @@ def title_segments(title: str, entities: Any) -> list[TitleSegment]:
         if not isinstance(ent, dict):
             continue
         try:
-            start, end = int(ent.get("start")), int(ent.get("end"))
+            start, end = int(ent.get("start", "")), int(ent.get("end", ""))
         except (TypeError, ValueError):
             continue
         if 0 <= start < end <= len(title):
             etype = _TYPE_RE.sub("", str(ent.get("type", "entity")).lower())[:20] or "entity"
             try:
-                weight = float(ent.get("weight")) if ent.get("weight") is not None else None
+                weight = float(ent["weight"]) if ent.get("weight") is not None else None
             except (TypeError, ValueError):
                 weight = None
             spans.append((start, end, etype, weight))
@@ -71,12 +92,12 @@ def title_segments(title: str, entities: Any) -> list[TitleSegment]:
 LEVELS = (("master", "Master category"), ("sub", "Sub-category"), ("article", "Article type"))
 
 
-def top_k_rows(top_k: Any) -> list[dict[str, Any]]:
+def top_k_rows(top_k: object) -> list[TopKRow]:
     """[{level, label, options: [(name, pct)]}] from Prediction.top_k, tolerant of odd shapes."""
-    rows = []
+    rows: list[TopKRow] = []
     top_k = top_k if isinstance(top_k, dict) else {}
     for key, label in LEVELS:
-        options = []
+        options: list[TopKOption] = []
         for item in top_k.get(key, [])[:5]:
             try:
                 name, prob = item[0], float(item[1])
@@ -87,7 +108,7 @@ def top_k_rows(top_k: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def findings_in_words(findings: Any) -> list[dict[str, str]]:
+def findings_in_words(findings: object) -> list[dict[str, str]]:
     out = []
     for f in findings if isinstance(findings, list) else []:
         if isinstance(f, dict):
@@ -127,7 +148,13 @@ class SimilarListing:
     tokens: frozenset[str]
 
 
-def review_similar_reviewed(*, task: ReviewTask, limit: int = 5, pool: int = 200) -> list[dict[str, Any]]:
+class SimilarRow(TypedDict):
+    listing: SimilarListing
+    overlap: int
+    category_label: NotRequired[str]
+
+
+def review_similar_reviewed(*, task: ReviewTask, limit: int = 5, pool: int = 200) -> list[SimilarRow]:
     """Already-reviewed listings with the same predicted category (or brand), ranked by title-token overlap.
 
     Cheap: a bounded pool of recent reviewed listings, Jaccard in Python. The pool is cached per
@@ -157,7 +184,7 @@ def review_similar_reviewed(*, task: ReviewTask, limit: int = 5, pool: int = 200
         ]
 
     key = f"review:similar:v2:{prediction.category_id or 0}:{prediction.brand_id or 0}:{pool}"
-    candidates = [c for c in _cached(key, SIMILAR_POOL_TTL, compute) if c.pk != task.listing_id][:pool]
+    candidates = [c for c in cached_compute(key, SIMILAR_POOL_TTL, compute) if c.pk != task.listing_id][:pool]
     mine = _tokens(task.listing.title)
     scored = []
     for listing in candidates:
@@ -168,10 +195,10 @@ def review_similar_reviewed(*, task: ReviewTask, limit: int = 5, pool: int = 200
     return [{"listing": listing, "overlap": round(100 * overlap)} for overlap, listing in scored[:limit]]
 
 
-def category_leaves() -> list[tuple[int, str, str]]:
+def category_leaves() -> list[Leaf]:
     """(id, path label, searchable text) of every active leaf category, cached for a minute."""
 
-    def compute():
+    def compute() -> list[Leaf]:
         labels = category_path_labels()
         rows = list(Category.objects.values_list("id", "parent_id", "is_active"))
         inactive = {pk for pk, _, active in rows if not active}
@@ -180,7 +207,7 @@ def category_leaves() -> list[tuple[int, str, str]]:
         aliases: dict[int, list[str]] = {}
         for cat_id, alias in CategoryAlias.objects.values_list("category_id", "alias"):
             aliases.setdefault(cat_id, []).append(alias)
-        leaves = []
+        leaves: list[Leaf] = []
         for pk, _parent, active in rows:
             if not active or pk in with_active_children:
                 continue
@@ -196,10 +223,10 @@ def category_leaves() -> list[tuple[int, str, str]]:
         leaves.sort(key=lambda row: row[1])
         return leaves
 
-    return _cached(CATEGORY_LABELS_KEY, CATEGORY_LABELS_TTL, compute)
+    return cached_compute(CATEGORY_LABELS_KEY, CATEGORY_LABELS_TTL, compute)
 
 
-def category_leaf_search(*, q: str, limit: int = 12) -> list[dict[str, Any]]:
+def category_leaf_search(*, q: str, limit: int = 12) -> list[CategoryEntry]:
     """Active leaf categories whose path or aliases contain every word of `q`, leaf-name matches first."""
     words = [w for w in q.lower().split() if w][:6]
     if not words:

@@ -50,6 +50,11 @@ class ReviewTask(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)
 
+    # Not columns: set by classifier.review.selectors.review_task_annotate_sla for the pages.
+    age_hours: float
+    is_overdue: bool
+    sla_left_hours: float
+
     class Meta:
         ordering = ["-priority", "created_at"]
         constraints = [

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TypeVar, cast
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
@@ -33,9 +34,15 @@ Action = ReviewDecision.Action
 
 
 COUNTS_TTL_SECONDS = 15
+# The queue page's counts: lists of {reason|category_id, label, n} and totals (template values).
+QueueCounts = dict[str, object]
 
 
-def _cached(key: str, ttl: int, compute):
+T = TypeVar("T")
+
+
+def cached_compute(key: str, ttl: int, compute: Callable[[], T]) -> T:
+    """`compute()`, kept in the cache for `ttl` seconds (computed directly while the cache is away)."""
     try:
         value = cache.get(key)
     except Exception:
@@ -47,7 +54,7 @@ def _cached(key: str, ttl: int, compute):
             cache.set(key, value, timeout=ttl)
         except Exception:
             log.warning("cache unreachable; not storing %s", key)
-    return value
+    return cast(T, value)
 
 
 def review_sla_cutoff(now: datetime | None = None) -> datetime:
@@ -56,7 +63,7 @@ def review_sla_cutoff(now: datetime | None = None) -> datetime:
 
 def review_queue_counts(
     *, fresh: bool = False, on_stale: Callable[[Callable[[], object]], None] | None = None
-) -> dict[str, Any]:
+) -> QueueCounts:
     """Waiting tasks per reason and per category, overdue and claimed counts.
 
     One grouped COUNT per table scan of the pending partial indexes, cached for a few seconds
@@ -65,7 +72,7 @@ def review_queue_counts(
     handed to `on_stale` (the queue page runs it once its response is sent) instead of run here.
     """
 
-    def compute() -> dict[str, Any]:
+    def compute() -> QueueCounts:
         # One scan of the pending rows, grouped by every key the page shows (at most a few hundred
         # groups), instead of one scan per breakdown: at 300k waiting tasks each scan costs ~0.3 s.
         by_reason = {r.value: 0 for r in Reason}
@@ -104,7 +111,7 @@ def review_queue_counts(
             "by_category": [
                 {
                     "category_id": row["category_id"],
-                    "label": labels.get(row["category_id"], "(no category)"),
+                    "label": labels.get(row["category_id"] or 0, "(no category)"),
                     "n": row["n"],
                 }
                 for row in by_category
@@ -121,20 +128,23 @@ def review_queue_counts(
     # request (the one that wins `cache.add` on the lock) recomputes while the others keep serving the
     # previous counts. Decisions do not invalidate it, so 20 busy auditors never make every page count.
     try:
-        value = cache.get(COUNTS_CACHE_KEY)
+        value: QueueCounts | None = cache.get(COUNTS_CACHE_KEY)
     except Exception:
         log.warning("cache unreachable; counting the queue directly")
         return compute()
 
-    def is_stale(counts: dict[str, Any] | None) -> bool:
-        return counts is None or (timezone.now() - counts["computed_at"]).total_seconds() > COUNTS_TTL_SECONDS
+    def is_stale(counts: QueueCounts | None) -> bool:
+        computed = counts.get("computed_at") if counts else None
+        if not isinstance(computed, datetime):
+            return True
+        return (timezone.now() - computed).total_seconds() > COUNTS_TTL_SECONDS
 
-    def refresh() -> dict[str, Any] | None:
+    def refresh() -> QueueCounts | None:
         if not cache.add(COUNTS_CACHE_KEY + ":lock", 1, timeout=30):
             return None
         try:
             # A deferred refresh may run after another request already did it: count once.
-            current = cache.get(COUNTS_CACHE_KEY)
+            current: QueueCounts | None = cache.get(COUNTS_CACHE_KEY)
             if current is not None and not is_stale(current):
                 return current
             counts = compute()
@@ -249,7 +259,7 @@ def review_task_for_page(*, task_id: int) -> ReviewTask | None:
     return review_task_annotate_sla(task) if task else None
 
 
-def review_task_held_by(*, auditor: Any) -> ReviewTask | None:
+def review_task_held_by(*, auditor: User) -> ReviewTask | None:
     return (
         ReviewTask.objects.filter(
             status=Status.CLAIMED, claimed_by=auditor, claim_expires_at__gt=timezone.now()

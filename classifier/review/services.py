@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -201,7 +201,7 @@ def review_release_expired(*, now: datetime | None = None, limit: int = 500) -> 
     return len(expired)
 
 
-def _claim_row(task: ReviewTask, *, auditor: Any, now: datetime, why: str) -> ReviewTask:
+def _claim_row(task: ReviewTask, *, auditor: User, now: datetime, why: str) -> ReviewTask:
     ReviewTask.objects.filter(pk=task.pk).update(
         status=Status.CLAIMED,
         claimed_by=auditor,
@@ -218,7 +218,7 @@ def _claim_row(task: ReviewTask, *, auditor: Any, now: datetime, why: str) -> Re
 
 def review_claim_next(
     *,
-    auditor: Any,
+    auditor: User,
     reason: str | None = None,
     category_id: int | None = None,
     now: datetime | None = None,
@@ -273,7 +273,7 @@ def review_claim_next(
         return _claim_row(task, auditor=auditor, now=now, why="next")
 
 
-def review_claim_task(*, auditor: Any, task_id: int, now: datetime | None = None) -> ReviewTask:
+def review_claim_task(*, auditor: User, task_id: int, now: datetime | None = None) -> ReviewTask:
     """Claim one particular task (opened from a queue list), if nobody else holds it."""
     now = now or timezone.now()
     with transaction.atomic():
@@ -284,7 +284,8 @@ def review_claim_task(*, auditor: Any, task_id: int, now: datetime | None = None
             raise ClaimLost("Another auditor is opening this item right now; pick another one.")
         if task.status == Status.DONE:
             raise ClaimLost("This item was already decided.")
-        if task.status == Status.CLAIMED and task.claimed_by_id == auditor.pk and task.claim_expires_at > now:
+        expires = task.claim_expires_at
+        if task.status == Status.CLAIMED and task.claimed_by_id == auditor.pk and expires and expires > now:
             return task
         if task.status == Status.CLAIMED and task.claim_expires_at and task.claim_expires_at > now:
             raise ClaimLost(f"This item is being reviewed by {task.claimed_by}.")
@@ -293,12 +294,11 @@ def review_claim_task(*, auditor: Any, task_id: int, now: datetime | None = None
         return _claim_row(task, auditor=auditor, now=now, why="open")
 
 
-def _release_claims_of(*, auditor: Any, now: datetime, why: str, except_id: int | None = None) -> None:
-    held = list(
-        ReviewTask.objects.filter(status=Status.CLAIMED, claimed_by=auditor)
-        .exclude(pk=except_id)
-        .values_list("id", flat=True)
-    )
+def _release_claims_of(*, auditor: User, now: datetime, why: str, except_id: int | None = None) -> None:
+    claims = ReviewTask.objects.filter(status=Status.CLAIMED, claimed_by=auditor)
+    if except_id is not None:
+        claims = claims.exclude(pk=except_id)
+    held = list(claims.values_list("id", flat=True))
     for pk in held:
         if ReviewTask.objects.filter(pk=pk, status=Status.CLAIMED, claimed_by=auditor).update(
             status=Status.PENDING, claimed_by=None, claim_expires_at=None, version=F("version") + 1
@@ -306,7 +306,7 @@ def _release_claims_of(*, auditor: Any, now: datetime, why: str, except_id: int 
             audit_record(actor=auditor, verb="review.release", obj=ReviewTask(pk=pk), data={"why": why})
 
 
-def review_release(*, auditor: Any, task_id: int) -> bool:
+def review_release(*, auditor: User, task_id: int) -> bool:
     """The auditor gives the task back without deciding (leaving the page)."""
     with transaction.atomic():
         released = ReviewTask.objects.filter(pk=task_id, status=Status.CLAIMED, claimed_by=auditor).update(

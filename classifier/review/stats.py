@@ -2,28 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from django.db.models import Count, Exists, F, FloatField, OuterRef, Q
 from django.db.models.functions import Cast, Floor, TruncHour
 from django.utils import timezone
 
 from classifier.review.models import ReviewDecision, ReviewTask
-from classifier.review.selectors import _cached
+from classifier.review.selectors import cached_compute
 
 Action = ReviewDecision.Action
 Status = ReviewTask.Status
 
 
-def review_auditor_stats(*, since: datetime) -> list[dict[str, Any]]:
+class AuditorStats(TypedDict):
+    auditor_id: int
+    username: str
+    decisions: int
+    per_hour: float
+    agreement: float | None
+    overturn: float | None
+    undone: int
+
+
+class HourCount(TypedDict):
+    hour: datetime
+    n: int
+
+
+class ConfidenceBin(TypedDict):
+    lo: float
+    hi: float
+    n: int
+
+
+def review_auditor_stats(*, since: datetime) -> list[AuditorStats]:
     """Per auditor: decisions, items per active hour, agreement with the final label, overturn rate.
 
     Agreement: of the auditor's approve/correct decisions still in force or not, the share whose category
     is the listing's final label. Overturned: the share of those later replaced by someone else's label.
     """
     decisions = ReviewDecision.objects.filter(created_at__gte=since).exclude(action=Action.UNDO)
-    per_user: dict[int, dict[str, Any]] = {}
+    per_user: dict[int, Mapping[str, Any]] = {}
     for row in decisions.values("auditor_id", "auditor__username").annotate(
         n=Count("id"),
         hours=Count(TruncHour("created_at"), distinct=True),
@@ -56,24 +78,24 @@ def review_auditor_stats(*, since: datetime) -> list[dict[str, Any]]:
         .annotate(n=Count("id"))
         .order_by()
     }
-    out = []
-    for auditor_id, row in sorted(per_user.items(), key=lambda kv: kv[1]["auditor__username"]):
-        labels = row["labels"] or 0
+    out: list[AuditorStats] = []
+    for auditor_id, stats in sorted(per_user.items(), key=lambda kv: str(kv[1]["auditor__username"])):
+        labels = stats["labels"] or 0
         out.append(
             {
                 "auditor_id": auditor_id,
-                "username": row["auditor__username"],
-                "decisions": row["n"],
-                "per_hour": round(row["n"] / max(1, row["hours"]), 1),
-                "agreement": round(100 * row["agree"] / labels, 1) if labels else None,
+                "username": stats["auditor__username"],
+                "decisions": stats["n"],
+                "per_hour": round(stats["n"] / max(1, stats["hours"]), 1),
+                "agreement": round(100 * stats["agree"] / labels, 1) if labels else None,
                 "overturn": round(100 * overturned.get(auditor_id, 0) / labels, 1) if labels else None,
-                "undone": row["undone"],
+                "undone": stats["undone"],
             }
         )
     return out
 
 
-def review_rate_by_hour(*, hours: int = 24) -> list[dict[str, Any]]:
+def review_rate_by_hour(*, hours: int = 24) -> list[HourCount]:
     now = timezone.now().replace(minute=0, second=0, microsecond=0)
     start = now - timedelta(hours=hours - 1)
     counts = {
@@ -91,10 +113,10 @@ def review_rate_by_hour(*, hours: int = 24) -> list[dict[str, Any]]:
     ]
 
 
-def review_confidence_histogram(*, bins: int = 10) -> list[dict[str, Any]]:
+def review_confidence_histogram(*, bins: int = 10) -> list[ConfidenceBin]:
     """Confidence of the predictions waiting in the queue, in `bins` buckets (cached a minute)."""
 
-    def compute():
+    def compute() -> list[ConfidenceBin]:
         rows = (
             ReviewTask.objects.filter(status=Status.PENDING)
             .annotate(bucket=Floor(Cast(F("prediction__confidence"), FloatField()) * bins))
@@ -108,12 +130,12 @@ def review_confidence_histogram(*, bins: int = 10) -> list[dict[str, Any]]:
             counts[min(max(b, 0), bins - 1)] += row["n"]
         return [{"lo": i / bins, "hi": (i + 1) / bins, "n": n} for i, n in enumerate(counts)]
 
-    return _cached(f"review:confhist:{bins}", 60, compute)
+    return cached_compute(f"review:confhist:{bins}", 60, compute)
 
 
 def svg_bars(
     values: list[float], *, width: int = 640, height: int = 160, labels: list[str] | None = None
-) -> dict:
+) -> dict[str, object]:
     """Geometry for a server-side inline SVG bar chart (the template draws it; no JS, no CDN)."""
     n = max(1, len(values))
     top = max(values) if values and max(values) > 0 else 1

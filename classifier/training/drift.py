@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from classifier.audit import audit_record
+from classifier.audit import Actor, audit_record
 from classifier.registry import selectors as registry_selectors
 from classifier.training import selectors as sel
 from classifier.training.models import DriftAlert, TrainingJob
@@ -37,10 +36,11 @@ def drift_check(*, now: dt.datetime | None = None) -> DriftAlert | None:
         baseline, source = b_correct / b_checked, f"{b_checked} checks before the window"
     else:
         frozen = ((version.metrics or {}).get("frozen_eval") or {}).get("metrics") or {}
-        baseline = frozen.get("auto_accept_precision")
+        frozen_baseline = frozen.get("auto_accept_precision")
         source = "auto-accept precision on the frozen evaluation set"
-        if baseline is None:
+        if frozen_baseline is None:
             return None
+        baseline = frozen_baseline
     current = correct / checked
     drop = 100.0 * (baseline - current)
     if drop <= float(settings.DRIFT_THRESHOLD_POINTS):
@@ -74,7 +74,7 @@ def drift_check(*, now: dt.datetime | None = None) -> DriftAlert | None:
     return alert
 
 
-def drift_alert_resolve(*, alert: DriftAlert, actor: Any) -> DriftAlert:
+def drift_alert_resolve(*, alert: DriftAlert, actor: Actor) -> DriftAlert:
     DriftAlert.objects.filter(pk=alert.pk, resolved_at__isnull=True).update(
         resolved_at=timezone.now(), resolved_by=actor
     )

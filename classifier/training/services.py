@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from classifier.audit import audit_record
+from classifier.audit import Actor, audit_record
 from classifier.registry.artifacts import device_choose
 from classifier.registry.evaluation import (
     finetune_min_corrections,
@@ -56,7 +57,7 @@ def training_window_default_start(*, base_version: ModelVersion) -> dt.datetime 
 
 def training_job_start(
     *,
-    actor: Any,
+    actor: Actor,
     base_version: ModelVersion,
     epochs: int,
     window_start: dt.datetime | None = None,
@@ -96,7 +97,7 @@ def training_job_start(
                 epochs=int(epochs),
                 example_count=count,
                 trigger=trigger,
-                requested_by=actor if getattr(actor, "is_authenticated", False) else None,
+                requested_by=actor if isinstance(actor, User) else None,
             )
             audit_record(
                 actor=actor,
@@ -118,7 +119,7 @@ def training_job_start(
     return job
 
 
-def training_job_cancel(*, job: TrainingJob, actor: Any) -> TrainingJob:
+def training_job_cancel(*, job: TrainingJob, actor: Actor) -> TrainingJob:
     """A queued job is cancelled at once; a running one stops at its next step (the loop checks the flag)."""
     now = timezone.now()
     if TrainingJob.objects.filter(pk=job.pk, status=TrainingJob.Status.QUEUED).update(

@@ -14,15 +14,15 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from classifier.audit import AuditEvent
+from classifier.audit import Actor, AuditEvent
 from classifier.webhooks.events import VERB_EVENTS, event_payload
 from classifier.webhooks.models import EventType, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from classifier.webhooks.signing import SIGNATURE_HEADER, signature_header
@@ -45,7 +45,9 @@ def webhook_secret_new() -> str:
     return "whsec_" + secrets.token_urlsafe(32)
 
 
-def webhook_endpoint_create(*, name: str, url: str, events: list[str], actor: Any = None) -> WebhookEndpoint:
+def webhook_endpoint_create(
+    *, name: str, url: str, events: list[str], actor: Actor = None
+) -> WebhookEndpoint:
     """A new endpoint with a fresh secret. Refused (ValidationError) for an unknown event type or URL scheme."""
     unknown = sorted(set(events) - set(EventType.values))
     if unknown:
@@ -61,7 +63,7 @@ def webhook_endpoint_create(*, name: str, url: str, events: list[str], actor: An
         url=url,
         events=sorted(set(events)),
         secret=webhook_secret_new(),
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        created_by=actor if isinstance(actor, User) else None,
     )
 
 
