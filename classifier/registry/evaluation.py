@@ -197,11 +197,10 @@ def model_version_evaluate(
     frozen_name, frozen_items = _frozen_set(base_engine or cand_engine)
     frozen_name = f"frozen:{frozen_name}"
     recent = _recent_items(version)
-    cand: dict[str, dict[str, Any] | None] = {
-        "frozen": _metrics_for(version, cand_engine, frozen_name, frozen_items, progress)
-    }
+    # {"frozen": metrics, "recent": metrics or None}, as fusion's gate_compare reads them
+    cand: dict[str, Any] = {"frozen": _metrics_for(version, cand_engine, frozen_name, frozen_items, progress)}
     cand["recent"] = _metrics_for(version, cand_engine, "recent", recent, progress) if recent else None
-    base: dict[str, dict[str, Any] | None] | None = None
+    base: dict[str, Any] | None = None
     if baseline is not None:
         base = {"frozen": _metrics_for(baseline, base_engine, frozen_name, frozen_items, progress)}
         base["recent"] = _metrics_for(baseline, base_engine, "recent", recent, progress) if recent else None
