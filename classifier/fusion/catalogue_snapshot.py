@@ -34,7 +34,7 @@ def _slug(s: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-")
 
 
-def _leaf_of(r: dict) -> str:
+def _leaf_of(r: dict[str, str]) -> str:
     return PATH_SEP.join([r["master_category"], r["sub_category"], r["article_type"]])
 
 
@@ -42,13 +42,19 @@ def _leaf_of(r: dict) -> str:
 MIN_BARE_BRAND_ROWS = 3
 
 
-def _outweighs(host: str, guest: str, children: dict, cats: dict[str, CategoryNode], counts: Counter) -> bool:
+def _outweighs(
+    host: str,
+    guest: str,
+    children: dict[str | None, list[str]],
+    cats: dict[str, CategoryNode],
+    counts: Counter[str],
+) -> bool:
     """Every leaf of ``guest`` has at least as many rows under ``host`` (the usual place for it)."""
     host_rows = {cats[c].name.lower(): counts[c] for c in children.get(host, [])}
     return all(counts[c] <= host_rows.get(cats[c].name.lower(), 0) for c in children.get(guest, []))
 
 
-def _category_merges(rows: list[dict], cats: dict[str, CategoryNode]) -> list[tuple[str, str, str]]:
+def _category_merges(rows: list[dict[str, str]], cats: dict[str, CategoryNode]) -> list[tuple[str, str, str]]:
     """(from id, into id, why) for categories that mean one thing under two names.
 
     - the same leaf name under two parents where one placement is a stray (at most 5% of the
@@ -141,13 +147,13 @@ def snapshot_from_catalogue(
             if cid not in cats:
                 cats[cid] = CategoryNode(cid, names[depth], parent)
             parent = cid
-    spellings: dict[tuple[str, ...], Counter] = defaultdict(Counter)
+    spellings: dict[tuple[str, ...], Counter[str]] = defaultdict(Counter)
     for r in rows:
         p = brand_prefix(r["title"])
         if p and brand_words(p):
             spellings[brand_words(p)][p] += 1
     # titles without a gender word: the longest known brand at the start, else a frequent first word
-    bare_first: dict[tuple[str, ...], Counter] = defaultdict(Counter)
+    bare_first: dict[tuple[str, ...], Counter[str]] = defaultdict(Counter)
     max_len = max((len(k) for k in spellings), default=1)
     type_words = {brand_words(c.name) for c in cats.values()}
     for r in rows:
@@ -164,8 +170,8 @@ def snapshot_from_catalogue(
         if sum(cnt.values()) >= MIN_BARE_BRAND_ROWS:
             spellings[key].update(cnt)
     max_len = max((len(k) for k in spellings), default=1)
-    brand_cats: dict[tuple[str, ...], Counter] = defaultdict(Counter)
-    audience: dict[str, Counter] = defaultdict(Counter)
+    brand_cats: dict[tuple[str, ...], Counter[str]] = defaultdict(Counter)
+    audience: dict[str, Counter[str]] = defaultdict(Counter)
     for r in rows:
         leaf = _leaf_of(r)
         words = brand_words(r["title"])
@@ -207,7 +213,7 @@ def snapshot_from_catalogue(
         for counter in brand_cats.values():
             for leaf in [k for k in counter if k in into]:
                 counter[final(leaf)] += counter.pop(leaf)
-        merged_audience: dict[str, Counter] = defaultdict(Counter)
+        merged_audience: dict[str, Counter[str]] = defaultdict(Counter)
         for leaf, cnt in audience.items():
             merged_audience[final(leaf)].update(cnt)
         audience = merged_audience

@@ -7,13 +7,21 @@ from collections import Counter
 from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from classifier.fusion.data import Row
-from classifier.fusion.engine import InferenceEngine, ListingInput
+from classifier.fusion.engine import FusionPrediction, InferenceEngine, ListingInput
+from classifier.fusion.knowledge import KnowledgeSnapshot
+
+
+class RawScores(Protocol):
+    """What :func:`ece_of_logits` reads of the engine's per-item raw scores (``predict_detailed``)."""
+
+    logits: torch.Tensor  # [k] uncalibrated logits of the path taken
 
 
 def run_rows(
@@ -26,8 +34,9 @@ def run_rows(
     force_path: str | None = None,
     review_threshold: float | None = None,
     desc: str = "predict",
-):
-    preds, raws = [], []
+) -> tuple[list[FusionPrediction], list[RawScores]]:
+    preds: list[FusionPrediction] = []
+    raws: list[RawScores] = []
     engine.reserve_image_cache(len(rows))  # a second pass over the split (vague titles) reuses the backbone
     for i in tqdm(range(0, len(rows), batch_size), desc=desc, leave=False):
         chunk = rows[i : i + batch_size]
@@ -72,7 +81,9 @@ def ece(conf: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
     return float(e)
 
 
-def summarize(preds, rows: list[Row], threshold: float | None = None) -> dict:
+def summarize(
+    preds: Sequence[FusionPrediction], rows: list[Row], threshold: float | None = None
+) -> dict[str, object]:
     n = len(rows)
     acc = {
         "master": accuracy(
@@ -103,7 +114,13 @@ def summarize(preds, rows: list[Row], threshold: float | None = None) -> dict:
     return out
 
 
-def ece_of_logits(raws, rows: list[Row], leaves: list[str], temperature: float, snapshot) -> float:
+def ece_of_logits(
+    raws: Sequence[RawScores],
+    rows: list[Row],
+    leaves: list[str],
+    temperature: float,
+    snapshot: KnowledgeSnapshot,
+) -> float:
     names = [snapshot.category(c).name for c in leaves]
     conf, correct = [], []
     for r, row in zip(raws, rows, strict=True):
@@ -114,7 +131,9 @@ def ece_of_logits(raws, rows: list[Row], leaves: list[str], temperature: float, 
     return ece(np.array(conf), np.array(correct))
 
 
-def plots(preds, rows: list[Row], out_dir: str | Path, tag: str = "test") -> list[str]:
+def plots(
+    preds: Sequence[FusionPrediction], rows: list[Row], out_dir: str | Path, tag: str = "test"
+) -> list[str]:
     """Confusion matrix (article types), risk-coverage curve and reliability diagram as PNGs."""
     import matplotlib
 

@@ -10,10 +10,21 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
-ProgressCallback = Callable[[dict[str, Any]], Any]
-Example = tuple[Any, str, str, str]  # (image path or bytes, title, category_id, brand)
+if TYPE_CHECKING:
+    import numpy as np
+    import PIL.Image
+
+    from classifier.fusion.encoder import TextEncoder
+    from classifier.fusion.knowledge import KnowledgeSnapshot
+    from classifier.fusion.modeling import TextBatch
+    from classifier.fusion.text import EntityExtractor
+
+ImageSource: TypeAlias = "str | Path | bytes | PIL.Image.Image"  # a path, the file's bytes or a decoded image
+# called with each progress event; returning False cancels
+ProgressCallback: TypeAlias = Callable[[dict[str, object]], object]
+Example: TypeAlias = tuple[ImageSource, str, str, str]  # (image, title, category_id, brand)
 
 
 class FinetuneCancelled(Exception):
@@ -28,15 +39,21 @@ class FinetuneError(ValueError):
 MIN_ITEMS_FOR_THRESHOLD = 1000
 
 
+Emit = Callable[[dict[str, object]], None]
+
+
 def _load_items(
-    items: Sequence[Example], leaf_pos: dict[str, int], size: int, emit, tag: str, pad: bool = True
-):
+    items: Sequence[Example], leaf_pos: dict[str, int], size: int, emit: Emit, tag: str, pad: bool = True
+) -> tuple[np.ndarray, list[PIL.Image.Image], list[str], list[int], dict[str, int]]:
     """Decode images and keep the items whose category is a known leaf; returns (kept, skipped reasons)."""
     import numpy as np
 
     from classifier.fusion.data import InvalidImageError, image_to_array, load_image
 
-    arrays, pil, titles, labels = [], [], [], []
+    arrays: list[np.ndarray] = []
+    pil: list[PIL.Image.Image] = []
+    titles: list[str] = []
+    labels: list[int] = []
     skipped = {"unknown_category": 0, "bad_image": 0}
     for i, (image, title, category_id, _brand) in enumerate(items):
         if category_id not in leaf_pos:
@@ -58,7 +75,9 @@ def _load_items(
     return imgs, pil, titles, labels, skipped
 
 
-def _encode(encoder, extractor, titles: list[str], emit, batch_size: int = 128):
+def _encode(
+    encoder: TextEncoder, extractor: EntityExtractor, titles: list[str], emit: Emit, batch_size: int = 128
+) -> TextBatch:
     import torch
 
     from classifier.fusion.modeling import TextBatch
@@ -81,7 +100,7 @@ def finetune(
     out_dir: str | Path,
     epochs: int = 3,
     progress_callback: ProgressCallback | None = None,
-    snapshot: Any = None,
+    snapshot: KnowledgeSnapshot | None = None,
     lr: float = 3e-4,
     batch_size: int = 32,
     holdout_fraction: float = 0.2,
@@ -89,8 +108,8 @@ def finetune(
     correction_weight: float = 2.0,
     seed: int = 0,
     device: str | None = None,
-    encoder: Any = None,
-) -> dict[str, Any]:
+    encoder: TextEncoder | None = None,
+) -> dict[str, object]:
     """Fine-tune a trained model directory on corrections plus a replay sample and write a new one.
 
     Loads the base weights; appends head rows for leaf categories of ``snapshot`` the base never trained on
@@ -132,7 +151,7 @@ def finetune(
 
     t_start = time.perf_counter()
 
-    def emit(ev: dict[str, Any]) -> None:
+    def emit(ev: dict[str, object]) -> None:
         if progress_callback is not None and progress_callback(ev) is False:
             raise FinetuneCancelled("cancelled")
 
@@ -293,7 +312,7 @@ def finetune(
         model, cfg, new_labels, dict(base_cal), snapshot, encoder, device, model_version=out_dir.name
     )
     cal = dict(base_cal)
-    holdout: dict[str, Any] = {"n": len(hold_idx)}
+    holdout: dict[str, object] = {"n": len(hold_idx)}
     if len(hold_idx) >= 10:
         emit({"phase": "calibrating"})
         hold = [int(i) for i in hold_idx]
@@ -329,7 +348,7 @@ def finetune(
             f"accuracy {holdout['accuracy']:.3f}"
         )
 
-    metrics = {
+    metrics: dict[str, object] = {
         "finetune": {
             "base_model": base_model_dir.name,
             "corrections": len(ex_y),

@@ -11,21 +11,51 @@ import hashlib
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
-from classifier.fusion.finetune import FinetuneCancelled, ProgressCallback
+from classifier.fusion.finetune import FinetuneCancelled, ImageSource, ProgressCallback
+
+if TYPE_CHECKING:
+    import PIL.Image
+
+    from classifier.fusion.engine import ListingInput
+
+Metrics = Mapping[str, object]  # what evaluate() returns (JSON: stored on the model version)
+
+
+class Prediction(Protocol):
+    """What :func:`evaluate` reads of a prediction (the engine's ``FusionPrediction`` has it)."""
+
+    @property
+    def category_id(self) -> str: ...
+    @property
+    def master_category(self) -> str: ...
+    @property
+    def sub_category(self) -> str: ...
+    @property
+    def confidence(self) -> float: ...
+    @property
+    def latency_ms(self) -> float: ...
+    @property
+    def needs_review(self) -> bool: ...
+
+
+class Predictor(Protocol):
+    """An engine, or a wrapper that records its answers."""
+
+    def predict_batch(self, items: list[ListingInput]) -> Sequence[Prediction]: ...
 
 
 @dataclass(frozen=True)
 class LabelledItem:
     """One evaluation item: an image (path or bytes), a title and its true leaf category id."""
 
-    image: Any
+    image: ImageSource
     title: str
     category_id: str
     brand: str = ""
@@ -66,7 +96,7 @@ def frozen_eval_set(
 
 
 # ---- evaluation -------------------------------------------------------------------------------------
-def _image_bytes(src: Any) -> Any:
+def _image_bytes(src: ImageSource) -> bytes | PIL.Image.Image:
     if isinstance(src, (bytes, bytearray)):
         return bytes(src)
     if isinstance(src, (str, Path)):
@@ -75,12 +105,12 @@ def _image_bytes(src: Any) -> Any:
 
 
 def evaluate(
-    engine: Any,
+    engine: Predictor,
     items: Sequence[LabelledItem],
     *,
     batch_size: int = 32,
     progress_callback: ProgressCallback | None = None,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Run ``engine.predict_batch`` over ``items`` and summarise.
 
     Returns:
@@ -151,8 +181,8 @@ def evaluate(
 
 
 def gate_compare(
-    candidate: dict[str, dict],
-    baseline: dict[str, dict] | None,
+    candidate: Mapping[str, Metrics | None],
+    baseline: Mapping[str, Metrics | None] | None,
     *,
     margin_points: float = 0.5,
     category_margin_points: float = 5.0,
@@ -178,13 +208,17 @@ def gate_compare(
         notes.append("no version in production: nothing to compare with")
         return True, reasons, notes
 
-    def acc(m: dict | None) -> float | None:
+    # the metrics are JSON (evaluate()'s dicts, as stored on the model versions): read as such
+    cand = cast("Mapping[str, dict[str, Any] | None]", candidate)
+    base = cast("Mapping[str, dict[str, Any] | None]", baseline)
+
+    def acc(m: dict[str, Any] | None) -> float | None:
         return None if not m or not m.get("n") else float(m["accuracy"]["article"])
 
     for key, label in (("frozen", "frozen evaluation set"), ("recent", "recently reviewed items")):
-        c, b = candidate.get(key), baseline.get(key)
+        c, b = cand.get(key), base.get(key)
         ca, ba = acc(c), acc(b)
-        if ca is None or ba is None:
+        if c is None or ca is None or ba is None:
             notes.append(f"{label}: not evaluated (no items)")
             continue
         if key == "recent" and c["n"] < recent_min_items:
@@ -199,7 +233,7 @@ def gate_compare(
             reasons.append(f"{line}; worse than the {margin_points:g}-point margin")
         else:
             notes.append(line)
-    cf, bf = candidate.get("frozen") or {}, baseline.get("frozen") or {}
+    cf, bf = cand.get("frozen") or {}, base.get("frozen") or {}
     for cat, (n, ok) in sorted((cf.get("per_category") or {}).items()):
         if n < large_category_min or cat not in (bf.get("per_category") or {}):
             continue

@@ -12,9 +12,11 @@ import json
 import re
 import unicodedata
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any, cast
 
 PATH_SEP = " > "
 
@@ -119,7 +121,7 @@ class EntityTerm:
     weight: float = 1.0
 
 
-def _tuple(x) -> tuple:
+def _tuple(x: Iterable[str] | None) -> tuple[str, ...]:
     return tuple(x) if x is not None else ()
 
 
@@ -145,7 +147,7 @@ class KnowledgeSnapshot:
     meta: tuple[tuple[str, str], ...] = field(default=())
 
     # ---- serialisation -------------------------------------------------------------------------
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {
             "version": self.version,
             "categories": [asdict(c) for c in self.categories],
@@ -157,7 +159,8 @@ class KnowledgeSnapshot:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> KnowledgeSnapshot:
+    def from_dict(cls, data: Mapping[str, object]) -> KnowledgeSnapshot:
+        d = cast("dict[str, Any]", data)  # parsed JSON: each field is read and converted below
         return cls(
             version=int(d["version"]),
             categories=tuple(
@@ -278,19 +281,27 @@ class KnowledgeSnapshot:
         ids = set(self.ancestors(category_id, include_self=True))
         return tuple(r for r in self.attribute_rules if r.category_id in ids)
 
-    def with_changes(self, **kw) -> KnowledgeSnapshot:
+    def with_changes(
+        self,
+        *,
+        version: int | None = None,
+        categories: tuple[CategoryNode, ...] | None = None,
+        brands: tuple[BrandEntry, ...] | None = None,
+        attribute_rules: tuple[AttributeRule, ...] | None = None,
+        noise_terms: tuple[str, ...] | None = None,
+        entity_terms: tuple[EntityTerm, ...] | None = None,
+        meta: tuple[tuple[str, str], ...] | None = None,
+    ) -> KnowledgeSnapshot:
         """A new snapshot with some fields replaced (version bumped unless given)."""
-        d = {
-            "version": self.version + 1,
-            "categories": self.categories,
-            "brands": self.brands,
-            "attribute_rules": self.attribute_rules,
-            "noise_terms": self.noise_terms,
-            "entity_terms": self.entity_terms,
-            "meta": self.meta,
-        }
-        d.update(kw)
-        return KnowledgeSnapshot(**d)
+        return KnowledgeSnapshot(
+            version=self.version + 1 if version is None else version,
+            categories=self.categories if categories is None else categories,
+            brands=self.brands if brands is None else brands,
+            attribute_rules=self.attribute_rules if attribute_rules is None else attribute_rules,
+            noise_terms=self.noise_terms if noise_terms is None else noise_terms,
+            entity_terms=self.entity_terms if entity_terms is None else entity_terms,
+            meta=self.meta if meta is None else meta,
+        )
 
 
 # ---- text folding --------------------------------------------------------------------------------

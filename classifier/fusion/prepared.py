@@ -83,7 +83,8 @@ def cache_early_features(
     vision_cfg = FusionConfig.from_dict({**cfg.to_dict(), "use_text": False})
     model = FusionModel(vision_cfg, 1).eval()
     s = cfg.image_size
-    out8 = out16 = None
+    out8: np.ndarray | None = None
+    out16: np.ndarray | None = None
     with torch.no_grad():
         for i in tqdm(range(0, len(rows), batch_size), desc=f"cache frozen stages {desc}", unit="batch"):
             chunk = rows[i : i + batch_size]
@@ -91,12 +92,14 @@ def cache_early_features(
                 np.stack([image_to_array(load_image(base / r.image), s, cfg.pad_square) for r in chunk])
             )
             a, b = model.early_stages(pix)
-            if out8 is None:
+            if out8 is None or out16 is None:
                 out8 = np.zeros((len(rows), *a.shape[1:]), dtype=np.float16)
                 out16 = np.zeros((len(rows), *b.shape[1:]), dtype=np.float16)
             out8[i : i + len(chunk)] = a.numpy().astype(np.float16)
             out16[i : i + len(chunk)] = b.numpy().astype(np.float16)
-    if key8 is not None:
+    if out8 is None or out16 is None:
+        raise ValueError("no rows to cache")
+    if key8 is not None and key16 is not None:
         np.save(key8, out8)
         np.save(key16, out16)
     return out8, out16
@@ -112,8 +115,9 @@ def cache_foreground(cfg: FusionConfig, rows: list[Row], base: Path, cache: Path
         digest = hashlib.md5((",".join(r.id for r in rows) + f"|{cfg.pad_square}").encode()).hexdigest()[:12]
         key = cache / f"fg{grid}_{cfg.image_size}_{len(rows)}_{digest}.npy"
         if key.exists():
-            return np.load(key)
-    out = np.zeros((len(rows), grid, grid), dtype=np.float16)
+            cached: np.ndarray = np.load(key)
+            return cached
+    out: np.ndarray = np.zeros((len(rows), grid, grid), dtype=np.float16)
     for i, r in enumerate(tqdm(rows, desc="foreground masks", unit="image", mininterval=5)):
         arr = image_to_array(load_image(base / r.image), cfg.image_size, cfg.pad_square)
         out[i] = foreground_share(arr, grid)
@@ -134,9 +138,10 @@ def cache_middle_features(
     if cache is not None:
         key = cache / f"mid{cfg.frozen_blocks}_{tag}.npy"
         if key.exists():
-            return np.load(key)
+            cached: np.ndarray = np.load(key)
+            return cached
     model = FusionModel(FusionConfig.from_dict({**cfg.to_dict(), "use_text": False}), 1).eval()
-    out = None
+    out: np.ndarray | None = None
     with torch.no_grad():
         for i in tqdm(range(0, len(s16), batch_size), desc="cache frozen blocks 11+", unit="batch"):
             m = model.backbone.middle(torch.from_numpy(s16[i : i + batch_size]).float())
@@ -205,10 +210,10 @@ class Prepared:
         data_dir: str | Path,
         cfg: FusionConfig,
         cache: Path | None = None,
-        splits=("train", "val", "test", "support"),
+        splits: tuple[str, ...] = ("train", "val", "test", "support"),
         encoder: TextEncoder | None = None,
         max_train_rows: int | None = None,
-    ):
+    ) -> None:
         """``max_train_rows``: train on a class-stratified subset (a cheaper run on a busy CPU; every class
         keeps rows, the largest are cut first); the frozen-stage cache of the whole split is reused."""
         self.data_dir = Path(data_dir)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from classifier.fusion.knowledge import _BRAND_WORD, KnowledgeSnapshot, brand_words, fold_text
@@ -86,7 +87,7 @@ class Entity:
     weight: float
     value: str = ""  # canonical value: brand name, category id, ...
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, str | int | float]:
         return {
             "text": self.text,
             "type": self.type,
@@ -204,12 +205,12 @@ class EntityExtractor:
         cands.sort(key=lambda e: (-(e.end - e.start), self.PRIORITY.get(e.type, 9), e.start))
         taken: list[Entity] = []
         used = [False] * (len(title) + 1)
-        for e in cands:
-            if any(used[e.start : e.end]):
+        for ent in cands:
+            if any(used[ent.start : ent.end]):
                 continue
-            for k in range(e.start, e.end):
+            for k in range(ent.start, ent.end):
                 used[k] = True
-            taken.append(e)
+            taken.append(ent)
         return sorted(taken, key=lambda e: e.start)
 
     def token_features(
@@ -252,10 +253,10 @@ class KeywordModel:
     @classmethod
     def fit(
         cls, titles: list[str], labels: list[str], *, min_count: int = 3, top: int = 3, alpha: float = 0.5
-    ):
+    ) -> KeywordModel:
         n_c = Counter(labels)
         n = len(labels)
-        n_wc: dict[str, Counter] = defaultdict(Counter)
+        n_wc: dict[str, Counter[str]] = defaultdict(Counter)
         for t, y in zip(titles, labels, strict=True):
             for k in cls.keys(t):
                 n_wc[k][y] += 1
@@ -284,11 +285,11 @@ class KeywordModel:
                     out[idx[c]] += v
         return out
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, dict[str, float]]:
         return self.weights
 
     @classmethod
-    def from_dict(cls, d: dict) -> KeywordModel:
+    def from_dict(cls, d: Mapping[str, Mapping[str, float]]) -> KeywordModel:
         return cls({str(k): {str(c): float(v) for c, v in vv.items()} for k, vv in d.items()})
 
 

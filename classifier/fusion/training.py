@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 import torch
@@ -14,11 +16,11 @@ from tqdm import tqdm
 
 from classifier.fusion.config import FusionConfig
 from classifier.fusion.knowledge import KnowledgeSnapshot
-from classifier.fusion.modeling import FusionModel, TextBatch, info_nce
+from classifier.fusion.modeling import FusionModel, FusionOutput, TextBatch, info_nce
 from classifier.fusion.prepared import Prepared
 
 
-def take(tb: TextBatch, idx) -> TextBatch:
+def take(tb: TextBatch, idx: torch.Tensor) -> TextBatch:
     return TextBatch(tb.hidden[idx], tb.mask[idx], tb.types[idx], tb.prior[idx])
 
 
@@ -29,7 +31,7 @@ def mix_text(
     idx: torch.Tensor,
     choice: torch.Tensor,
     drop: torch.Tensor | None = None,
-):
+) -> TextBatch:
     """Per-sample choice 0 = full title, 1 = vague title, 2 = no title, 3 = full title with the category-word
     tokens flagged in ``drop`` ([batch, tokens] 0/1) masked out (a seller who names only part of the type)."""
     out = []
@@ -103,7 +105,7 @@ def class_weights(labels: torch.Tensor, num_leaves: int, power: float) -> torch.
 
 def compute_loss(
     model: FusionModel,
-    out,
+    out: FusionOutput,
     y: torch.Tensor,
     choice: torch.Tensor,
     mats: list[torch.Tensor],
@@ -163,15 +165,16 @@ def background_attention(attention: torch.Tensor, foreground: torch.Tensor) -> t
     return ((a * (1 - fg)).sum((1, 2)) / a.sum((1, 2)).clamp_min(1e-6)).mean()
 
 
-def param_groups(model: FusionModel, cfg: FusionConfig) -> list[dict]:
+def param_groups(model: FusionModel, cfg: FusionConfig) -> list[dict[str, list[torch.nn.Parameter] | float]]:
     """Pretrained backbone blocks at ``lr * backbone_lr_scale``, everything else at ``lr``; frozen ones left out."""
     pretrained = cfg.vision_backbone != "resnet" and cfg.vision_pretrained
-    back, rest = [], []
+    back: list[torch.nn.Parameter] = []
+    rest: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         (back if pretrained and name.startswith("backbone.") else rest).append(p)
-    groups = [{"params": rest, "lr": cfg.lr}]
+    groups: list[dict[str, list[torch.nn.Parameter] | float]] = [{"params": rest, "lr": cfg.lr}]
     if back:
         groups.append({"params": back, "lr": cfg.lr * cfg.backbone_lr_scale})
     return groups
@@ -183,7 +186,11 @@ def flip_maps(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
 
 
 def train_model(
-    prep: Prepared, cfg: FusionConfig, *, log=print, max_minutes: float | None = None
+    prep: Prepared,
+    cfg: FusionConfig,
+    *,
+    log: Callable[[str], object] = print,
+    max_minutes: float | None = None,
 ) -> FusionModel:
     """Train on ``train``; returns the model (eval mode).
 
@@ -245,7 +252,9 @@ def train_model(
                 out = model.forward_head(model.forward_features(None, text, hidden_states=hs))
             else:
                 fg = None
-                pixels = augment(torch.from_numpy(tr.images[idx.numpy()]), gen) if cfg.use_image else None
+                # an end-to-end image model has its pixels loaded (Prepared)
+                images = cast("np.ndarray", tr.images)
+                pixels = augment(torch.from_numpy(images[idx.numpy()]), gen) if cfg.use_image else None
                 out = model(pixels, text)
             loss = compute_loss(model, out, y, choice, mats, cfg, weight, foreground=fg)
             opt.zero_grad(set_to_none=True)
@@ -269,7 +278,8 @@ def train_model(
         ):
             log(f"stopping early: time budget {max_minutes} min")
             break
-    return model.eval()
+    model.eval()
+    return model
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -279,7 +289,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     log_t = torch.zeros(1, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
 
-    def closure():
+    def closure() -> torch.Tensor:
         opt.zero_grad()
         loss = F.cross_entropy(logits / log_t.exp(), labels)
         loss.backward()
