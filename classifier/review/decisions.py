@@ -39,6 +39,17 @@ Status = ReviewTask.Status
 Cause = ReviewDecision.Cause
 
 
+# What review_decide leaves unread: the prediction's payload, and of the listing all but its label.
+PREDICTION_PAYLOAD = (
+    "prediction__top_k",
+    "prediction__entities",
+    "prediction__knowledge_findings",
+    "prediction__review_reasons",
+    "prediction__attention_map",
+)
+LISTING_DECIDED_FIELDS = ("id", "title", "status", "final_category", "final_brand", "updated_at")
+
+
 def _validate_category(category_id: int | str | None) -> Category:
     try:
         if category_id is None:
@@ -144,10 +155,11 @@ def review_decide(
 
     # The predicted category with its ancestors and the brand in the same query: approve reads
     # category.path_label (a parent walk) for the audit record, which otherwise costs a query per level.
+    # Not the prediction's JSON payload (top-k, entities, findings) nor the listing: a decision reads
+    # neither, and decoding them was a good part of this query's cost.
     task = (
-        ReviewTask.objects.select_related(
-            "prediction__category__parent__parent__parent", "prediction__brand", "listing"
-        )
+        ReviewTask.objects.select_related("prediction__category__parent__parent__parent", "prediction__brand")
+        .defer(*PREDICTION_PAYLOAD)
         .filter(pk=task_id)
         .first()
     )
@@ -205,7 +217,7 @@ def review_decide(
             task.refresh_from_db()
             raise _explain_lost_claim(task=task, auditor=auditor, action=action)
 
-        listing = Listing.objects.select_for_update().get(pk=task.listing_id)
+        listing = Listing.objects.select_for_update().only(*LISTING_DECIDED_FIELDS).get(pk=task.listing_id)
         before = {
             "listing_status": listing.status,
             "final_category": listing.final_category_id,

@@ -251,7 +251,7 @@ def test_the_pipeline_routes_with_route_at_the_serving_versions_threshold_and_st
 
     engine = SimpleNamespace(predict_batch=predict_batch, review_threshold=0.5, snapshot_version=1)
     monkeypatch.setattr(
-        "classifier.registry.serving.engine_for_batch",
+        "classifier.listings.classification.engine_for_batch",
         lambda: SimpleNamespace(engine=engine, version=version),
     )
     report = listings_classify(listing_ids=[listing.pk for listing in listings.values()])
