@@ -273,6 +273,8 @@ def review_task_events(*, task_id: int, limit: int = 50) -> QuerySet[AuditEvent]
     return (
         AuditEvent.objects.filter(object_type=ReviewTask._meta.label_lower, object_id=str(task_id))
         .select_related("actor")
+        # the history shows who (the username), not the whole user row
+        .only("created_at", "verb", "data", "object_type", "object_id", "actor__username")
         .order_by("-created_at", "-id")[:limit]
     )
 
