@@ -8,8 +8,7 @@ import hashlib
 import os
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,137 +20,22 @@ from classifier.fusion.artifacts import DEFAULT_CALIBRATION, load_model, read_js
 from classifier.fusion.complexity import estimate_complexity
 from classifier.fusion.data import InvalidImageError, image_to_array, load_image
 from classifier.fusion.encoder import TextEncoder
+from classifier.fusion.engine_state import (
+    LRUCache,
+    SnapshotState,
+    build_state,
+    entity_boost,
+    photo_attention,
+    quantize_linear,
+    routes_item,
+)
 from classifier.fusion.knowledge import KnowledgeSnapshot
-from classifier.fusion.routing import Finding, route
-from classifier.fusion.text import EntityExtractor, KeywordModel, category_text
+from classifier.fusion.predictions import FusionPrediction, ListingInput
+from classifier.fusion.routing import route
+from classifier.fusion.text import KeywordModel
 from classifier.fusion.verification import verify
 
 __all__ = ["FusionPrediction", "InferenceEngine", "InvalidImageError", "ListingInput"]
-
-
-def _conflicts(findings: list[dict]) -> bool:
-    """Does any finding route the item (the routing contract's reading of severities)?"""
-    return any(Finding.from_dict(f).routes for f in findings)
-
-
-@dataclass
-class ListingInput:
-    """One listing to classify: the photo (bytes or PIL image) and its title."""
-
-    image: bytes | PIL.Image.Image
-    title: str
-    description: str = ""
-    key: str = ""
-
-
-@dataclass
-class FusionPrediction:
-    """The model's answer for one listing (names of the three levels, calibrated confidences, routing)."""
-
-    master_category: str
-    sub_category: str
-    article_type: str
-    category_id: str
-    level_confidences: tuple[float, float, float]
-    confidence: float
-    top_k: dict[str, list[tuple[str, float]]]
-    brand: str | None
-    brand_confidence: float
-    needs_review: bool
-    review_reasons: list[str]
-    knowledge_findings: list[dict]
-    entities: list[dict]
-    path: str
-    latency_ms: float
-    complexity: float
-    attention_map: np.ndarray | None = None
-    key: str = ""
-    model_version: str = ""
-    snapshot_version: int = 0
-    route_reason: str = "auto_accepted"  # routing.RouteDecision.primary: the first reason, or auto_accepted
-
-    def to_dict(self) -> dict:
-        """JSON-safe dict (without the attention array)."""
-        return {
-            "key": self.key,
-            "master_category": self.master_category,
-            "sub_category": self.sub_category,
-            "article_type": self.article_type,
-            "category_id": self.category_id,
-            "level_confidences": [float(x) for x in self.level_confidences],
-            "confidence": float(self.confidence),
-            "top_k": {k: [[n, float(p)] for n, p in v] for k, v in self.top_k.items()},
-            "brand": self.brand,
-            "brand_confidence": float(self.brand_confidence),
-            "needs_review": bool(self.needs_review),
-            "review_reasons": list(self.review_reasons),
-            "route_reason": self.route_reason,
-            "knowledge_findings": list(self.knowledge_findings),
-            "entities": list(self.entities),
-            "path": self.path,
-            "latency_ms": float(self.latency_ms),
-            "complexity": float(self.complexity),
-            "model_version": self.model_version,
-            "snapshot_version": self.snapshot_version,
-        }
-
-
-def quantize_linear(module: torch.nn.Module) -> torch.nn.Module:
-    """INT8 dynamic quantisation of every ``nn.Linear`` (weights int8, activations quantised on the fly)."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch's notice that quantised tensors move to torchao
-        return torch.ao.quantization.quantize_dynamic(module.eval(), {torch.nn.Linear}, dtype=torch.qint8)
-
-
-class _LRU:
-    """A small thread-safe LRU map."""
-
-    def __init__(self, capacity: int):
-        self.capacity = int(capacity)
-        self._d: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            v = self._d.get(key)
-            if v is not None:
-                self._d.move_to_end(key)
-            return v
-
-    def put(self, key, value) -> None:
-        if self.capacity <= 0:
-            return
-        with self._lock:
-            self._d[key] = value
-            self._d.move_to_end(key)
-            while len(self._d) > self.capacity:
-                self._d.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._d.clear()
-
-    def __len__(self) -> int:
-        return len(self._d)
-
-
-@dataclass
-class _State:
-    """Everything derived from a snapshot; swapped as one object so a batch never sees half of it."""
-
-    snapshot: KnowledgeSnapshot
-    extractor: EntityExtractor
-    leaves: list[str]  # candidate leaf ids
-    prototypes: torch.Tensor  # [k, embed] fused-head prototypes
-    image_prototypes: torch.Tensor  # [k, embed] image-head prototypes
-    chains: list[tuple[str, ...]]  # ancestor ids per leaf (root..leaf)
-    level_ids: list[list[str]]  # per level (0, 1): ids
-    level_mats: list[torch.Tensor]  # per level: [k, n_level]
-    noise: set[str] = field(default_factory=set)
-    under: dict[str, list[int]] = field(default_factory=dict)  # category id -> indices of the leaves below it
-    by_name: dict[str, list[int]] = field(default_factory=dict)  # leaf name (lower) -> leaf indices
 
 
 @dataclass
@@ -196,13 +80,13 @@ class InferenceEngine:
         self._lock = threading.Lock()
         # backbone outputs of recently seen images (sha1 of the bytes): a repeat listing, or the same image
         # under another title, skips the vision backbone; cleared with the engine (model version)
-        self._image_cache = _LRU(image_cache_size)
+        self._image_cache = LRUCache(image_cache_size)
         # whole answers for a repeat listing (same image bytes + title); keyed by the snapshot's version and
         # cleared whenever the snapshot or the few-shot examples change (the engine is the model version)
-        self._answer_cache = _LRU(image_cache_size)
+        self._answer_cache = LRUCache(image_cache_size)
         with torch.no_grad():
             self._trained_protos = model.head.prototypes().detach().float().cpu()
-        self._state: _State = self._build_state(snapshot)
+        self._state: SnapshotState = self._build_state(snapshot)
 
     # ---- construction ----------------------------------------------------------------------------
     @classmethod
@@ -263,90 +147,17 @@ class InferenceEngine:
             return torch.autocast("cuda", dtype=torch.float16)
         return contextlib.nullcontext()
 
-    @torch.no_grad()
-    def _build_state(self, snapshot: KnowledgeSnapshot) -> _State:
-        leaves = [c.id for c in snapshot.leaves()]
-        if not leaves:
-            raise ValueError("the knowledge snapshot has no categories")
-        train_pos = {c: i for i, c in enumerate(self.train_leaves)}
-        new = [c for c in leaves if c not in train_pos]
-        protos = torch.zeros(len(leaves), self.cfg.embed_dim)
-        for j, c in enumerate(leaves):
-            if c in train_pos:
-                protos[j] = self._trained_protos[train_pos[c]]
-        if new:  # zero-shot: prototypes of categories never trained on, from their name/aliases/description
-            emb = self.encoder.sentence_embeddings([category_text(snapshot, c) for c in new]).to(self.device)
-            p = F.normalize(self.model.head.text_prototypes(emb).float(), dim=-1).cpu()
-            for c, v in zip(new, p, strict=True):
-                protos[leaves.index(c)] = v
-        img_protos = protos.clone()
-        for c, (fz, iz) in self._examples.items():  # few-shot examples survive a snapshot swap
-            if c in leaves:
-                j = leaves.index(c)
-                k = self.cfg.fewshot_prior
-                protos[j] = F.normalize(k * protos[j] + torch.stack(fz).sum(0), dim=-1)
-                img_protos[j] = F.normalize(k * img_protos[j] + torch.stack(iz).sum(0), dim=-1)
-        chains = [snapshot.ancestors(c, include_self=True) for c in leaves]
-        level_ids, mats = [], []
-        for lvl in range(2):
-            ids = sorted({ch[min(lvl, len(ch) - 1)] for ch in chains})
-            pos = {c: i for i, c in enumerate(ids)}
-            m = torch.zeros(len(leaves), len(ids))
-            for j, ch in enumerate(chains):
-                m[j, pos[ch[min(lvl, len(ch) - 1)]]] = 1
-            level_ids.append(ids)
-            mats.append(m)
-        noise = {w for t in snapshot.noise_terms for w in KeywordModel.keys(t)}
-        under: dict[str, list[int]] = {}
-        by_name: dict[str, list[int]] = {}
-        for j, ch in enumerate(chains):
-            for c in ch:
-                under.setdefault(c, []).append(j)
-            by_name.setdefault(snapshot.category(leaves[j]).name.lower(), []).append(j)
-        return _State(
+    def _build_state(self, snapshot: KnowledgeSnapshot) -> SnapshotState:
+        return build_state(
             snapshot,
-            EntityExtractor(snapshot),
-            leaves,
-            protos.to(self.device),
-            img_protos.to(self.device),
-            chains,
-            level_ids,
-            mats,
-            noise,
-            under,
-            by_name,
+            model=self.model,
+            cfg=self.cfg,
+            encoder=self.encoder,
+            train_leaves=self.train_leaves,
+            trained_prototypes=self._trained_protos,
+            examples=self._examples,
+            device=self.device,
         )
-
-    def _entity_boost(self, st: _State, ents) -> torch.Tensor:
-        """Logit bonus for untrained leaves the title names (decision-level use of the gazetteer).
-
-        This is what makes a category added to the snapshot usable at once when a title names it.
-        """
-        b = torch.zeros(len(st.leaves))
-        trained = self._trained_set
-        named_trained = False
-        named: set[int] = set()
-        for e in ents:
-            if e.type != "product_type" or e.value not in st.under:
-                continue
-            idx = st.under[e.value]
-            is_leaf = len(idx) == 1 and st.leaves[idx[0]] == e.value
-            idx = set(idx) | set(st.by_name.get(st.snapshot.category(e.value).name.lower(), []))
-            named |= idx
-            for j in idx:
-                # only categories without a trained prototype: the trained ones already read the title,
-                # and a bonus there makes the model trust a title over a contradicting photo
-                if st.leaves[j] not in trained:
-                    b[j] = max(float(b[j]), self.cfg.entity_boost * (1.0 if is_leaf else 0.5))
-                elif is_leaf:
-                    named_trained = True
-        if named_trained:
-            # the title names a trained leaf: a new (zero-/few-shot) category it does not name must not
-            # take the item ("Kurtas" listings stay Kurtas when Kurtis are added)
-            for j, c in enumerate(st.leaves):
-                if c not in trained and j not in named:
-                    b[j] = -3.0 * self.cfg.entity_boost
-        return b
 
     def set_snapshot(self, snapshot: KnowledgeSnapshot) -> None:
         """Swap the knowledge snapshot atomically (new categories become predictable zero-shot)."""
@@ -423,23 +234,6 @@ class InferenceEngine:
         fine-tuning read. ``force_path``: "full" or "light" to bypass the gate (ablations, calibration)."""
         return self._predict(items, review_threshold=review_threshold, force_path=force_path)
 
-    def _photo_attention(self, att: np.ndarray, hit: tuple | None) -> np.ndarray:
-        """The spatial map over the photo only: a white-padded square input's margins are cropped away,
-        so the map lines up with the photo it is drawn on."""
-        if not self.cfg.pad_square or hit is None or len(hit) < 4:
-            return att
-        w, h = hit[3]
-        if w == h:
-            return att
-        side = 4 * att.shape[-1]  # resample finer first so the crop falls between cells
-        fine = np.asarray(
-            PIL.Image.fromarray(att.astype(np.float32), mode="F").resize((side, side), PIL.Image.BILINEAR)
-        )
-        s = max(w, h)
-        cw, ch = max(1, round(side * w / s)), max(1, round(side * h / s))
-        left, top = (side - cw) // 2, (side - ch) // 2
-        return np.ascontiguousarray(fine[top : top + ch, left : left + cw])
-
     @property
     def leaves(self) -> list[str]:
         """The candidate leaf ids of the current snapshot, in the order of the raw scores' columns."""
@@ -480,7 +274,11 @@ class InferenceEngine:
         cost += (time.perf_counter() - t0) * 1000 / n
 
         raws: list[_Raw | None] = [None] * n
-        boost = torch.stack([self._entity_boost(st, e) for e in ents]) if cfg.use_text else torch.zeros(n, 1)
+        boost = (
+            torch.stack([entity_boost(st, e, self._trained_set, cfg.entity_boost) for e in ents])
+            if cfg.use_text
+            else torch.zeros(n, 1)
+        )
         hs = None
         img_logits = None
         if cfg.use_image:
@@ -518,7 +316,7 @@ class InferenceEngine:
                     and float(p_light[i, j]) >= thr
                 )
                 findings = verify(st.snapshot, st.leaves[j], ents[i]) if self.use_verification else []
-                if ok and (force_path == "light" or not _conflicts(findings)):
+                if ok and (force_path == "light" or not routes_item(findings)):
                     raws[i] = _Raw(light[i], "light", findings, None, img_logits[i])
                 else:
                     full_idx.append(i)
@@ -547,11 +345,11 @@ class InferenceEngine:
                     logits[k],
                     "full",
                     findings,
-                    None if att is None else self._photo_attention(att[k], hits[i]),
+                    None if att is None else photo_attention(att[k], hits[i][3], cfg.pad_square),
                     None if img_logits is None else img_logits[i],
                     None if txt_logits is None else txt_logits[k],
                 )
-                if _conflicts(findings) and cfg.use_image:
+                if routes_item(findings) and cfg.use_image:
                     hires.append((k, i))
             if hires:  # conflict: a second look at a higher resolution, averaged with the first
                 t3 = time.perf_counter()
@@ -590,7 +388,7 @@ class InferenceEngine:
 
     def _finish(
         self,
-        st: _State,
+        st: SnapshotState,
         item: ListingInput,
         probs: torch.Tensor,
         raw: _Raw,
