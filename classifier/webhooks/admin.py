@@ -7,12 +7,13 @@ from django.contrib import admin, messages
 
 from classifier.webhooks import services
 from classifier.webhooks.models import EventType, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from classifier.webhooks.tasks import webhook_deliver
 from fusionreview.dispatch import task_dispatch
+from fusionreview.roles import Perm
 
 
 def _manager(request) -> bool:
     """Staff with the admin role manage webhooks, without per-model grants (like the rest of the admin)."""
-    from fusionreview.roles import Perm
 
     user = request.user
     return bool(user.is_active and user.is_staff and user.has_perm(Perm.MANAGE_MODELS))
@@ -85,7 +86,6 @@ class WebhookEventAdmin(_RoleAdmin):
 
 @admin.action(description="Send again now", permissions=["send"])
 def send_again(modeladmin, request, queryset) -> None:
-    from classifier.webhooks.tasks import webhook_deliver
 
     count = 0
     for delivery in queryset:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from classifier.webhooks.services import (
+    webhook_deliveries_due,
+    webhook_delivery_attempt,
+    webhook_events_collect,
+)
 from fusionreview.dispatch import task_dispatch
 
 
@@ -14,7 +19,6 @@ def webhooks_collect() -> int:
     Due means new, a retry whose backoff has passed, or one whose message was lost: retries are
     picked up here, never scheduled as broker countdowns (see `webhook_deliveries_due`).
     """
-    from classifier.webhooks.services import webhook_deliveries_due, webhook_events_collect
 
     webhook_events_collect()
     ids = webhook_deliveries_due()
@@ -26,6 +30,5 @@ def webhooks_collect() -> int:
 @shared_task(name="webhooks.deliver", ignore_result=True)
 def webhook_deliver(delivery_id: int) -> bool:
     """POST one delivery; a failure sets when the next attempt is due, and the collector sends it then."""
-    from classifier.webhooks.services import webhook_delivery_attempt
 
     return webhook_delivery_attempt(delivery_id=delivery_id).delivered
