@@ -24,8 +24,6 @@ from classifier.registry.services import model_version_serving_ensure
 from fusionreview.metrics import task_event_count
 
 log = logging.getLogger(__name__)
-
-
 CLAIM_KEY = "classify:claim:{id}"
 
 

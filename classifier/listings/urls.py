@@ -1,4 +1,4 @@
-""""""
+"""Listing pages: the list and one listing."""
 
 from django.urls import path
 

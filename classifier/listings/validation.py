@@ -143,8 +143,6 @@ def image_validate(image_file: IO[bytes] | bytes | None) -> ValidatedImage:
 
 # Modes stored as they are; everything else becomes RGB (see image_normalise).
 _PLAIN_MODES = {"RGB", "L"}
-
-
 _EXIF_ORIENTATION = 0x0112
 
 

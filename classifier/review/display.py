@@ -22,11 +22,7 @@ from knowledge.graph.selectors import category_path_labels
 from knowledge.models import Category
 
 DISPLAY_KEY = "review:category-display:v1"
-
-
 DISPLAY_TTL = 60
-
-
 SEP = " > "
 
 

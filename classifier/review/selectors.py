@@ -19,25 +19,13 @@ from classifier.review.models import ReviewDecision, ReviewTask
 from knowledge.graph.selectors import category_path_labels
 
 COUNTS_CACHE_KEY = "review:counts:v1"
-
-
 log = logging.getLogger(__name__)
-
-
 Status = ReviewTask.Status
-
-
 Reason = ReviewTask.Reason
-
-
 Action = ReviewDecision.Action
-
-
 COUNTS_TTL_SECONDS = 15
 # The queue page's counts: lists of {reason|category_id, label, n} and totals (template values).
 QueueCounts = dict[str, object]
-
-
 T = TypeVar("T")
 
 

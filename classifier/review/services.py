@@ -29,14 +29,8 @@ from classifier.review.models import ReviewDecision, ReviewTask
 from classifier.review.selectors import COUNTS_CACHE_KEY, review_reason_filter
 
 log = logging.getLogger(__name__)
-
-
 Status = ReviewTask.Status
-
-
 Reason = ReviewTask.Reason
-
-
 Action = ReviewDecision.Action
 
 
@@ -44,18 +38,12 @@ Action = ReviewDecision.Action
 # half a confidence band more, an escalation jumps ahead of ordinary work. Age is handled by the
 # SLA rule in `review_claim_next` (overdue first, then FIFO among equal priorities).
 PRIORITY_CONFLICT_BONUS = 0.5
-
-
 PRIORITY_ESCALATED_BONUS = 1.0
-
-
 SKIP_PRIORITY_PENALTY = 0.05
 
 
 # A skipped (or escalated) task is not handed back to the same auditor for this long.
 SKIP_EXCLUDE_SECONDS = getattr(settings, "REVIEW_SKIP_EXCLUDE_SECONDS", 30 * 60)
-
-
 UNDO_WINDOW_SECONDS = getattr(settings, "REVIEW_UNDO_WINDOW_SECONDS", 10 * 60)
 
 

@@ -1,4 +1,4 @@
-""""""
+"""Review pages: the queue, the item and its actions, bulk approval, audit trail, stats."""
 
 from django.urls import path
 

@@ -31,11 +31,7 @@ from knowledge.graph.brands import brand_create
 from knowledge.models import Category
 
 Reason = ReviewTask.Reason
-
-
 Cause = ReviewDecision.Cause
-
-
 reviewer_required = perm_required(Perm.REVIEW)
 
 

@@ -19,11 +19,7 @@ from classifier.training.services import training_job_run, training_jobs_fail_st
 from fusionreview.dispatch import task_publish
 
 log = logging.getLogger(__name__)
-
-
 TRAINING_SENT_KEY = "training:sent:{kind}:{id}"
-
-
 TRAINING_SENDS_KEY = "training:evaluation-sends:{id}"
 
 
