@@ -69,7 +69,7 @@ class ReviewTask(models.Model):
             ),
             models.Index(fields=["status", "claim_expires_at"], name="review_task_claim_idx"),
             # Partial indexes over the waiting rows only: "claim next" is an index scan + LIMIT 1
-            # whatever the size of the done backlog (see classifier/services/review.py).
+            # whatever the size of the done backlog (see classifier/review/services.py).
             models.Index(
                 F("priority").desc(),
                 "created_at",
