@@ -225,7 +225,9 @@ def add_subcommands(sub) -> None:
         help="labelled catalogue CSV used as prototypes (images relative to the CSV or absolute)",
     )
     p.add_argument(
-        "--quantized", action="store_true", help="INT8 serving build (dynamic quantisation of Linear layers)"
+        "--quantized",
+        action="store_true",
+        help="compressed serving build (INT8 Linear layers, the backbone on ONNX Runtime)",
     )
     p.set_defaults(func=_cmd_predict)
     e = sub.add_parser("evaluate", help="figures on a split (full and vague titles) + plots")

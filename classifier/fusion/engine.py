@@ -30,6 +30,7 @@ from classifier.fusion.engine_state import (
     routes_item,
 )
 from classifier.fusion.knowledge import KnowledgeSnapshot
+from classifier.fusion.onnx_backbone import OnnxBackbone
 from classifier.fusion.predictions import FusionPrediction, ListingInput
 from classifier.fusion.routing import route
 from classifier.fusion.text import KeywordModel
@@ -100,8 +101,9 @@ class InferenceEngine:
     ) -> InferenceEngine:
         """Load a model directory (cuda if available, else cpu); ``snapshot`` defaults to the one trained with.
 
-        ``quantized``: the INT8 serving build (dynamic quantisation of the Linear layers of the fusion model
-        and of MiniLM; CPU only); None reads the ``FUSION_QUANTIZED`` environment variable (1/true/yes).
+        ``quantized``: the compressed CPU serving build: INT8 dynamic quantisation of the Linear layers of the
+        fusion model and of MiniLM, and the EfficientNet backbone on ONNX Runtime (same weights, exported
+        once per model version); None reads the ``FUSION_QUANTIZED`` environment variable (1/true/yes).
         """
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if quantized is None:
@@ -117,6 +119,9 @@ class InferenceEngine:
             encoder = TextEncoder(cfg.text_checkpoint, cfg.max_tokens, device)
             encoder.model = quantize_linear(encoder.model)
             version += "-int8"
+            if cfg.use_image and model.efficient:
+                model.backbone = OnnxBackbone(model.backbone, cfg.image_size)
+                version += "-ort"
         return cls(model, cfg, labels, calib, snap, encoder, device, version)
 
     @staticmethod

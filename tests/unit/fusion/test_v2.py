@@ -14,6 +14,7 @@ from classifier.fusion.artifacts import load_model, save_model
 from classifier.fusion.data import foreground_share, image_to_array, load_image
 from classifier.fusion.engine import InferenceEngine, ListingInput
 from classifier.fusion.modeling import FusionModel
+from classifier.fusion.onnx_backbone import OnnxBackbone
 from classifier.fusion.prepared import category_word_tokens
 from classifier.fusion.routing import AUTO_ACCEPTED
 from classifier.fusion.text import EntityExtractor
@@ -202,3 +203,30 @@ def test_attention_map_is_cropped_to_the_photo_of_a_padded_square(v2_dir):
     )
     h, w = preds[0].attention_map.shape
     assert w == pytest.approx(2 * h, abs=1)
+
+
+def test_onnx_runtime_backbone_gives_the_same_stage_maps_as_pytorch(v2_dir, tmp_path):
+    _, model = v2_dir
+    onnx = OnnxBackbone(model.backbone, 64, cache_dir=tmp_path)
+    x = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        ref = model.backbone(x)
+    got = onnx(x)
+    assert [tuple(t.shape) for t in got] == [tuple(t.shape) for t in ref]
+    for a, b in zip(got, ref, strict=True):
+        assert float((a - b).abs().max()) < 1e-3
+    again = OnnxBackbone(model.backbone, 64, cache_dir=tmp_path)  # the export is reused, not redone
+    assert again.path == onnx.path and len(list(tmp_path.glob("*.onnx"))) == 1
+
+
+def test_compressed_serving_build_serves_every_item_with_the_backbone_on_onnx_runtime(v2_dir):
+    # agreement with full precision is measured on the trained model by tests/bench/bench_fusion_v2.py
+    # (a random tiny head ties too often for argmax equality to mean anything here)
+    d, _ = v2_dir
+    items = [ListingInput(r["bytes"], r["title"], key=r["id"]) for r in ROWS[:6]]
+    small = InferenceEngine.load(d, device="cpu", quantized=True)
+    assert small.model_version.endswith("-int8-ort")
+    assert isinstance(small.model.backbone, OnnxBackbone)
+    served = small.predict_batch(items)
+    assert [p.key for p in served] == [it.key for it in items]
+    assert all(p.category_id in small.leaves and 0.0 <= p.confidence <= 1.0 for p in served)
