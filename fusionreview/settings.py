@@ -154,6 +154,9 @@ if REDIS_URL:
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
         }
     }
+    # Sessions are read from Redis and written through to the database: no session query per request,
+    # and a logout or an expired cache entry still ends in the database (the store of record).
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

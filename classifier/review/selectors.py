@@ -237,14 +237,22 @@ def review_task_for_page(*, task_id: int) -> ReviewTask | None:
     5 ms of planning for eight at every item rendered). Who holds the claim is read only when the page
     names them (someone else's claim), the task's own category not at all.
     """
-    task = (
-        ReviewTask.objects.select_related(
-            "listing", "prediction", "prediction__brand", "prediction__model_version"
-        )
-        .filter(pk=task_id)
-        .first()
-    )
+    task = ReviewTask.objects.select_related(*TASK_PAGE_RELATED).filter(pk=task_id).first()
     return review_task_annotate_sla(task) if task else None
+
+
+# What the item page reads beside the task; "claim next" loads the same rows with the task it locks.
+TASK_PAGE_RELATED = ("listing", "prediction", "prediction__brand", "prediction__model_version")
+
+
+def review_task_page_loaded(task: ReviewTask) -> bool:
+    """True when `task` already holds everything the item page reads (no second query for it)."""
+    if not (ReviewTask.listing.is_cached(task) and ReviewTask.prediction.is_cached(task)):
+        return False
+    prediction = task.prediction
+    return type(prediction).brand.is_cached(prediction) and type(prediction).model_version.is_cached(
+        prediction
+    )
 
 
 def review_task_held_by(*, auditor: User) -> ReviewTask | None:

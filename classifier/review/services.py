@@ -26,7 +26,7 @@ from django.utils import timezone
 from classifier.audit import AuditEvent, audit_record
 from classifier.listings.models import Listing, Prediction
 from classifier.review.models import ReviewDecision, ReviewTask
-from classifier.review.selectors import COUNTS_CACHE_KEY, review_reason_filter
+from classifier.review.selectors import COUNTS_CACHE_KEY, TASK_PAGE_RELATED, review_reason_filter
 
 log = logging.getLogger(__name__)
 Status = ReviewTask.Status
@@ -241,21 +241,15 @@ def review_claim_next(
     if excluded:
         pending = pending.exclude(id__in=excluded)
     sla_cutoff = now - timedelta(hours=settings.REVIEW_SLA_HOURS)
+    # The listing and prediction come in the same query (only the task row is locked): the item page
+    # that shows the claimed task then reads nothing more of them.
+    pending = pending.select_related(*TASK_PAGE_RELATED).select_for_update(skip_locked=True, of=("self",))
     with transaction.atomic():
         # Two ordered index scans with LIMIT 1 (partial indexes over pending rows) instead of one
         # ORDER BY on a computed expression, which would sort the whole queue on every claim.
-        task = (
-            pending.filter(created_at__lt=sla_cutoff)
-            .order_by("created_at")
-            .select_for_update(skip_locked=True, of=("self",))
-            .first()
-        )
+        task = pending.filter(created_at__lt=sla_cutoff).order_by("created_at").first()
         if task is None:
-            task = (
-                pending.order_by("-priority", "created_at")
-                .select_for_update(skip_locked=True, of=("self",))
-                .first()
-            )
+            task = pending.order_by("-priority", "created_at").first()
         if task is None:
             return None
         return _claim_row(task, auditor=auditor, now=now, why="next")

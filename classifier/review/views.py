@@ -147,9 +147,15 @@ def _render_item(
     filters: dict | None = None,
     push: bool = True,
     draft: dict | None = None,
+    claimed: bool = False,
 ) -> HttpResponse:
     if task is not None:
-        task = sel.review_task_for_page(task_id=task.pk)
+        # A task "claim next" just locked with its rows is shown as it is; any other is read again.
+        task = (
+            sel.review_task_annotate_sla(task)
+            if claimed and sel.review_task_page_loaded(task)
+            else sel.review_task_for_page(task_id=task.pk)
+        )
     context = _item_context(
         request,
         task,
@@ -187,7 +193,7 @@ def next_item(request: HttpRequest) -> HttpResponse:
     filters = _queue_filters(request.POST)
     task = svc.review_claim_next(auditor=request.user, **filters)
     notice = None if task else ("info", "This queue is empty. Nice work!")
-    return _render_item(request, task, notice=notice, filters=filters)
+    return _render_item(request, task, notice=notice, filters=filters, claimed=True)
 
 
 @reviewer_required
@@ -243,7 +249,7 @@ def decide(request: HttpRequest, task_id: int) -> HttpResponse:
     except svc.ReviewError as exc:
         # Claim lost or already recorded: nothing was written; move on to the next item.
         task = svc.review_claim_next(auditor=request.user, **filters)
-        return _render_item(request, task, notice=(exc.level, str(exc)), filters=filters)
+        return _render_item(request, task, notice=(exc.level, str(exc)), filters=filters, claimed=True)
     done = {
         "approve": "Approved",
         "correct": "Corrected",
@@ -261,7 +267,7 @@ def decide(request: HttpRequest, task_id: int) -> HttpResponse:
     task = svc.review_claim_next(auditor=request.user, **filters)
     if task is None:
         text += " The queue is empty."
-    return _render_item(request, task, notice=("success", text), filters=filters)
+    return _render_item(request, task, notice=("success", text), filters=filters, claimed=True)
 
 
 @perm_required(Perm.EDIT_KNOWLEDGE)

@@ -38,6 +38,10 @@ sys.path.insert(0, str(ROOT))
 import bench_review_queue as fill_bench  # noqa: E402  (sets DATABASE_URL & co. for the bench db)
 import requests  # noqa: E402
 
+if os.environ.get("BENCH_REVIEW_DB"):  # another database, e.g. one per engineer on a shared machine
+    fill_bench.DB_NAME = os.environ["BENCH_REVIEW_DB"]
+    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{fill_bench.DB_NAME}"
+
 TASK_RE = re.compile(r'action="/review/task/(\d+)/decide/".*?name="version" value="(\d+)"', re.S)
 CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
