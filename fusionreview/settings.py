@@ -107,6 +107,12 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The permission set in one query (fusionreview/roles.py), then Django's ModelBackend for sign-in.
+AUTHENTICATION_BACKENDS = [
+    "fusionreview.roles.PermissionBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
