@@ -198,6 +198,12 @@ class InferenceEngine:
             self._examples[category_id] = (old[0] + fz, old[1] + iz)
         self.set_snapshot(self._state.snapshot)
 
+    def clear_examples(self) -> None:
+        """Forget every few-shot example (prototypes go back to the trained / zero-shot ones)."""
+        with self._lock:
+            self._examples.clear()
+        self.set_snapshot(self._state.snapshot)
+
     # ---- prediction --------------------------------------------------------------------------------
     def predict_batch(
         self, items: list[ListingInput], *, review_threshold: float | None = None

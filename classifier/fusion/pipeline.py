@@ -80,13 +80,20 @@ def calibrate_items(
         t_img = fit_temperature(torch.stack([r.image_logits for r in raws]), y)
     ece_before, ece_after = (ece_of_scores(logits, y, t) for t in (1.0, t_full))
     engine.calibration.update(temperature=t_full, image_temperature=t_img)
-    preds, _ = _run_items(engine, items, review_threshold=0.0)
     thr = float(engine.review_threshold)
     if choose_review_threshold:
-        conf = np.array([p.confidence for p in preds])
-        correct = np.array([p.category_id == c for p, c in zip(preds, truth, strict=True)])
-        flagged = np.array([_conflict(p) for p in preds])
-        thr = choose_threshold(conf, correct, flagged, target_precision)
+        # the gate sends an item down the light path only when it would be auto-accepted there, so the
+        # threshold shapes the predictions it is chosen on: start from the full path's choice, then
+        # re-choose on the gated predictions until it settles (the backbone's outputs are cached)
+        full_preds, _ = _run_items(engine, items, force_path="full", review_threshold=1.0)
+        thr = _threshold_for(full_preds, truth, target_precision)
+        for _ in range(3):
+            preds, _ = _run_items(engine, items, review_threshold=thr)
+            new = _threshold_for(preds, truth, target_precision)
+            if abs(new - thr) < 1e-6:
+                break
+            thr = new
+    preds, _ = _run_items(engine, items, review_threshold=thr)
     engine.review_threshold = thr
     engine.calibration["review_threshold"] = thr
     cal = {
@@ -103,6 +110,13 @@ def calibrate_items(
         f"ECE {ece_before:.4f} -> {ece_after:.4f} ({len(items)} items)"
     )
     return cal, reroute(preds, thr)
+
+
+def _threshold_for(preds: list, truth: list[str], target_precision: float) -> float:
+    conf = np.array([p.confidence for p in preds])
+    correct = np.array([p.category_id == c for p, c in zip(preds, truth, strict=True)])
+    flagged = np.array([_conflict(p) for p in preds])
+    return choose_threshold(conf, correct, flagged, target_precision)
 
 
 def _conflict(p) -> bool:

@@ -62,7 +62,9 @@ def _engine_load(version: ModelVersion) -> InferenceEngine:
         raise EngineUnavailable(f"model version {version.name}: {artifact_dir}/model.safetensors is missing")
     device = device_choose()
     log.info("loading model %s from %s on %s", version.name, artifact_dir, device)
-    return InferenceEngine.load(str(artifact_dir), device=device, snapshot=snapshot_current())
+    return InferenceEngine.load(
+        str(artifact_dir), device=device, snapshot=snapshot_current(), quantized=settings.FUSION_QUANTIZED
+    )
 
 
 def engine_for_batch() -> LoadedEngine:

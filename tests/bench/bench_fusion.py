@@ -94,10 +94,10 @@ def test_report(engine: InferenceEngine, prep: Prepared, tag: str, log) -> dict:
     out["vague_titles"] = summarize(vpreds, rows, engine.review_threshold)
     fp_preds, raws = run_rows(engine, rows, prep.data_dir, force_path="full", desc=f"{tag} full-path")
     out["always_full_path"] = summarize(fp_preds, rows, engine.review_threshold)
-    st = engine._state
-    out["ece_full_path_before"] = round(ece_of_logits(raws, rows, st.leaves, 1.0, st.snapshot), 4)
+    leaves, snap = engine.leaves, engine.snapshot
+    out["ece_full_path_before"] = round(ece_of_logits(raws, rows, leaves, 1.0, snap), 4)
     out["ece_full_path_after"] = round(
-        ece_of_logits(raws, rows, st.leaves, engine.calibration["temperature"], st.snapshot), 4
+        ece_of_logits(raws, rows, leaves, engine.calibration["temperature"], snap), 4
     )
     if engine.cfg.use_verification and engine.cfg.use_image and engine.cfg.use_text:
         engine.use_verification = False
@@ -159,7 +159,7 @@ def emerging_report(engine: InferenceEngine, prep: Prepared, log) -> dict:
         f"whole test (with new categories): zero-shot {out['zero_shot']['whole_test_full_titles']['accuracy']} "
         f"few-shot {out['few_shot']['whole_test_full_titles']['accuracy']}"
     )
-    engine._examples.clear()
+    engine.clear_examples()
     engine.set_snapshot(base)
     return out
 
@@ -170,11 +170,11 @@ def throughput_report(engine: InferenceEngine, prep: Prepared, log, n: int = 512
     items = [ListingInput(b, r.title, key=r.id) for b, r in zip(blobs, rows, strict=True)]
     res = {}
     for tag, force in (("image_only_path", "light"), ("gated_fusion", None), ("always_full_path", "full")):
-        engine._predict(items[:32], force_path=force)  # warm-up
+        engine.predict_detailed(items[:32], force_path=force)  # warm-up
         t = time.perf_counter()
         preds = []
         for i in range(0, len(items), 32):
-            preds += engine._predict(items[i : i + 32], force_path=force)[0]
+            preds += engine.predict_detailed(items[i : i + 32], force_path=force)[0]
         dt = time.perf_counter() - t
         paths = {}
         for p in preds:

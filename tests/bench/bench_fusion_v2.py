@@ -116,7 +116,7 @@ def emerging_report(eng: InferenceEngine, data: Path, all_rows, vague, log) -> d
     out["support_rows"] = {EMERGING[c][0]: sum(r.leaf_id == c for r in sup) for c in EMERGING}
     out["few_shot"] = acc("few-shot")
     log(f"emerging zero-shot {out['zero_shot']} | few-shot {out['few_shot']}")
-    eng._examples.clear()
+    eng.clear_examples()
     eng.set_snapshot(base)
     return out
 
@@ -160,7 +160,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)
     ap.add_argument("--models", required=True, help="name=dir,name=dir")
-    ap.add_argument("--quantized", default="", help="names of models also measured as the INT8 build")
+    ap.add_argument(
+        "--quantized", default="", help="names of models also measured as the compressed build (INT8 + ORT)"
+    )
     ap.add_argument("--peer", action="store_true")
     ap.add_argument("--limit", type=int, help="only the first N test rows (a quick look, not the figures)")
     ap.add_argument("--throughput-items", type=int, default=256)
