@@ -155,7 +155,7 @@ if REDIS_URL:
     # Short timeouts: the cache (claims, throttles, sent marks) must never hang a request when Redis is away.
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "fusionreview.cache.RedisCache",  # one client per pool, not per call
             "LOCATION": REDIS_URL,
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
         }

@@ -99,10 +99,21 @@ class QueueRow(TypedDict):
     claim_url: str
 
 
+# The last leaves list indexed and its index: the item page resolves the top-k names twice (the
+# top-k panel and the picker) from the same list, read once per request.
+_by_name_last: tuple[Leaves, ByName] | None = None
+
+
 def _leaves_by_name(leaves: Leaves | None = None) -> ByName:
+    global _by_name_last
+    leaves = category_leaves() if leaves is None else leaves
+    last = _by_name_last
+    if last is not None and last[0] is leaves:
+        return last[1]
     by_name: ByName = {}
-    for pk, label, _text in category_leaves() if leaves is None else leaves:
+    for pk, label, _text in leaves:
         by_name.setdefault(label.rsplit(SEP, 1)[-1].lower(), []).append((pk, label))
+    _by_name_last = (leaves, by_name)
     return by_name
 
 

@@ -373,7 +373,9 @@ def main() -> None:
         cpu_lines = []
         for c in counts:
             before = server_cpu(proc.pid)
+            client_before = time.process_time()
             result = run(base, auditors[:c], args.seconds)
+            client_cpu = time.process_time() - client_before
             after = server_cpu(proc.pid)
             rate = result["decided"] / result["wall"]
             for i, (key, values) in enumerate(result["timings"].items()):
@@ -387,6 +389,7 @@ def main() -> None:
             cpu_lines.append(
                 f"{c:>7} clients: server CPU per decision (its share of queue pages and next included):"
                 f" web {1000 * web / n:.1f} ms + PostgreSQL {1000 * db / n:.1f} ms"
+                f" (the benchmark's own clients: {1000 * client_cpu / n:.1f} ms)"
             )
         print("\n".join(["", *cpu_lines]))
     finally:
