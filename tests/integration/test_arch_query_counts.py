@@ -58,8 +58,9 @@ def test_queue_page_queries_do_not_grow_with_the_queue(auditor, django_assert_ma
     client.get(reverse("review-queues"))
     many = _count(lambda: client.get(reverse("review-queues")))
     assert many == few
-    # session, user, 2 x permissions, held item, the two halves of the queue (overdue, by priority)
-    with django_assert_max_num_queries(7):
+    # user, permissions (one query), held item, the two halves of the queue (overdue, by priority);
+    # the session is read from the cache (cached_db), not the database
+    with django_assert_max_num_queries(5):
         response = client.get(reverse("review-queues"))
     assert b"Listing 32 cotton shirt" in response.content
 
@@ -69,16 +70,20 @@ def test_item_page_next_and_decide_queries_are_bounded(auditor, django_assert_ma
     _tasks_in_many_categories(20)
     held = svc.review_claim_next(auditor=auditor)
     client.get(reverse("review-task", args=[held.pk]))  # warm the cached labels
-    # session, user, 2 x permissions, the task with its listing/prediction/model version, recent
-    # categories, the category-labels stamp, history (the similar pool is cached)
-    with django_assert_max_num_queries(8):
+    # user, permissions (one query), the task with its listing/prediction/model version, recent
+    # categories, the category-labels stamp, history (the session and the similar pool are cached)
+    with django_assert_max_num_queries(6):
         response = client.get(reverse("review-task", args=[held.pk]))
     assert response.status_code == 200
-    with django_assert_max_num_queries(9):
+    # user, permissions, the claimed rows (held: yes), the held task with its page rows, recent,
+    # labels stamp, history
+    with django_assert_max_num_queries(7):
         response = client.post(reverse("review-next"), **HTMX)
     assert response.status_code == 200
-    # was 32 (a parent walk per category level, the listing and the category labels fetched again)
-    with django_assert_max_num_queries(26):
+    # was 32 (a parent walk per category level, the listing and the category labels fetched again),
+    # then 26; now the next task is claimed with its page rows and the session and the permission
+    # set cost no second query (21 here: no overdue task, so both halves of the claim run)
+    with django_assert_max_num_queries(21):
         response = client.post(
             reverse("review-decide", args=[held.pk]),
             {"action": "approve", "version": held.version},
@@ -147,5 +152,31 @@ def test_knowledge_editor_lists_do_not_grow_with_rows(ops_user, django_assert_ma
     many = {url: _count(lambda u=url: client.get(u)) for url in urls}
     for url in urls:
         assert many[url] <= few[url] + 1, (url, few[url], many[url])
-    with django_assert_max_num_queries(20):
+    with django_assert_max_num_queries(21):
         client.get(reverse("knowledge-tree"))
+
+
+def test_the_permission_set_is_one_query_with_model_backends_answer(auditor):
+    """fusionreview.roles.PermissionBackend: a user's own and their groups' permissions in one query,
+    the same set Django's ModelBackend computes (inactive users none, superusers all)."""
+    from django.contrib.auth.backends import ModelBackend
+    from django.contrib.auth.models import Permission, User
+
+    auditor.user_permissions.add(Permission.objects.get(codename="ingest_listing"))
+    user = User.objects.get(pk=auditor.pk)
+    with CaptureQueriesContext(connection) as ctx:
+        perms = user.get_all_permissions()
+        assert user.has_perm("classifier.review_listing") and user.has_perm("classifier.ingest_listing")
+        assert not user.has_perm("classifier.manage_models")
+    assert len(ctx.captured_queries) == 1
+    assert perms == ModelBackend().get_all_permissions(User.objects.get(pk=auditor.pk))
+    assert {"classifier.review_listing", "classifier.ingest_listing"} <= perms
+
+    user = User.objects.get(pk=auditor.pk)
+    user.is_active = False
+    assert user.get_all_permissions() == set() and not user.has_perm("classifier.review_listing")
+
+    user, other = User.objects.get(pk=auditor.pk), User.objects.get(pk=auditor.pk)
+    user.is_superuser = other.is_superuser = True
+    assert user.get_all_permissions() == ModelBackend().get_all_permissions(other)
+    assert len(other.get_all_permissions()) == Permission.objects.count()
