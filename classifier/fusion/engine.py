@@ -98,12 +98,14 @@ class InferenceEngine:
         device: str | None = None,
         snapshot: KnowledgeSnapshot | None = None,
         quantized: bool | None = None,
+        onnx_cache_dir: Path | None = None,
     ) -> InferenceEngine:
         """Load a model directory (cuda if available, else cpu); ``snapshot`` defaults to the one trained with.
 
         ``quantized``: the compressed CPU serving build: INT8 dynamic quantisation of the Linear layers of the
         fusion model and of MiniLM, and the EfficientNet backbone on ONNX Runtime (same weights, exported
-        once per model version); None reads the ``FUSION_QUANTIZED`` environment variable (1/true/yes).
+        once per model version into ``onnx_cache_dir``); None reads the ``FUSION_QUANTIZED`` environment
+        variable (1/true/yes).
         """
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if quantized is None:
@@ -120,7 +122,7 @@ class InferenceEngine:
             encoder.model = quantize_linear(encoder.model)
             version += "-int8"
             if cfg.use_image and model.efficient:
-                model.backbone = OnnxBackbone(model.backbone, cfg.image_size)
+                model.backbone = OnnxBackbone(model.backbone, cfg.image_size, cache_dir=onnx_cache_dir)
                 version += "-ort"
         return cls(model, cfg, labels, calib, snap, encoder, device, version)
 

@@ -49,7 +49,14 @@ def _engine_load(version: ModelVersion) -> Any:
     from classifier.fusion.engine import InferenceEngine
 
     artifact_verify(version=version)
-    return InferenceEngine.load(version.artifact_dir, device=device_choose(), snapshot=snapshot_current())
+    # the build that is served (see FUSION_QUANTIZED) is the one evaluated
+    return InferenceEngine.load(
+        version.artifact_dir,
+        device=device_choose(),
+        snapshot=snapshot_current(),
+        quantized=settings.FUSION_QUANTIZED,
+        onnx_cache_dir=settings.VAR_DIR / "cache" / "onnx",
+    )
 
 
 def _frozen_set(engine: Any) -> tuple[str, list[Any]]:

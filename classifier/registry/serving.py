@@ -63,7 +63,11 @@ def _engine_load(version: ModelVersion) -> InferenceEngine:
     device = device_choose()
     log.info("loading model %s from %s on %s", version.name, artifact_dir, device)
     return InferenceEngine.load(
-        str(artifact_dir), device=device, snapshot=snapshot_current(), quantized=settings.FUSION_QUANTIZED
+        str(artifact_dir),
+        device=device,
+        snapshot=snapshot_current(),
+        quantized=settings.FUSION_QUANTIZED,
+        onnx_cache_dir=settings.VAR_DIR / "cache" / "onnx",
     )
 
 
