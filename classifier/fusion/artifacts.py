@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import NotRequired, TypedDict, cast
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -16,7 +18,15 @@ from classifier.fusion.config import FusionConfig
 from classifier.fusion.knowledge import KnowledgeSnapshot
 from classifier.fusion.modeling import FusionModel
 
-DEFAULT_CALIBRATION = {
+
+class Labels(TypedDict):
+    """labels.json: the leaves the head scores (in order) and the keyword model's dict."""
+
+    leaves: list[str]
+    keywords: NotRequired[dict[str, object]]
+
+
+DEFAULT_CALIBRATION: dict[str, float] = {
     "temperature": 1.0,
     "image_temperature": 1.0,
     "review_threshold": 0.9,
@@ -28,9 +38,9 @@ def save_model(
     model_dir: str | Path,
     model: FusionModel,
     cfg: FusionConfig,
-    labels: dict,
-    calibration: dict,
-    metrics: dict,
+    labels: Mapping[str, object],
+    calibration: Mapping[str, object],
+    metrics: Mapping[str, object],
     snapshot: KnowledgeSnapshot,
 ) -> Path:
     d = Path(model_dir)
@@ -45,23 +55,25 @@ def save_model(
     return d
 
 
-def write_json(model_dir: str | Path, name: str, obj: dict) -> None:
+def write_json(model_dir: str | Path, name: str, obj: Mapping[str, object]) -> None:
     (Path(model_dir) / name).write_text(json.dumps(obj, indent=1, ensure_ascii=False), encoding="utf-8")
 
 
-def read_json(model_dir: str | Path, name: str, default: dict | None = None) -> dict:
+def read_json(
+    model_dir: str | Path, name: str, default: Mapping[str, object] | None = None
+) -> dict[str, object]:
     p = Path(model_dir) / name
     if not p.exists():
         if default is not None:
             return dict(default)
         raise FileNotFoundError(f"{p} missing: not a fusion model directory")
-    return json.loads(p.read_text(encoding="utf-8"))
+    return cast("dict[str, object]", json.loads(p.read_text(encoding="utf-8")))
 
 
-def load_model(model_dir: str | Path, device: str = "cpu") -> tuple[FusionModel, FusionConfig, dict]:
+def load_model(model_dir: str | Path, device: str = "cpu") -> tuple[FusionModel, FusionConfig, Labels]:
     d = Path(model_dir)
     cfg = FusionConfig.load(d / "config.json")
-    labels = read_json(d, "labels.json")
+    labels = cast(Labels, read_json(d, "labels.json"))
     model = FusionModel(cfg, len(labels["leaves"]))
     state = load_file(str(d / "model.safetensors"))
     expected = set(model.trainable_state())
@@ -84,4 +96,4 @@ def weights_checksum(model_dir: str | Path) -> str:
 
 
 def model_size_mb(model: torch.nn.Module) -> float:
-    return sum(p.numel() * p.element_size() for p in model.state_dict().values()) / 2**20
+    return float(sum(p.numel() * p.element_size() for p in model.state_dict().values()) / 2**20)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import cast
 
 
 def _cmd_snapshot(a: argparse.Namespace) -> int:
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    return a.func(a)
+    return cast(int, a.func(a))  # every subcommand returns its exit status
 
 
 if __name__ == "__main__":

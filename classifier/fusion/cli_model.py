@@ -6,6 +6,11 @@ import argparse
 import csv
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from classifier.fusion.engine import InferenceEngine
+    from classifier.fusion.predictions import ListingInput
 
 
 def _threads(n: int) -> None:
@@ -108,7 +113,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
     return 0
 
 
-def add_examples_from_csv(engine, csv_path: Path) -> dict[str, int]:
+def add_examples_from_csv(engine: InferenceEngine, csv_path: Path) -> dict[str, int]:
     """Labelled catalogue rows as few-shot prototypes: category id -> rows used.
 
     Images are relative to the CSV's folder or absolute. A row whose category is not a leaf of the engine's
@@ -120,7 +125,7 @@ def add_examples_from_csv(engine, csv_path: Path) -> dict[str, int]:
     if not csv_path.exists():
         raise SystemExit(f"--examples {csv_path}: no such file")
     leaves = set(engine.leaves)
-    groups: dict[str, list] = {}
+    groups: dict[str, list[ListingInput]] = {}
     problems = []
     for r in read_catalogue(csv_path):
         img = Path(r.image)
@@ -193,7 +198,7 @@ def _cmd_calibrate(a: argparse.Namespace) -> int:
     return 0
 
 
-def add_subcommands(sub) -> None:
+def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c = sub.add_parser("calibrate", help="refit temperatures and the review threshold on val (no retraining)")
     c.add_argument("--model", required=True)
     c.add_argument("--data", required=True)

@@ -21,7 +21,7 @@ class Complexity:
 def estimate_complexity(img: Image.Image | np.ndarray) -> Complexity:
     """Complexity of an RGB image (PIL image or uint8 [h, w, 3] / [3, h, w] array)."""
     if isinstance(img, Image.Image):
-        a = np.asarray(img.convert("RGB").resize((_SIZE, _SIZE), Image.BILINEAR), dtype=np.float32)
+        a = np.asarray(img.convert("RGB").resize((_SIZE, _SIZE), Image.Resampling.BILINEAR), dtype=np.float32)
     else:
         a = np.asarray(img, dtype=np.float32)
         if a.shape[0] == 3 and a.shape[-1] != 3:

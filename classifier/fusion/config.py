@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any, cast
 
 
 @dataclass
@@ -78,11 +80,11 @@ class FusionConfig:
     fewshot_prior: float = 4.0  # pseudo-count of the text prototype when blending few-shot examples
     target_precision: float = 0.99
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> FusionConfig:
+    def from_dict(cls, d: Mapping[str, object]) -> FusionConfig:
         names = {f.name for f in fields(cls)}
         d = dict(d)
         if "vision_backbone" not in d:  # a v1 model directory: ResNet from scratch, squashed images
@@ -91,7 +93,8 @@ class FusionConfig:
             d.setdefault("fused_stages", [2, 3, 4])
             d.setdefault("attn_dim", 0)
             d.setdefault("hires_image_size", 176)
-        return cls(**{k: v for k, v in d.items() if k in names})
+        # JSON values: the dataclass fields give their types
+        return cls(**cast("dict[str, Any]", {k: v for k, v in d.items() if k in names}))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")

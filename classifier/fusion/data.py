@@ -11,6 +11,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -23,7 +24,7 @@ class InvalidImageError(ValueError):
 MAX_IMAGE_PIXELS = 40_000_000  # a decompression bomb is refused, not decoded
 
 
-def load_image(src) -> Image.Image:
+def load_image(src: bytes | bytearray | memoryview | str | os.PathLike[str] | Image.Image) -> Image.Image:
     """A PIL RGB image from bytes, a path or a PIL image; raises :class:`InvalidImageError`."""
     try:
         if isinstance(src, Image.Image):
@@ -60,7 +61,8 @@ def image_to_array(img: Image.Image, size: int, pad: bool = True) -> np.ndarray:
     """White-padded to square (``pad``; else squashed, as v1 did), resized -> uint8 [3, size, size]."""
     if pad:
         img = pad_square(img)
-    return np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.uint8).transpose(2, 0, 1).copy()
+    a = np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+    return cast("np.ndarray", a.transpose(2, 0, 1).copy())
 
 
 WHITE_LEVEL = 235  # a pixel whose three channels all exceed this is studio background (JPEG noise < 20)
@@ -72,7 +74,7 @@ def foreground_share(arr: np.ndarray, grid: int) -> np.ndarray:
     fg = (arr < WHITE_LEVEL).any(axis=0).astype(np.float32)  # [s, s]
     s = fg.shape[0] - fg.shape[0] % grid
     cell = s // grid
-    return fg[:s, :s].reshape(grid, cell, grid, cell).mean(axis=(1, 3))
+    return cast("np.ndarray", fg[:s, :s].reshape(grid, cell, grid, cell).mean(axis=(1, 3)))
 
 
 @dataclass
@@ -153,7 +155,7 @@ def vague_titles_via_tool(data_dir: Path, out_csv: Path) -> dict[str, str] | Non
 
 def load_image_arrays(
     rows: list[Row], base: Path, size: int, cache: Path | None = None, desc: str = "images"
-):
+) -> np.ndarray:
     """uint8 [n, 3, size, size] for the rows (cached as .npy keyed by ids and size)."""
     from tqdm import tqdm
 
@@ -162,8 +164,8 @@ def load_image_arrays(
         digest = hashlib.md5(",".join(r.id for r in rows).encode()).hexdigest()[:12]
         key = cache / f"img{size}_{len(rows)}_{digest}.npy"
         if key.exists():
-            return np.load(key)
-    out = np.zeros((len(rows), 3, size, size), dtype=np.uint8)
+            return cast("np.ndarray", np.load(key))
+    out: np.ndarray = np.zeros((len(rows), 3, size, size), dtype=np.uint8)
     for i, r in enumerate(tqdm(rows, desc=f"{desc} {size}px", leave=False)):
         out[i] = image_to_array(load_image(base / r.image), size)
     if cache is not None:

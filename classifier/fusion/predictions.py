@@ -33,8 +33,8 @@ class FusionPrediction:
     brand_confidence: float
     needs_review: bool
     review_reasons: list[str]
-    knowledge_findings: list[dict]
-    entities: list[dict]
+    knowledge_findings: list[dict[str, str]]  # routing.Finding.to_dict
+    entities: list[dict[str, str | int | float]]  # text.Entity.to_dict
     path: str
     latency_ms: float
     complexity: float
@@ -44,7 +44,7 @@ class FusionPrediction:
     snapshot_version: int = 0
     route_reason: str = "auto_accepted"  # routing.RouteDecision.primary: the first reason, or auto_accepted
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         """JSON-safe dict (without the attention array)."""
         return {
             "key": self.key,

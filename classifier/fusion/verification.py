@@ -59,7 +59,7 @@ def _join(names: list[str], limit: int = 3) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def _finding(code: str, message: str, severity: Severity) -> dict:
+def _finding(code: str, message: str, severity: Severity) -> dict[str, str]:
     return Finding(code, message, severity).to_dict()
 
 
@@ -129,7 +129,7 @@ def verify(
     *,
     brand_level: int = BRAND_LEVEL,
     min_brand_support: int = MIN_BRAND_SUPPORT,
-) -> list[dict]:
+) -> list[dict[str, str]]:
     """Check a predicted leaf against the title's entities and the knowledge snapshot.
 
     Args:
@@ -144,7 +144,7 @@ def verify(
         severity "conflict" routes to review (after a high-resolution second pass), "hint" is shown
         to the auditor and becomes an ops suggestion.
     """
-    out: list[dict] = []
+    out: list[dict[str, str]] = []
     if not snapshot.has_category(leaf_id):
         return [
             _finding(

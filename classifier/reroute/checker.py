@@ -77,7 +77,7 @@ class Checker:
                     "severity": "conflict",
                 }
             ]
-        return list(verify(self.snapshot, label, self._extractor.extract(title or "")))
+        return [dict(f) for f in verify(self.snapshot, label, self._extractor.extract(title or ""))]
 
     def check(
         self, *, title: str, label: str | None, confidence: float, version: ModelVersion | None
