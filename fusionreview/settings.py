@@ -161,8 +161,9 @@ if REDIS_URL:
         }
     }
     # Sessions are read from Redis and written through to the database: no session query per request,
-    # and a logout or an expired cache entry still ends in the database (the store of record).
-    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    # and a logout or an expired cache entry still ends in the database (the store of record). Django's
+    # cached_db, except that Redis away fails no request (fusionreview/sessions.py).
+    SESSION_ENGINE = "fusionreview.sessions"
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

@@ -180,3 +180,32 @@ def test_the_permission_set_is_one_query_with_model_backends_answer(auditor):
     user.is_superuser = other.is_superuser = True
     assert user.get_all_permissions() == ModelBackend().get_all_permissions(other)
     assert len(other.get_all_permissions()) == Permission.objects.count()
+
+
+def test_sessions_come_from_the_cache_and_pages_still_work_while_it_is_away(auditor, settings):
+    """The session costs no query while Redis answers, and its absence fails no page (the session is
+    then read from and written to the database alone)."""
+    settings.SESSION_ENGINE = "fusionreview.sessions"
+    client = _client(auditor)
+    client.get(reverse("review-queues"))
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(reverse("review-queues")).status_code == 200
+    assert not [q for q in ctx.captured_queries if "django_session" in q["sql"]]
+
+    live = settings.CACHES
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "fusionreview.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens on port 1: connection refused
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+    try:
+        response = client.get(reverse("review-queues"))
+        assert response.status_code == 200 and b"Next up" in response.content
+        away = _client(auditor)  # a new sign-in while Redis is away
+        assert away.get(reverse("review-queues")).status_code == 200
+        away.logout()
+        assert away.get(reverse("review-queues")).status_code == 302  # signed out: to the login page
+    finally:
+        settings.CACHES = live  # the cache fixture's teardown talks to Redis
