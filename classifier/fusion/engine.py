@@ -8,8 +8,10 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeAlias, cast
 
 import numpy as np
 import PIL.Image
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 
 from classifier.fusion.artifacts import DEFAULT_CALIBRATION, load_model, read_json, weights_checksum
 from classifier.fusion.complexity import estimate_complexity
+from classifier.fusion.config import FusionConfig
 from classifier.fusion.data import InvalidImageError, image_to_array, load_image
 from classifier.fusion.encoder import TextEncoder
 from classifier.fusion.engine_state import (
@@ -30,13 +33,19 @@ from classifier.fusion.engine_state import (
     routes_item,
 )
 from classifier.fusion.knowledge import KnowledgeSnapshot
+from classifier.fusion.modeling import FusionModel, no_grad
 from classifier.fusion.onnx_backbone import OnnxBackbone
 from classifier.fusion.predictions import FusionPrediction, ListingInput
 from classifier.fusion.routing import route
-from classifier.fusion.text import KeywordModel
+from classifier.fusion.text import Entity, KeywordModel
 from classifier.fusion.verification import verify
 
 __all__ = ["FusionPrediction", "InferenceEngine", "InvalidImageError", "ListingInput"]
+
+# an image's cached backbone pass: (complexity, stage maps, image embedding, photo size)
+_ImageHit: TypeAlias = tuple[float, tuple[torch.Tensor, ...], torch.Tensor, tuple[int, int]]
+# a repeat listing's answer: (image sha1, title, snapshot version, id of the snapshot state, threshold)
+_AnswerKey: TypeAlias = tuple[str, str, int, int, float]
 
 
 @dataclass
@@ -45,7 +54,7 @@ class _Raw:
 
     logits: torch.Tensor  # [k] final (uncalibrated) logits of the path taken
     path: str
-    findings: list[dict]
+    findings: list[dict[str, str]]  # routing.Finding.to_dict
     attention: np.ndarray | None
     image_logits: torch.Tensor | None = None
     text_logits: torch.Tensor | None = None  # the text head alone (full path; benchmarks' text-only figure)
@@ -56,35 +65,38 @@ class InferenceEngine:
 
     def __init__(
         self,
-        model,
-        cfg,
-        labels: dict,
-        calibration: dict,
+        model: FusionModel,
+        cfg: FusionConfig,
+        labels: Mapping[str, object],
+        calibration: Mapping[str, object],
         snapshot: KnowledgeSnapshot,
         encoder: TextEncoder | None = None,
         device: str = "cpu",
         model_version: str = "dev",
         image_cache_size: int = 256,
-    ):
+    ) -> None:
         self.model, self.cfg, self.labels = model.to(device).eval(), cfg, labels
         self.device = device
-        self.calibration = dict(DEFAULT_CALIBRATION, **calibration)
+        # calibration.json holds numbers only
+        self.calibration = dict(DEFAULT_CALIBRATION, **cast("Mapping[str, float]", calibration))
         self.review_threshold = float(self.calibration["review_threshold"])
         self.model_version = model_version
         self.encoder = encoder or TextEncoder(cfg.text_checkpoint, cfg.max_tokens, device)
-        self.train_leaves: list[str] = list(labels["leaves"])
+        self.train_leaves: list[str] = list(cast("list[str]", labels["leaves"]))
         self._trained_set = set(self.train_leaves)
-        self.keywords = KeywordModel.from_dict(labels.get("keywords", {}))
+        self.keywords = KeywordModel.from_dict(
+            cast("Mapping[str, Mapping[str, float]]", labels.get("keywords", {}))
+        )
         self.use_verification = cfg.use_verification
         self.use_gate = True
         self._examples: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
         self._lock = threading.Lock()
         # backbone outputs of recently seen images (sha1 of the bytes): a repeat listing, or the same image
         # under another title, skips the vision backbone; cleared with the engine (model version)
-        self._image_cache = LRUCache(image_cache_size)
+        self._image_cache: LRUCache[str, _ImageHit] = LRUCache(image_cache_size)
         # whole answers for a repeat listing (same image bytes + title); keyed by the snapshot's version and
         # cleared whenever the snapshot or the few-shot examples change (the engine is the model version)
-        self._answer_cache = LRUCache(image_cache_size)
+        self._answer_cache: LRUCache[_AnswerKey, FusionPrediction] = LRUCache(image_cache_size)
         with torch.no_grad():
             self._trained_protos = model.head.prototypes().detach().float().cpu()
         self._state: SnapshotState = self._build_state(snapshot)
@@ -149,9 +161,11 @@ class InferenceEngine:
     def snapshot_version(self) -> int:
         return self._state.snapshot.version
 
-    def _amp(self):
+    def _amp(self) -> contextlib.AbstractContextManager[object]:
         if self.device.startswith("cuda"):
-            return torch.autocast("cuda", dtype=torch.float16)
+            return cast(
+                "contextlib.AbstractContextManager[object]", torch.autocast("cuda", dtype=torch.float16)
+            )
         return contextlib.nullcontext()
 
     def _build_state(self, snapshot: KnowledgeSnapshot) -> SnapshotState:
@@ -173,7 +187,7 @@ class InferenceEngine:
             self._state = state
             self._answer_cache.clear()
 
-    @torch.no_grad()
+    @no_grad
     def add_examples(self, category_id: str, items: list[ListingInput]) -> None:
         """Few-shot prototype update: blend the category's prototype with the examples' embeddings."""
         st = self._state
@@ -226,9 +240,10 @@ class InferenceEngine:
             for i, p in zip(todo, fresh, strict=True):
                 answers[i] = p
                 if keys[i] is not None:
-                    self._answer_cache.put(keys[i], p)
+                    self._answer_cache.put(cast("_AnswerKey", keys[i]), p)
         out = []
-        for i, (it, p) in enumerate(zip(items, answers, strict=True)):
+        # every answer is set now (cached or fresh)
+        for i, (it, p) in enumerate(zip(items, cast("list[FusionPrediction]", answers), strict=True)):
             if i in todo:
                 out.append(p)
             else:  # a repeat listing: the stored answer, under this item's key
@@ -252,7 +267,7 @@ class InferenceEngine:
         """The candidate leaf ids of the current snapshot, in the order of the raw scores' columns."""
         return list(self._state.leaves)
 
-    @torch.no_grad()
+    @no_grad
     def _predict(
         self,
         items: list[ListingInput],
@@ -282,7 +297,12 @@ class InferenceEngine:
         titles = [(it.title or "").strip() for it in items]
         ents = [st.extractor.extract(t) for t in titles]
         cplx = np.array(
-            [hits[i][0] if hits[i] is not None else estimate_complexity(imgs[i]).score for i in range(n)]
+            [
+                cast("_ImageHit", hits[i])[0]
+                if hits[i] is not None
+                else estimate_complexity(cast("PIL.Image.Image", imgs[i])).score  # decoded above
+                for i in range(n)
+            ]
         )
         cost += (time.perf_counter() - t0) * 1000 / n
 
@@ -299,16 +319,30 @@ class InferenceEngine:
             with self._amp():
                 if miss:
                     pix_m = torch.from_numpy(
-                        np.stack([image_to_array(imgs[i], cfg.image_size, cfg.pad_square) for i in miss])
+                        np.stack(
+                            [
+                                image_to_array(
+                                    cast("PIL.Image.Image", imgs[i]), cfg.image_size, cfg.pad_square
+                                )
+                                for i in miss
+                            ]
+                        )
                     ).to(dev)
                     emb_m, hs_m = self.model.forward_image_only(pix_m)
                     for k, i in enumerate(miss):
-                        hits[i] = (float(cplx[i]), tuple(h[k] for h in hs_m), emb_m[k], imgs[i].size)
+                        hit = (
+                            float(cplx[i]),
+                            tuple(h[k] for h in hs_m),
+                            emb_m[k],
+                            cast("PIL.Image.Image", imgs[i]).size,
+                        )
+                        hits[i] = hit
                         if keys[i] is not None:
-                            self._image_cache.put(keys[i], hits[i])
+                            self._image_cache.put(cast(str, keys[i]), hit)
                 # the backbone's stages of every item (computed above or repeated images from the cache)
-                hs = tuple(torch.stack([hits[i][1][j] for i in range(n)]) for j in range(len(hits[0][1])))
-                img_emb = torch.stack([hits[i][2] for i in range(n)])
+                done = cast("list[_ImageHit]", hits)  # every item's backbone pass is known now
+                hs = tuple(torch.stack([done[i][1][j] for i in range(n)]) for j in range(len(done[0][1])))
+                img_emb = torch.stack([done[i][2] for i in range(n)])
                 img_logits = self.model.head(img_emb, st.image_prototypes).float().cpu()
             cost += (time.perf_counter() - t1) * 1000 / n
         full_idx = list(range(n))
@@ -316,6 +350,7 @@ class InferenceEngine:
             kw = torch.tensor([self.keywords.scores(t, st.leaves, st.noise) for t in titles])
             if not cfg.use_text:  # an image-only model never reads the title
                 kw = torch.zeros_like(kw)
+            img_logits = cast("torch.Tensor", img_logits)  # set above (use_image)
             light = (img_logits + boost) / t_img + cfg.keyword_weight * kw
             p_img = torch.softmax(img_logits / t_img, -1)
             p_light = torch.softmax(light, -1)
@@ -358,7 +393,9 @@ class InferenceEngine:
                     logits[k],
                     "full",
                     findings,
-                    None if att is None else photo_attention(att[k], hits[i][3], cfg.pad_square),
+                    None
+                    if att is None
+                    else photo_attention(att[k], cast("_ImageHit", hits[i])[3], cfg.pad_square),
                     None if img_logits is None else img_logits[i],
                     None if txt_logits is None else txt_logits[k],
                 )
@@ -370,7 +407,14 @@ class InferenceEngine:
                 for i in hk:  # a repeated image came from the cache undecoded
                     imgs[i] = imgs[i] if imgs[i] is not None else load_image(items[i].image)
                 hp = torch.from_numpy(
-                    np.stack([image_to_array(imgs[i], cfg.hires_image_size, cfg.pad_square) for i in hk])
+                    np.stack(
+                        [
+                            image_to_array(
+                                cast("PIL.Image.Image", imgs[i]), cfg.hires_image_size, cfg.pad_square
+                            )
+                            for i in hk
+                        ]
+                    )
                 ).to(dev)
                 text_h = self.encoder.encode([titles[i] for i in hk], st.extractor, [ents[i] for i in hk])
                 with self._amp():
@@ -379,25 +423,27 @@ class InferenceEngine:
                 for r, (k, i) in enumerate(hires):
                     lg = 0.5 * (logits[k] + lh[r])
                     j = int(lg.argmax())
+                    first = cast("_Raw", raws[i])  # the full pass's, set above
                     raws[i] = _Raw(
                         lg,
                         "full+hires",
                         verify(st.snapshot, st.leaves[j], ents[i]),
-                        raws[i].attention,
-                        raws[i].image_logits,
-                        raws[i].text_logits,
+                        first.attention,
+                        first.image_logits,
+                        first.text_logits,
                     )
                 cost[hk] += (time.perf_counter() - t3) * 1000 / len(hk)
         elif full_idx:  # image-only model: no text path
+            img_logits = cast("torch.Tensor", img_logits)  # set above (use_image)
             for i in full_idx:
                 raws[i] = _Raw(img_logits[i] / t_img, "light", [], None, img_logits[i])
         preds = []
         for i in range(n):
-            r = raws[i]
+            raw = cast("_Raw", raws[i])  # every item took a path
             # light-path logits are already scaled by the image temperature
-            probs = torch.softmax(r.logits if r.path == "light" else r.logits / t_full, -1)
-            preds.append(self._finish(st, items[i], probs, r, ents[i], float(cplx[i]), float(cost[i]), thr))
-        return preds, raws
+            probs = torch.softmax(raw.logits if raw.path == "light" else raw.logits / t_full, -1)
+            preds.append(self._finish(st, items[i], probs, raw, ents[i], float(cplx[i]), float(cost[i]), thr))
+        return preds, cast("list[_Raw]", raws)
 
     def _finish(
         self,
@@ -405,7 +451,7 @@ class InferenceEngine:
         item: ListingInput,
         probs: torch.Tensor,
         raw: _Raw,
-        ents,
+        ents: list[Entity],
         cplx: float,
         latency: float,
         thr: float,

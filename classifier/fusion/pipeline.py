@@ -3,31 +3,36 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 import torch
 
 from classifier.fusion.artifacts import save_model, write_json
 from classifier.fusion.config import FusionConfig
-from classifier.fusion.engine import InferenceEngine, ListingInput
+from classifier.fusion.data import Row
+from classifier.fusion.engine import FusionPrediction, InferenceEngine, ListingInput, _Raw
 from classifier.fusion.evaluation import ece, summarize
 from classifier.fusion.prepared import Prepared
 from classifier.fusion.routing import route
 from classifier.fusion.training import choose_threshold, fit_temperature, train_model
 
 
-def labels_dict(prep: Prepared) -> dict:
+def labels_dict(prep: Prepared) -> dict[str, object]:
     return {"leaves": prep.leaves, "keywords": prep.keywords.to_dict()}
 
 
-def calibrate(engine: InferenceEngine, prep: Prepared, cfg: FusionConfig, log=print) -> dict:
+def calibrate(
+    engine: InferenceEngine, prep: Prepared, cfg: FusionConfig, log: Callable[[str], object] = print
+) -> dict[str, float]:
     """Temperatures fitted on val (full path and image head), then the review threshold for the target precision."""
     return calibrate_rows(engine, prep.splits["val"].rows, prep.data_dir, cfg, log)
 
 
-def reroute(preds: list, threshold: float) -> list:
+def reroute(preds: list[FusionPrediction], threshold: float) -> list[FusionPrediction]:
     """The same predictions routed at another review threshold (the routing contract, nothing else)."""
     out = []
     for p in preds:
@@ -43,10 +48,20 @@ def reroute(preds: list, threshold: float) -> list:
     return out
 
 
-def _run_items(engine: InferenceEngine, items: list, batch: int = 64, **kw):
-    preds, raws = [], []
+def _run_items(
+    engine: InferenceEngine,
+    items: list[ListingInput],
+    batch: int = 64,
+    *,
+    review_threshold: float | None = None,
+    force_path: str | None = None,
+) -> tuple[list[FusionPrediction], list[_Raw]]:
+    preds: list[FusionPrediction] = []
+    raws: list[_Raw] = []
     for i in range(0, len(items), batch):
-        p, r = engine.predict_detailed(items[i : i + batch], **kw)
+        p, r = engine.predict_detailed(
+            items[i : i + batch], review_threshold=review_threshold, force_path=force_path
+        )
         preds += p
         raws += r
     return preds, raws
@@ -54,13 +69,13 @@ def _run_items(engine: InferenceEngine, items: list, batch: int = 64, **kw):
 
 def calibrate_items(
     engine: InferenceEngine,
-    items: list,
+    items: list[ListingInput],
     truth: list[str],
     target_precision: float,
     *,
     choose_review_threshold: bool = True,
-    log=print,
-) -> tuple[dict, list]:
+    log: Callable[[str], object] = print,
+) -> tuple[dict[str, float], list[FusionPrediction]]:
     """The one calibration of training, fine-tuning and the benchmarks (engine public API only).
 
     Fits the temperatures of the full path and of the image head on ``items`` (their true leaf ids in
@@ -96,7 +111,7 @@ def calibrate_items(
     preds, _ = _run_items(engine, items, review_threshold=thr)
     engine.review_threshold = thr
     engine.calibration["review_threshold"] = thr
-    cal = {
+    cal: dict[str, float] = {
         "temperature": t_full,
         "image_temperature": t_img,
         "review_threshold": thr,
@@ -112,14 +127,14 @@ def calibrate_items(
     return cal, reroute(preds, thr)
 
 
-def _threshold_for(preds: list, truth: list[str], target_precision: float) -> float:
+def _threshold_for(preds: list[FusionPrediction], truth: list[str], target_precision: float) -> float:
     conf = np.array([p.confidence for p in preds])
     correct = np.array([p.category_id == c for p, c in zip(preds, truth, strict=True)])
     flagged = np.array([_conflict(p) for p in preds])
     return choose_threshold(conf, correct, flagged, target_precision)
 
 
-def _conflict(p) -> bool:
+def _conflict(p: FusionPrediction) -> bool:
     return any(r in ("knowledge_conflict", "unknown_category") for r in p.review_reasons)
 
 
@@ -130,9 +145,39 @@ def ece_of_scores(logits: torch.Tensor, y: torch.Tensor, temperature: float) -> 
     return ece(conf.numpy(), (j == y).numpy())
 
 
+@overload
 def calibrate_rows(
-    engine: InferenceEngine, rows, data_dir, cfg: FusionConfig, log=print, *, return_preds: bool = False
-):
+    engine: InferenceEngine,
+    rows: list[Row],
+    data_dir: str | Path,
+    cfg: FusionConfig,
+    log: Callable[[str], object] = ...,
+    *,
+    return_preds: Literal[False] = ...,
+) -> dict[str, float]: ...
+
+
+@overload
+def calibrate_rows(
+    engine: InferenceEngine,
+    rows: list[Row],
+    data_dir: str | Path,
+    cfg: FusionConfig,
+    log: Callable[[str], object] = ...,
+    *,
+    return_preds: Literal[True],
+) -> tuple[dict[str, float], list[FusionPrediction]]: ...
+
+
+def calibrate_rows(
+    engine: InferenceEngine,
+    rows: list[Row],
+    data_dir: str | Path,
+    cfg: FusionConfig,
+    log: Callable[[str], object] = print,
+    *,
+    return_preds: bool = False,
+) -> dict[str, float] | tuple[dict[str, float], list[FusionPrediction]]:
     """:func:`calibrate_items` on catalogue ``val`` rows (images relative to ``data_dir``)."""
     data_dir = Path(data_dir)
     items = [ListingInput((data_dir / r.image).read_bytes(), r.title, key=r.id) for r in rows]
@@ -147,9 +192,9 @@ def train_and_save(
     *,
     cache: Path | None,
     prep: Prepared | None = None,
-    log=print,
+    log: Callable[[str], object] = print,
     max_minutes: float | None = None,
-) -> tuple[InferenceEngine, Prepared, dict]:
+) -> tuple[InferenceEngine, Prepared, dict[str, object]]:
     prep = prep or Prepared(data_dir, cfg, cache)
     t0 = time.time()
     model = train_model(prep, cfg, log=log, max_minutes=max_minutes)
@@ -166,7 +211,7 @@ def train_and_save(
         model_version=Path(out_dir).name if out_dir else "bench",
     )
     cal, preds = calibrate_rows(engine, prep.splits["val"].rows, prep.data_dir, cfg, log, return_preds=True)
-    metrics = {
+    metrics: dict[str, object] = {
         "val": summarize(preds, prep.splits["val"].rows, engine.review_threshold),
         "train_seconds": round(train_s, 1),
         "epochs": cfg.epochs,
