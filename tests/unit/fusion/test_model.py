@@ -76,7 +76,8 @@ def test_text_guided_attention_is_a_map_in_0_1_per_item(encoder, variant):
     cfg = tiny_config(**variant)
     assert cfg.use_image and cfg.use_text and cfg.use_text_attention
     pix, text, _ = _batch(encoder, cfg, ROWS)
-    att = _model(encoder, cfg).eval()(pix, text).features.attention
+    with torch.no_grad():
+        att = _model(encoder, cfg).eval()(pix, text).features.attention
     assert att.dim() == 3 and att.shape[0] == len(ROWS)
     assert float(att.min()) >= 0 and float(att.max()) <= 1
 
