@@ -6,9 +6,6 @@ auditor saw; a stale or lost claim is a 409 whose message says what happened, an
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.db.models import QuerySet
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -119,31 +116,6 @@ class DecisionOutcomeOutput(serializers.Serializer):
     task = ReviewTaskOutput()
 
 
-def review_task_list(
-    *,
-    status: str = "",
-    reason: str = "",
-    route_reason: str = "",
-    category_id: int | None = None,
-    claimed_by: Any = None,
-) -> QuerySet[ReviewTask]:
-    """Tasks newest first, filtered; the queue's serving order is `claim next`'s business."""
-    qs = ReviewTask.objects.select_related("listing", "prediction", "claimed_by").order_by(
-        "-created_at", "-id"
-    )
-    if status:
-        qs = qs.filter(status=status)
-    if reason:
-        qs = qs.filter(reason=reason)
-    if route_reason:
-        qs = qs.filter(route_reason=route_reason)
-    if category_id:
-        qs = qs.filter(category_id=category_id)
-    if claimed_by is not None:
-        qs = qs.filter(claimed_by=claimed_by, status=ReviewTask.Status.CLAIMED)
-    return qs
-
-
 def _review_error(exc: review_svc.ReviewError) -> Response:
     if isinstance(exc, review_svc.InvalidDecision):
         return api_error(str(exc), code="invalid_decision", http_status=status.HTTP_409_CONFLICT)
@@ -172,7 +144,7 @@ class ReviewTaskCollection(JsonAPIView):
         if not query.is_valid():
             return api_invalid(query.errors)
         v = query.validated_data
-        qs = review_task_list(
+        qs = review_sel.review_task_list(
             status=v.get("status", ""),
             reason=v.get("reason", ""),
             route_reason=v.get("route_reason", ""),

@@ -317,3 +317,28 @@ def review_audit_events(
     if date_to:
         qs = qs.filter(created_at__lt=date_to)
     return qs.order_by("-created_at", "-id")
+
+
+def review_task_list(
+    *,
+    status: str = "",
+    reason: str = "",
+    route_reason: str = "",
+    category_id: int | None = None,
+    claimed_by: User | None = None,
+) -> QuerySet[ReviewTask]:
+    """Tasks newest first, filtered; the queue's serving order is `claim next`'s business."""
+    qs = ReviewTask.objects.select_related("listing", "prediction", "claimed_by").order_by(
+        "-created_at", "-id"
+    )
+    if status:
+        qs = qs.filter(status=status)
+    if reason:
+        qs = qs.filter(reason=reason)
+    if route_reason:
+        qs = qs.filter(route_reason=route_reason)
+    if category_id:
+        qs = qs.filter(category_id=category_id)
+    if claimed_by is not None:
+        qs = qs.filter(claimed_by=claimed_by, status=ReviewTask.Status.CLAIMED)
+    return qs
