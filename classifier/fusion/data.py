@@ -154,20 +154,26 @@ def vague_titles_via_tool(data_dir: Path, out_csv: Path) -> dict[str, str] | Non
 
 
 def load_image_arrays(
-    rows: list[Row], base: Path, size: int, cache: Path | None = None, desc: str = "images"
+    rows: list[Row],
+    base: Path,
+    size: int,
+    cache: Path | None = None,
+    desc: str = "images",
+    pad: bool = True,
 ) -> np.ndarray:
-    """uint8 [n, 3, size, size] for the rows (cached as .npy keyed by ids and size)."""
+    """uint8 [n, 3, size, size] for the rows (cached as .npy keyed by ids, size and ``pad``: white-padded
+    to square, else squashed as v1 was)."""
     from tqdm import tqdm
 
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
         digest = hashlib.md5(",".join(r.id for r in rows).encode()).hexdigest()[:12]
-        key = cache / f"img{size}_{len(rows)}_{digest}.npy"
+        key = cache / f"img{size}{'' if pad else 'sq'}_{len(rows)}_{digest}.npy"
         if key.exists():
             return cast("np.ndarray", np.load(key))
     out: np.ndarray = np.zeros((len(rows), 3, size, size), dtype=np.uint8)
     for i, r in enumerate(tqdm(rows, desc=f"{desc} {size}px", leave=False)):
-        out[i] = image_to_array(load_image(base / r.image), size)
+        out[i] = image_to_array(load_image(base / r.image), size, pad)
     if cache is not None:
         np.save(key, out)
     return out

@@ -60,6 +60,11 @@ class _Raw:
     text_logits: torch.Tensor | None = None  # the text head alone (full path; benchmarks' text-only figure)
 
 
+def names_type(ents: list[Entity]) -> bool:
+    """Does the title name a product type (a gazetteer hit)? Picks the full path's temperature."""
+    return any(e.type == "product_type" for e in ents)
+
+
 class InferenceEngine:
     """Loaded fusion model + knowledge snapshot; thread-safe snapshot swap; batched prediction."""
 
@@ -281,6 +286,9 @@ class InferenceEngine:
         cfg, dev = self.cfg, self.device
         thr = self.review_threshold if review_threshold is None else float(review_threshold)
         t_img, t_full = float(self.calibration["image_temperature"]), float(self.calibration["temperature"])
+        # per-path / per-title temperatures (calibration.json without them: one full-path temperature)
+        t_light = float(self.calibration.get("light_temperature", 1.0))
+        t_untyped = float(self.calibration.get("untyped_temperature", t_full))
         n = len(items)
         cost = np.zeros(n)  # ms per item
         t0 = time.perf_counter()
@@ -351,7 +359,7 @@ class InferenceEngine:
             if not cfg.use_text:  # an image-only model never reads the title
                 kw = torch.zeros_like(kw)
             img_logits = cast("torch.Tensor", img_logits)  # set above (use_image)
-            light = (img_logits + boost) / t_img + cfg.keyword_weight * kw
+            light = ((img_logits + boost) / t_img + cfg.keyword_weight * kw) / t_light
             p_img = torch.softmax(img_logits / t_img, -1)
             p_light = torch.softmax(light, -1)
             full_idx = []
@@ -440,8 +448,10 @@ class InferenceEngine:
         preds = []
         for i in range(n):
             raw = cast("_Raw", raws[i])  # every item took a path
-            # light-path logits are already scaled by the image temperature
-            probs = torch.softmax(raw.logits if raw.path == "light" else raw.logits / t_full, -1)
+            # light-path logits are already scaled by the image (and light) temperature; the full path's
+            # temperature depends on whether the title names a product type (vague titles are less sure)
+            t_path = t_full if names_type(ents[i]) else t_untyped
+            probs = torch.softmax(raw.logits if raw.path == "light" else raw.logits / t_path, -1)
             preds.append(self._finish(st, items[i], probs, raw, ents[i], float(cplx[i]), float(cost[i]), thr))
         return preds, cast("list[_Raw]", raws)
 

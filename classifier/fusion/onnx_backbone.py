@@ -87,3 +87,59 @@ class OnnxBackbone(nn.Module):  # type: ignore[misc]  # torch is not type-checke
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         s8, s16, s32 = self.session.run(None, {"pixels": x.detach().float().cpu().contiguous().numpy()})
         return torch.from_numpy(s8), torch.from_numpy(s16), torch.from_numpy(s32)
+
+
+class _Early(nn.Module):  # type: ignore[misc]  # torch is not type-checked: nn.Module is Any
+    """Export wrapper: normalised pixels -> the frozen early part's (stride-8, stride-16) maps."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s8, s16 = self.backbone.early(x)
+        return s8, s16
+
+
+class OnnxEarlyStages:
+    """The frozen stem + blocks 0..10 on ONNX Runtime: what training caches once (``prepared.py``).
+
+    Same weights as :meth:`EfficientLiteBackbone.early` (the packaged ImageNet weights), several times
+    faster than PyTorch eager on CPU. The export is kept per weights digest under ``cache_dir``.
+    """
+
+    def __init__(
+        self, backbone: nn.Module, image_size: int, *, cache_dir: Path | None = None, threads: int = 0
+    ):
+        import onnxruntime as ort
+
+        cache_dir = cache_dir or DEFAULT_CACHE
+        path = cache_dir / f"early-{backbone_digest(backbone)}.onnx"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            was_training = backbone.training
+            wrapper = _Early(backbone).eval()
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    wrapper,
+                    (torch.zeros(2, 3, image_size, image_size),),
+                    str(tmp),
+                    input_names=["pixels"],
+                    output_names=["stride8", "stride16"],
+                    dynamic_axes={"pixels": {0: "batch"}},
+                    opset_version=17,
+                    dynamo=False,
+                )
+            backbone.train(was_training)
+            os.replace(tmp, path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.path = path
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s8, s16 = self.session.run(None, {"pixels": x.detach().float().cpu().contiguous().numpy()})
+        return torch.from_numpy(s8), torch.from_numpy(s16)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,8 +17,11 @@ from classifier.fusion.catalogue_snapshot import snapshot_from_catalogue
 from classifier.fusion.config import FusionConfig
 from classifier.fusion.data import Row, load_image_arrays, read_catalogue, vague_titles, vague_titles_via_tool
 from classifier.fusion.encoder import TextEncoder
-from classifier.fusion.modeling import TextBatch
+from classifier.fusion.modeling import FusionModel, TextBatch
 from classifier.fusion.text import EntityExtractor, KeywordModel, category_text
+
+if TYPE_CHECKING:
+    from classifier.fusion.onnx_backbone import OnnxEarlyStages
 
 
 @dataclass
@@ -60,12 +64,38 @@ def category_word_tokens(encoder: TextEncoder, titles: list[str], vague: list[st
     return out
 
 
+ONNX_MAX_DIFF = 1e-3  # ONNX Runtime's early stages are used only if they match PyTorch's this closely
+
+
+def onnx_early_stages(model: FusionModel, image_size: int, cache: Path | None) -> OnnxEarlyStages | None:
+    """The frozen early stages on ONNX Runtime (exported under ``cache/onnx``), or None when it is not
+    available (PyTorch computes the cache then)."""
+    try:
+        from classifier.fusion.onnx_backbone import OnnxEarlyStages
+
+        return OnnxEarlyStages(
+            model.backbone, image_size, cache_dir=(cache / "onnx") if cache is not None else None
+        )
+    except Exception as e:  # onnxruntime missing or the export failed
+        print(f"frozen stages on PyTorch (ONNX Runtime unavailable: {e})")
+        return None
+
+
 def cache_early_features(
-    cfg: FusionConfig, rows: list[Row], base: Path, cache: Path | None, desc: str, batch_size: int = 32
+    cfg: FusionConfig,
+    rows: list[Row],
+    base: Path,
+    cache: Path | None,
+    desc: str,
+    batch_size: int = 32,
+    *,
+    onnx: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Frozen EfficientNet stride-8/16 maps of the rows' images, computed ONCE (fp16 .npy under ``cache``).
 
     The frozen part is the package's ImageNet weights, so the cache key is the ids, size and preprocessing.
+    ``onnx``: on ONNX Runtime (several times faster than PyTorch eager on CPU), checked against PyTorch on
+    the first batch (within :data:`ONNX_MAX_DIFF`, else PyTorch computes the rest).
     """
     from classifier.fusion.data import image_to_array, load_image
     from classifier.fusion.modeling import FusionModel
@@ -85,13 +115,23 @@ def cache_early_features(
     s = cfg.image_size
     out8: np.ndarray | None = None
     out16: np.ndarray | None = None
+    runner = onnx_early_stages(model, s, cache) if onnx else None
     with torch.no_grad():
         for i in tqdm(range(0, len(rows), batch_size), desc=f"cache frozen stages {desc}", unit="batch"):
             chunk = rows[i : i + batch_size]
             pix = torch.from_numpy(
                 np.stack([image_to_array(load_image(base / r.image), s, cfg.pad_square) for r in chunk])
             )
-            a, b = model.early_stages(pix)
+            if runner is None:
+                a, b = model.early_stages(pix)
+            else:
+                a, b = runner(model.normalise(pix))
+                if i == 0:  # ONNX Runtime is trusted only if it gives PyTorch's maps on the first batch
+                    ref = model.early_stages(pix)
+                    diff = max(float((x - y).abs().max()) for x, y in zip((a, b), ref, strict=True))
+                    if diff > ONNX_MAX_DIFF:
+                        print(f"frozen stages on PyTorch (ONNX Runtime differs by {diff:.2g})")
+                        runner, (a, b) = None, ref
             if out8 is None or out16 is None:
                 out8 = np.zeros((len(rows), *a.shape[1:]), dtype=np.float16)
                 out16 = np.zeros((len(rows), *b.shape[1:]), dtype=np.float16)
@@ -235,7 +275,14 @@ class Prepared:
         self.empty = self.encoder.encode([""], self.extractor)
         self.empty = TextBatch(self.empty.hidden.half(), self.empty.mask, self.empty.types, self.empty.prior)
         self.splits: dict[str, SplitData] = {}
-        efficient = cfg.use_image and cfg.vision_backbone != "resnet" and cfg.frozen_blocks > 0
+        # the frozen stages are cached only when they are the pretrained ImageNet weights: a backbone trained
+        # from scratch (vision_pretrained=False, the ablation) has nothing frozen and trains from pixels
+        efficient = (
+            cfg.use_image
+            and cfg.vision_backbone != "resnet"
+            and cfg.vision_pretrained
+            and cfg.frozen_blocks > 0
+        )
         for sp in splits:
             rows = [r for r in all_rows if r.split == sp]
             if not rows:
@@ -259,7 +306,9 @@ class Prepared:
             if keep is not None:
                 rows = [rows[i] for i in keep]
             if cfg.use_image and not efficient:
-                imgs = load_image_arrays(rows, self.data_dir, cfg.image_size, cache, desc=sp)
+                imgs = load_image_arrays(
+                    rows, self.data_dir, cfg.image_size, cache, desc=sp, pad=cfg.pad_square
+                )
             vt = [vague[r.id] for r in rows]
             self.splits[sp] = SplitData(
                 rows,
