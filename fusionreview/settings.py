@@ -104,6 +104,10 @@ else:
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
         "connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
     )
+    # Parameters bound by the server, so psycopg prepares a query the fifth time a connection runs
+    # it and PostgreSQL plans it once: the review loop's joins cost more to plan than to run.
+    # Off (DATABASE_SERVER_SIDE_BINDING=false) behind a pooler in transaction mode (PgBouncer).
+    DATABASES["default"]["OPTIONS"]["server_side_binding"] = env_bool("DATABASE_SERVER_SIDE_BINDING", True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
