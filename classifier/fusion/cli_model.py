@@ -36,7 +36,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
         splits = ("train", "val") if a.no_test else ("train", "val", "test", "support")
         prep = Prepared(a.data, cfg, cache, splits=splits, max_train_rows=a.max_train_rows)
-    train_and_save(a.data, a.out, cfg, cache=cache, prep=prep)
+    train_and_save(a.data, a.out, cfg, cache=cache, prep=prep, max_minutes=a.max_minutes)
     print(f"model written to {a.out}")
     return 0
 
@@ -216,6 +216,11 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--max-train-rows", type=int, help="train on a class-stratified subset of train (a cheaper run)"
     )
     t.add_argument("--no-test", action="store_true", help="prepare train and val only (evaluate later)")
+    t.add_argument(
+        "--max-minutes",
+        type=float,
+        help="stop after the epoch that would take training past this budget (the schedule stays as planned)",
+    )
     t.set_defaults(func=_cmd_train)
     p = sub.add_parser("predict", help="classify a catalogue CSV (images relative to it)")
     p.add_argument("--model", required=True)

@@ -329,9 +329,16 @@ def finetune(
             log=say,
         )
         cal.update(
-            temperature=fitted["temperature"],
-            image_temperature=fitted["image_temperature"],
-            review_threshold=fitted["review_threshold"],
+            {
+                k: fitted[k]
+                for k in (
+                    "temperature",
+                    "untyped_temperature",
+                    "light_temperature",
+                    "image_temperature",
+                    "review_threshold",
+                )
+            }
         )
         conf = np.array([p.confidence for p in preds])
         correct = np.array([p.category_id == c for p, c in zip(preds, truth, strict=True)])

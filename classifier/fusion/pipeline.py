@@ -6,19 +6,28 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal, overload
+from typing import Literal, cast, overload
 
 import numpy as np
 import torch
 
 from classifier.fusion.artifacts import save_model, write_json
 from classifier.fusion.config import FusionConfig
-from classifier.fusion.data import Row
+from classifier.fusion.data import Row, read_catalogue, vague_titles
 from classifier.fusion.engine import FusionPrediction, InferenceEngine, ListingInput, _Raw
+from classifier.fusion.engine_state import routes_item
 from classifier.fusion.evaluation import ece, summarize
 from classifier.fusion.prepared import Prepared
 from classifier.fusion.routing import route
-from classifier.fusion.training import choose_threshold, fit_temperature, train_model
+from classifier.fusion.training import (
+    CalibrationScores,
+    PathTemperatures,
+    choose_threshold,
+    fit_path_temperatures,
+    fit_temperature,
+    served,
+    train_model,
+)
 
 
 def labels_dict(prep: Prepared) -> dict[str, object]:
@@ -74,57 +83,149 @@ def calibrate_items(
     target_precision: float,
     *,
     choose_review_threshold: bool = True,
+    vague_items: list[ListingInput] | None = None,
+    per_path: bool = True,
     log: Callable[[str], object] = print,
 ) -> tuple[dict[str, float], list[FusionPrediction]]:
     """The one calibration of training, fine-tuning and the benchmarks (engine public API only).
 
-    Fits the temperatures of the full path and of the image head on ``items`` (their true leaf ids in
-    ``truth``), then, if ``choose_review_threshold``, the lowest review threshold whose auto-accepted items
-    reach ``target_precision``. Sets them on the engine; returns (calibration dict, the items' predictions
+    Fits the image head's temperature (the gate reads it), then the temperatures of the served confidence on
+    ``items`` (their true leaf ids in ``truth``) plus ``vague_items`` (the same items with vague titles, in
+    the same order; used for the temperatures only): with ``per_path``, one for the light path, one for the
+    full path on titles that name a product type and one on titles that do not (a vague seller), each fitted
+    on the items it serves (``bench_fusion_v2_calibration.py``: lower held-out ECE on ``val``, full and
+    vague titles, than one temperature); else one full-path temperature over every item. Then, if
+    ``choose_review_threshold``, the lowest review threshold whose auto-accepted items (full titles) reach
+    ``target_precision``. Sets them on the engine; returns (calibration dict, the items' predictions
     routed at the chosen threshold).
     """
     pos = {c: i for i, c in enumerate(engine.leaves)}
     y = torch.tensor([pos.get(c, -1) for c in truth])
     engine.reserve_image_cache(len(items))  # the second pass reuses the backbone's outputs
-    engine.calibration.update(temperature=1.0, image_temperature=1.0)
-    _, raws = _run_items(engine, items, force_path="full")
+    engine.calibration.update(
+        temperature=1.0, image_temperature=1.0, light_temperature=1.0, untyped_temperature=1.0
+    )
+    full_preds, raws = _run_items(engine, items, force_path="full")
     logits = torch.stack([r.logits for r in raws])
-    t_full = fit_temperature(logits, y)
     t_img = 1.0
     if raws[0].image_logits is not None:
         t_img = fit_temperature(torch.stack([r.image_logits for r in raws]), y)
-    ece_before, ece_after = (ece_of_scores(logits, y, t) for t in (1.0, t_full))
-    engine.calibration.update(temperature=t_full, image_temperature=t_img)
+    engine.calibration.update(image_temperature=t_img)
+    t_one = fit_temperature(logits, y)
+    temps = PathTemperatures(t_one, t_one, 1.0)
+    gated = per_path and engine.use_gate and engine.cfg.use_image and engine.cfg.use_text
+    scores = None
+    if gated:
+        scores = calibration_scores(engine, items, y, full_preds, raws)
+        if vague_items:
+            scores = concat_scores(scores, calibration_scores(engine, vague_items, y))
+    ece_before, ece_after = (ece_of_scores(logits, y, t) for t in (1.0, t_one))
+    engine.calibration.update(temps.as_dict())
     thr = float(engine.review_threshold)
-    if choose_review_threshold:
-        # the gate sends an item down the light path only when it would be auto-accepted there, so the
-        # threshold shapes the predictions it is chosen on: start from the full path's choice, then
-        # re-choose on the gated predictions until it settles (the backbone's outputs are cached)
-        full_preds, _ = _run_items(engine, items, force_path="full", review_threshold=1.0)
-        thr = _threshold_for(full_preds, truth, target_precision)
-        for _ in range(3):
-            preds, _ = _run_items(engine, items, review_threshold=thr)
-            new = _threshold_for(preds, truth, target_precision)
-            if abs(new - thr) < 1e-6:
-                break
-            thr = new
+    for _ in range(2 if scores is not None else 1):
+        if choose_review_threshold:
+            thr = _choose_threshold(engine, items, truth, target_precision)
+        if scores is None:
+            break
+        # the light temperature moves items between the paths: refit on the items each path now serves
+        temps = fit_path_temperatures(scores, thr, per_path=True, per_title=True)
+        engine.calibration.update(temps.as_dict())
+    if scores is not None and choose_review_threshold:
+        thr = _choose_threshold(engine, items, truth, target_precision)
     preds, _ = _run_items(engine, items, review_threshold=thr)
     engine.review_threshold = thr
     engine.calibration["review_threshold"] = thr
     cal: dict[str, float] = {
-        "temperature": t_full,
+        **temps.as_dict(),
         "image_temperature": t_img,
         "review_threshold": thr,
         "target_precision": target_precision,
         "calibration_items": len(items),
+        "calibration_vague_items": len(vague_items or []) if scores is not None else 0,
         "val_ece_before": round(ece_before, 4),
         "val_ece_after": round(ece_after, 4),
     }
+    if scores is not None:
+        c, k, light = served(scores, temps, thr)
+        n = len(items)
+        cal["val_ece_served"] = round(ece(c[:n], k[:n]), 4)
+        cal["val_light_share"] = round(float(light[:n].mean()), 4)
+        if len(c) > n:
+            cal["val_ece_served_vague"] = round(ece(c[n:], k[n:]), 4)
     log(
-        f"calibration: T={t_full:.3f} T_img={t_img:.3f} threshold={thr:.4f} "
-        f"ECE {ece_before:.4f} -> {ece_after:.4f} ({len(items)} items)"
+        f"calibration: T={temps.full:.3f} T_untyped={temps.untyped:.3f} T_light={temps.light:.3f} "
+        f"T_img={t_img:.3f} threshold={thr:.4f} full-path ECE {ece_before:.4f} -> {ece_after:.4f}"
+        f" served ECE {cal.get('val_ece_served')} vague {cal.get('val_ece_served_vague')} ({len(items)} items)"
     )
     return cal, reroute(preds, thr)
+
+
+def _choose_threshold(
+    engine: InferenceEngine, items: list[ListingInput], truth: list[str], target_precision: float
+) -> float:
+    """The lowest threshold reaching ``target_precision`` on the gated predictions.
+
+    The gate sends an item down the light path only when it would be auto-accepted there, so the threshold
+    shapes the predictions it is chosen on: start from the full path's choice, then re-choose on the gated
+    predictions until it settles (the backbone's outputs are cached)."""
+    full_preds, _ = _run_items(engine, items, force_path="full", review_threshold=1.0)
+    thr = _threshold_for(full_preds, truth, target_precision)
+    for _ in range(3):
+        preds, _ = _run_items(engine, items, review_threshold=thr)
+        new = _threshold_for(preds, truth, target_precision)
+        if abs(new - thr) < 1e-6:
+            break
+        thr = new
+    return thr
+
+
+def calibration_scores(
+    engine: InferenceEngine,
+    items: list[ListingInput],
+    y: torch.Tensor,
+    full_preds: list[FusionPrediction] | None = None,
+    full_raws: list[_Raw] | None = None,
+) -> CalibrationScores:
+    """The items' full- and light-path scores at full-path and light temperature 1 (the engine's current
+    image temperature kept: the gate reads it), and which items the gate could send light."""
+    cfg = engine.cfg
+    saved = {
+        k: engine.calibration.get(k) for k in ("temperature", "light_temperature", "untyped_temperature")
+    }
+    engine.calibration.update(temperature=1.0, light_temperature=1.0, untyped_temperature=1.0)
+    try:
+        if full_preds is None or full_raws is None:
+            full_preds, full_raws = _run_items(engine, items, force_path="full")
+        _, light_raws = _run_items(engine, items, force_path="light")
+    finally:
+        engine.calibration.update({k: v for k, v in saved.items() if v is not None})
+    t_img = float(engine.calibration["image_temperature"])
+    light = torch.stack([r.logits for r in light_raws])
+    p_img = torch.softmax(torch.stack([cast(torch.Tensor, r.image_logits) for r in light_raws]) / t_img, -1)
+    cplx = torch.tensor([p.complexity for p in full_preds])
+    eligible = (
+        (cplx <= cfg.gate_complexity_max)
+        & (p_img.max(-1).values >= cfg.gate_confidence)
+        & (light.argmax(-1) == p_img.argmax(-1))
+        & torch.tensor([not routes_item(r.findings) for r in light_raws])
+    )
+    return CalibrationScores(
+        full=torch.stack([r.logits for r in full_raws]),
+        light=light,
+        labels=y,
+        typed=torch.tensor([any(e["type"] == "product_type" for e in p.entities) for p in full_preds]),
+        eligible=eligible,
+    )
+
+
+def concat_scores(a: CalibrationScores, b: CalibrationScores) -> CalibrationScores:
+    return CalibrationScores(
+        torch.cat([a.full, b.full]),
+        torch.cat([a.light, b.light]),
+        torch.cat([a.labels, b.labels]),
+        torch.cat([a.typed, b.typed]),
+        torch.cat([a.eligible, b.eligible]),
+    )
 
 
 def _threshold_for(preds: list[FusionPrediction], truth: list[str], target_precision: float) -> float:
@@ -180,9 +281,21 @@ def calibrate_rows(
 ) -> dict[str, float] | tuple[dict[str, float], list[FusionPrediction]]:
     """:func:`calibrate_items` on catalogue ``val`` rows (images relative to ``data_dir``)."""
     data_dir = Path(data_dir)
-    items = [ListingInput((data_dir / r.image).read_bytes(), r.title, key=r.id) for r in rows]
-    cal, preds = calibrate_items(engine, items, [r.leaf_id for r in rows], cfg.target_precision, log=log)
+    images = [(data_dir / r.image).read_bytes() for r in rows]
+    items = [ListingInput(b, r.title, key=r.id) for b, r in zip(images, rows, strict=True)]
+    vague = vague_titles_of(rows, data_dir)
+    vague_items = [ListingInput(b, vague[r.id], key=r.id) for b, r in zip(images, rows, strict=True)]
+    cal, preds = calibrate_items(
+        engine, items, [r.leaf_id for r in rows], cfg.target_precision, vague_items=vague_items, log=log
+    )
     return (cal, preds) if return_preds else cal
+
+
+def vague_titles_of(rows: list[Row], data_dir: Path) -> dict[str, str]:
+    """The rows' vague titles (category words gone; the vocabulary of the catalogue in ``data_dir``, as
+    training and the benchmarks build them)."""
+    cat = data_dir / "catalogue.csv"
+    return vague_titles(rows, read_catalogue(cat) if cat.exists() else rows)
 
 
 def train_and_save(

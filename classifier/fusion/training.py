@@ -301,7 +301,8 @@ def train_model(
         )
         if (
             max_minutes
-            and (time.time() - t0) / 60 > max_minutes * (ep + 2) / (ep + 1)
+            # the next epoch (at the mean epoch time so far) would end past the budget
+            and (time.time() - t0) / 60 * (ep + 2) / (ep + 1) > max_minutes
             and ep + 1 < cfg.epochs
         ):
             log(f"stopping early: time budget {max_minutes} min")

@@ -11,7 +11,10 @@ with MiniLM: slow, it embeds all of `train`).
 usage:
   .venv/bin/python tests/bench/bench_fusion_v2.py --data ../shared/data/fashion \
       --models v1=var/models/fusion-v1,v2=fusionreview/demo/model [--quantized v2] [--peer] \
-      [--limit N] [--out tests/bench/bench_fusion_v2_results.json]
+      [--limit N] [--out tests/bench/bench_fusion_v2_results.json] [--merge]
+  the backbone-from-scratch ablation (issue 10), added to the same results:
+  .venv/bin/python tests/bench/bench_fusion_v2.py --data ../shared/data/fashion \
+      --models v2-scratch=var/models/fusion-v2-scratch --merge
 
 Prints figures, does not pass or fail; raw figures go to ``--out``.
 """
@@ -167,20 +170,31 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, help="only the first N test rows (a quick look, not the figures)")
     ap.add_argument("--throughput-items", type=int, default=256)
     ap.add_argument("--no-emerging", action="store_true")
+    ap.add_argument("--no-throughput", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="tests/bench/bench_fusion_v2_results.json")
+    ap.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other models (and the peer) already in --out; each model records its own command",
+    )
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     data = Path(a.data)
     all_rows = read_catalogue(data / "catalogue.csv")
     vague = vague_titles(all_rows, all_rows)
     test = [r for r in all_rows if r.split == "test"]
+    command = " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
     report: dict = {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": command,
         "machine": {"threads": a.threads, "torch": torch.__version__, "cpus": os.cpu_count()},
         "limit": a.limit,
         "models": {},
     }
+    if a.merge and Path(a.out).exists():
+        report = json.loads(Path(a.out).read_text())
+        for rep in report["models"].values():  # models from an earlier run keep that run's command
+            rep.setdefault("command", report.get("command"))
 
     def log(msg: str) -> None:
         print(msg, flush=True)
@@ -199,7 +213,12 @@ def main(argv=None) -> int:
             eng = InferenceEngine.load(d, device="cpu", quantized=q)
             known = set(eng.leaves)
             rows = [r for r in test if r.leaf_id in known][: a.limit or None]
-            rep = {"model_version": eng.model_version, "calibration": eng.calibration, "n_test": len(rows)}
+            rep = {
+                "command": command,
+                "model_version": eng.model_version,
+                "calibration": eng.calibration,
+                "n_test": len(rows),
+            }
             rep["test"] = accuracy_report(eng, rows, data, vague, tag, log)
             if not q and not a.no_emerging:
                 rep["emerging"] = emerging_report(eng, data, all_rows, vague, log)
@@ -207,18 +226,33 @@ def main(argv=None) -> int:
                 ListingInput((data / r.image).read_bytes(), r.title, key=r.id)
                 for r in test[: a.throughput_items]
             ]
-            rep["throughput"] = {
-                "image_only_path": throughput(eng, items, "light"),
-                "gated": throughput(eng, items, None),
-                "full_path": throughput(eng, items, "full"),
-            }
-            log(f"[{tag}] throughput {rep['throughput']}")
+            if not a.no_throughput:
+                rep["throughput"] = {
+                    "image_only_path": throughput(eng, items, "light"),
+                    "gated": throughput(eng, items, None),
+                    "full_path": throughput(eng, items, "full"),
+                }
+                log(f"[{tag}] throughput {rep['throughput']}")
             m = (
                 json.loads((Path(d) / "metrics.json").read_text())
                 if (Path(d) / "metrics.json").exists()
                 else {}
             )
             rep["train_seconds"] = m.get("train_seconds")
+            c = eng.cfg
+            rep["recipe"] = {
+                "vision_backbone": c.vision_backbone,
+                "vision_pretrained": c.vision_pretrained,
+                "frozen_blocks": c.frozen_blocks if c.vision_pretrained else 0,
+                "image_size": c.image_size,
+                "epochs_planned": c.epochs,
+                "epochs_run": m.get("epochs"),
+            }
+            old = report["models"].get(tag, {})
+            kept = [k for k in ("emerging", "throughput") if k in old and k not in rep]
+            if kept:  # a merge that skipped these keeps the earlier run's figures, marked as such
+                rep.update({k: old[k] for k in kept})
+                rep["kept_from_earlier_run"] = {"keys": kept, "command": old.get("command")}
             report["models"][tag] = rep
             save()
     log(f"written {a.out}")

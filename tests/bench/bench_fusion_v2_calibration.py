@@ -29,9 +29,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from classifier.fusion.data import read_catalogue, vague_titles
-from classifier.fusion.engine import InferenceEngine
-from classifier.fusion.engine_state import routes_item
-from classifier.fusion.evaluation import ece, run_rows
+from classifier.fusion.engine import InferenceEngine, ListingInput
+from classifier.fusion.evaluation import ece
+from classifier.fusion.pipeline import calibration_scores
 from classifier.fusion.training import (
     CalibrationScores,
     PathTemperatures,
@@ -41,32 +41,14 @@ from classifier.fusion.training import (
 )
 
 
-def take_scores(
-    eng: InferenceEngine, rows, data: Path, titles: list[str] | None, tag: str
-) -> CalibrationScores:
+def take_scores(eng: InferenceEngine, rows, data: Path, titles: list[str] | None) -> CalibrationScores:
     """The items' scores with the full-path and light temperatures at 1 (the image temperature kept)."""
-    cfg = eng.cfg
     pos = {c: i for i, c in enumerate(eng.leaves)}
-    full_p, full_r = run_rows(eng, rows, data, titles, force_path="full", desc=f"{tag} full path")
-    _, light_r = run_rows(eng, rows, data, titles, force_path="light", desc=f"{tag} light path")
-    t_img = float(eng.calibration["image_temperature"])
-    light = torch.stack([r.logits for r in light_r])
-    img = torch.stack([r.image_logits for r in light_r]) / t_img  # type: ignore[attr-defined]
-    p_img = torch.softmax(img, -1)
-    cplx = torch.tensor([p.complexity for p in full_p])
-    eligible = (
-        (cplx <= cfg.gate_complexity_max)
-        & (p_img.max(-1).values >= cfg.gate_confidence)
-        & (light.argmax(-1) == p_img.argmax(-1))
-        & torch.tensor([not routes_item(r.findings) for r in light_r])  # type: ignore[attr-defined]
-    )
-    return CalibrationScores(
-        full=torch.stack([r.logits for r in full_r]),
-        light=light,
-        labels=torch.tensor([pos.get(r.leaf_id, -1) for r in rows]),
-        typed=torch.tensor([any(e["type"] == "product_type" for e in p.entities) for p in full_p]),
-        eligible=eligible,
-    )
+    items = [
+        ListingInput((data / r.image).read_bytes(), titles[k] if titles else r.title, key=r.id)
+        for k, r in enumerate(rows)
+    ]
+    return calibration_scores(eng, items, torch.tensor([pos.get(r.leaf_id, -1) for r in rows]))
 
 
 def cat(a: CalibrationScores, b: CalibrationScores) -> CalibrationScores:
@@ -94,10 +76,9 @@ def main(argv=None) -> int:
         d = torch.load(a.scores)
         full, vag = CalibrationScores(**d["full"]), CalibrationScores(**d["vague"])
     else:
-        eng.calibration.update(temperature=1.0, untyped_temperature=1.0, light_temperature=1.0)
         eng.reserve_image_cache(len(rows))
-        full = take_scores(eng, rows, data, None, "full titles")
-        vag = take_scores(eng, rows, data, [vague[r.id] for r in rows], "vague titles")
+        full = take_scores(eng, rows, data, None)
+        vag = take_scores(eng, rows, data, [vague[r.id] for r in rows])
         if a.scores:
             torch.save({"full": full.__dict__, "vague": vag.__dict__}, a.scores)
     both = cat(full, vag)
