@@ -104,10 +104,14 @@ else:
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
         "connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
     )
-    # Parameters bound by the server, so psycopg prepares a query the fifth time a connection runs
-    # it and PostgreSQL plans it once: the review loop's joins cost more to plan than to run.
-    # Off (DATABASE_SERVER_SIDE_BINDING=false) behind a pooler in transaction mode (PgBouncer).
-    DATABASES["default"]["OPTIONS"]["server_side_binding"] = env_bool("DATABASE_SERVER_SIDE_BINDING", True)
+    # Parameters bound by the server, and a query prepared the fifth time a connection runs it, so
+    # PostgreSQL plans the review loop's joins once per connection: planning them cost more than
+    # running them. DATABASE_SERVER_SIDE_BINDING=false behind a pooler in transaction mode (PgBouncer).
+    if env_bool("DATABASE_SERVER_SIDE_BINDING", True):
+        DATABASES["default"]["OPTIONS"]["server_side_binding"] = True
+        DATABASES["default"]["OPTIONS"]["prepare_threshold"] = env_int(
+            "DATABASE_PREPARE_THRESHOLD", 5, minimum=0
+        )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -165,8 +165,9 @@ def review_cache_reset() -> None:
     from django.core.cache import cache
 
     from classifier.review.item import CATEGORY_LABELS_KEY
-    from classifier.review.selectors import COUNTS_CACHE_KEY
+    from classifier.review.selectors import COUNTS_CACHE_KEY, cached_compute_forget
 
+    cached_compute_forget()
     keys = [f"review:skipped:{i}" for i in range(1, 5000)]
     keys += [COUNTS_CACHE_KEY, CATEGORY_LABELS_KEY, "review:confhist:10"]
     cache.delete_many(keys)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from classifier.audit import AuditEvent, audit_record
 from classifier.listings.models import Listing
 from classifier.review.models import ReviewDecision, ReviewTask
+from classifier.review.selectors import by_pk
 from classifier.review.services import (
     PRIORITY_ESCALATED_BONUS,
     SKIP_PRIORITY_PENALTY,
@@ -157,11 +158,10 @@ def review_decide(
     # category.path_label (a parent walk) for the audit record, which otherwise costs a query per level.
     # Not the prediction's JSON payload (top-k, entities, findings) nor the listing: a decision reads
     # neither, and decoding them was a good part of this query's cost.
-    task = (
+    task = by_pk(
         ReviewTask.objects.select_related("prediction__category__parent__parent__parent", "prediction__brand")
         .defer(*PREDICTION_PAYLOAD)
         .filter(pk=task_id)
-        .first()
     )
     if task is None:
         raise InvalidDecision("That review task does not exist.")

@@ -17,6 +17,8 @@ from knowledge.models import Brand, BrandAlias, Category, CategoryAlias
 CATEGORY_LABELS_KEY = "review:category-leaves:v1"
 CATEGORY_LABELS_TTL = 60
 SIMILAR_POOL_TTL = 300
+LOCAL_TTL = 10  # seconds a worker reuses the leaf list it read without asking Redis again
+SIMILAR_LOCAL_TTL = 60  # the similar-listings pools are advice, already minutes old
 
 # (id, path label, searchable text) of an active leaf category.
 Leaf = tuple[int, str, str]
@@ -184,7 +186,11 @@ def review_similar_reviewed(*, task: ReviewTask, limit: int = 5, pool: int = 200
         ]
 
     key = f"review:similar:v2:{prediction.category_id or 0}:{prediction.brand_id or 0}:{pool}"
-    candidates = [c for c in cached_compute(key, SIMILAR_POOL_TTL, compute) if c.pk != task.listing_id][:pool]
+    candidates = [
+        c
+        for c in cached_compute(key, SIMILAR_POOL_TTL, compute, local_ttl=SIMILAR_LOCAL_TTL)
+        if c.pk != task.listing_id
+    ][:pool]
     mine = _tokens(task.listing.title)
     scored = []
     for listing in candidates:
@@ -223,7 +229,7 @@ def category_leaves() -> list[Leaf]:
         leaves.sort(key=lambda row: row[1])
         return leaves
 
-    return cached_compute(CATEGORY_LABELS_KEY, CATEGORY_LABELS_TTL, compute)
+    return cached_compute(CATEGORY_LABELS_KEY, CATEGORY_LABELS_TTL, compute, local_ttl=LOCAL_TTL)
 
 
 def category_leaf_search(*, q: str, limit: int = 12) -> list[CategoryEntry]:

@@ -26,7 +26,7 @@ from django.utils import timezone
 from classifier.audit import AuditEvent, audit_record
 from classifier.listings.models import Listing, Prediction
 from classifier.review.models import ReviewDecision, ReviewTask
-from classifier.review.selectors import COUNTS_CACHE_KEY, TASK_PAGE_RELATED, review_reason_filter
+from classifier.review.selectors import COUNTS_CACHE_KEY, TASK_PAGE_RELATED, by_pk, review_reason_filter
 
 log = logging.getLogger(__name__)
 Status = ReviewTask.Status
@@ -189,7 +189,17 @@ def review_release_expired(*, now: datetime | None = None, limit: int = 500) -> 
     return len(expired)
 
 
+def _commit_claim_without_waiting_for_disk() -> None:
+    """A claim is soft state: should PostgreSQL crash before its WAL reaches the disk, the claim is
+    gone and the item is simply back in the queue; nothing an auditor submitted is lost (decisions
+    still wait for the flush). Not waiting takes a disk flush off every "next"."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
 def _claim_row(task: ReviewTask, *, auditor: User, now: datetime, why: str) -> ReviewTask:
+    _commit_claim_without_waiting_for_disk()
     ReviewTask.objects.filter(pk=task.pk).update(
         status=Status.CLAIMED,
         claimed_by=auditor,
@@ -204,19 +214,8 @@ def _claim_row(task: ReviewTask, *, auditor: User, now: datetime, why: str) -> R
     return task
 
 
-def review_claim_next(
-    *,
-    auditor: User,
-    reason: str | None = None,
-    category_id: int | None = None,
-    now: datetime | None = None,
-) -> ReviewTask | None:
-    """Hand the next task to `auditor` (exactly one auditor per task), or None when the queue is empty.
-
-    An auditor who still holds an unexpired claim gets that task back. Overdue tasks (older than
-    REVIEW_SLA_HOURS) come first, oldest first; then the highest priority, oldest first.
-    """
-    now = now or timezone.now()
+def _held_or_release_expired(*, auditor: User, now: datetime) -> ReviewTask | None:
+    """The unexpired claim `auditor` holds, if any; otherwise expired claims go back to the queue."""
     # One look at the (few) claimed rows answers both questions: does this auditor still hold one
     # (theirs first), and has any claim expired? Written in SQL: composing it through the ORM (a
     # boolean annotation to order by) cost more CPU than PostgreSQL takes to answer it.
@@ -230,12 +229,36 @@ def review_claim_next(
         )
         first = cursor.fetchone()
     if first is not None and first[1]:
-        held = ReviewTask.objects.select_related(*TASK_PAGE_RELATED).filter(pk=first[0]).first()
+        held = by_pk(ReviewTask.objects.select_related(*TASK_PAGE_RELATED).filter(pk=first[0]))
         if held is not None:
             return held
     # Expired claims are claimable again right now, not only when the periodic task runs.
     if first is not None:
         review_release_expired(now=now, limit=100)
+    return None
+
+
+def review_claim_next(
+    *,
+    auditor: User,
+    reason: str | None = None,
+    category_id: int | None = None,
+    now: datetime | None = None,
+    after_decision: bool = False,
+) -> ReviewTask | None:
+    """Hand the next task to `auditor` (exactly one auditor per task), or None when the queue is empty.
+
+    An auditor who still holds an unexpired claim gets that task back. Overdue tasks (older than
+    REVIEW_SLA_HOURS) come first, oldest first; then the highest priority, oldest first.
+    `after_decision`: the auditor just decided the one claim they held (an auditor holds one at a
+    time), so the look for a held or expired claim is skipped; expired claims are freed by the
+    periodic release and by the next plain "next".
+    """
+    now = now or timezone.now()
+    if not after_decision:
+        held = _held_or_release_expired(auditor=auditor, now=now)
+        if held is not None:
+            return held
 
     pending = ReviewTask.objects.filter(status=Status.PENDING)
     if reason:

@@ -264,7 +264,7 @@ def decide(request: HttpRequest, task_id: int) -> HttpResponse:
         + (f" → {label}" if label else "")
         + ". Press U to undo."
     )
-    task = svc.review_claim_next(auditor=request.user, **filters)
+    task = svc.review_claim_next(auditor=request.user, **filters, after_decision=True)
     if task is None:
         text += " The queue is empty."
     return _render_item(request, task, notice=("success", text), filters=filters, claimed=True)
