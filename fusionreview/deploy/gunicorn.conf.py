@@ -11,6 +11,8 @@ workers = int(os.environ.get("GUNICORN_WORKERS", "3"))
 # request still running after 60 s is stuck, and the worker is replaced.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = 30
+# The workers' heartbeat file is touched on every request: in memory, not on a disk that can stall.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 accesslog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 

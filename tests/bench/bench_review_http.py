@@ -181,6 +181,11 @@ def start_gunicorn(workers: int, port: int) -> subprocess.Popen:
     cmd = [
         str(ROOT / ".venv" / "bin" / "gunicorn"),
         "fusionreview.wsgi:application",
+        # The settings docker-compose's web service runs with; the access log goes to a file.
+        "--config",
+        str(ROOT / "fusionreview" / "deploy" / "gunicorn.conf.py"),
+        "--access-logfile",
+        "/tmp/bench_review_http_access.log",
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",
