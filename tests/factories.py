@@ -186,3 +186,7 @@ def plain_static_storage(settings) -> None:
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+# Headers of an htmx request that swaps the review page's work area, as review.js sends them.
+HTMX_REVIEW = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "review-work"}

@@ -31,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from tests import factories
+
 REPO = Path(__file__).resolve().parents[2]
 REDIS_BASE = os.environ.get("TEST_REDIS_BASE_URL", "redis://127.0.0.1:6379")
 # (broker db, cache db) pairs; a test session takes the first pair no other session holds, so
@@ -342,3 +344,12 @@ def make_catalogue_listings(data_dir, worker_media_root):
         return listings
 
     return make
+
+
+@pytest.fixture
+def review_pages(settings) -> Iterator[None]:
+    """Review pages render without a static manifest, from a review cache no other test filled."""
+    factories.plain_static_storage(settings)
+    factories.review_cache_reset()
+    yield
+    factories.review_cache_reset()

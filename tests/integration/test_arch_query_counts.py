@@ -16,17 +16,9 @@ from classifier.review import decisions as review_decisions
 from classifier.review import services as svc
 from tests import factories
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db, pytest.mark.usefixtures("review_pages")]
 
-HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "review-work"}
-
-
-@pytest.fixture(autouse=True)
-def _clean_cache(settings):
-    factories.plain_static_storage(settings)
-    factories.review_cache_reset()
-    yield
-    factories.review_cache_reset()
+HTMX = factories.HTMX_REVIEW
 
 
 def _client(user) -> Client:

@@ -13,17 +13,9 @@ from classifier.review import services as svc
 from classifier.review.selectors import review_queue_counts, review_queue_tasks
 from tests import factories
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db, pytest.mark.usefixtures("review_pages")]
 
-HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "review-work"}
-
-
-@pytest.fixture(autouse=True)
-def _clean_cache(settings):
-    factories.plain_static_storage(settings)
-    factories.review_cache_reset()
-    yield
-    factories.review_cache_reset()
+HTMX = factories.HTMX_REVIEW
 
 
 def test_undo_of_an_escalation_restores_the_task_and_hands_it_back(auditor):

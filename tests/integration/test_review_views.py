@@ -12,17 +12,9 @@ from classifier.review import services as svc
 from classifier.review.examples import training_examples_since
 from tests import factories
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db, pytest.mark.usefixtures("review_pages")]
 
-HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "review-work"}
-
-
-@pytest.fixture(autouse=True)
-def _clean_cache(settings):
-    factories.plain_static_storage(settings)
-    factories.review_cache_reset()
-    yield
-    factories.review_cache_reset()
+HTMX = factories.HTMX_REVIEW
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from tests import factories
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
-HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "review-work"}
+HTMX = factories.HTMX_REVIEW
 
 
 @pytest.fixture(autouse=True)
