@@ -123,7 +123,9 @@ class ReviewDecision(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["auditor", "-created_at"], name="review_decision_auditor_idx")]
+        # An auditor's newest decisions (recent picks, undo) in index order, id breaking ties: without the id
+        # PostgreSQL sorted all of their decisions on every item page.
+        indexes = [models.Index(fields=["auditor", "-created_at", "-id"], name="review_decision_auditor_idx")]
 
     def __str__(self) -> str:
         return f"{self.action} by {self.auditor_id} on {self.listing_id}"
