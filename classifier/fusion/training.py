@@ -307,8 +307,41 @@ def train_model(
         ):
             log(f"stopping early: time budget {max_minutes} min")
             break
+    if nhwc and tr.images is not None:
+        recompute_bn_statistics(model, tr.images)
     model.eval()
     return model
+
+
+def recompute_bn_statistics(
+    model: FusionModel, images: np.ndarray, max_images: int = 2048, batch_size: int = 64
+) -> None:
+    """Batch-norm statistics of a backbone trained from scratch, recomputed at the end of training.
+
+    EfficientNet's BN keeps running averages with momentum 0.01, so after a few hundred steps of fast-moving
+    weights they lag behind the trained network (the from-scratch ablation's image head: 33.6% -> 42.4% on
+    384 `val` images with the statistics recomputed). Here: the exact average over up to ``max_images``
+    training images (evenly spaced, un-augmented, drop-connect off), the weights untouched."""
+    bb = model.backbone
+    bns = [m for m in bb.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    saved = [m.momentum for m in bns]
+    drop = bb.drop_connect
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over every batch below
+    bb.drop_connect = 0.0
+    was_training = model.training
+    model.train()
+    idx = np.linspace(0, len(images) - 1, min(max_images, len(images))).astype(int)
+    with torch.no_grad():
+        for i in range(0, len(idx), batch_size):
+            model.image_stages(torch.from_numpy(images[idx[i : i + batch_size]]))
+    for m, mom in zip(bns, saved, strict=True):
+        m.momentum = mom
+    bb.drop_connect = drop
+    model.train(was_training)
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:

@@ -104,3 +104,29 @@ def test_augmentation_moves_the_foreground_mask_with_the_pixels():
     assert (dark & (fg > 0.5)).sum() >= 0.9 * dark.sum()
     assert ((fg > 0.5) & ~dark).sum() <= 0.1 * (fg > 0.5).sum() + 8 * 4
     assert augment_with_foreground(x, torch.Generator(), foreground=False)[1] is None
+
+
+def test_bn_statistics_are_recomputed_from_the_given_images_and_nothing_else_changes():
+    from classifier.fusion.modeling import FusionModel
+    from classifier.fusion.training import recompute_bn_statistics
+
+    from .factories import tiny_config
+
+    cfg = tiny_config(
+        vision_backbone="efficientnet-lite0",
+        vision_pretrained=False,
+        frozen_blocks=0,
+        fused_stages=[0, 1, 2],
+        image_size=32,
+    )
+    model = FusionModel(cfg, 3).eval()
+    net = model.backbone.net
+    net._bn0.running_mean.fill_(5.0)  # stale statistics
+    weights = {k: v.clone() for k, v in model.named_parameters()}
+    images = np.random.default_rng(0).integers(0, 256, (8, 3, 32, 32), dtype=np.uint8)
+    recompute_bn_statistics(model, images, batch_size=8)
+    with torch.no_grad():
+        stem = net._conv_stem(model.normalise(torch.from_numpy(images)))
+    assert torch.allclose(net._bn0.running_mean, stem.mean((0, 2, 3)), atol=1e-4)
+    assert not model.training and abs(net._bn0.momentum - 0.01) < 1e-9 and model.backbone.drop_connect > 0
+    assert all(torch.equal(v, weights[k]) for k, v in model.named_parameters())
