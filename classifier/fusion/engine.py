@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeAlias, cast
 
@@ -35,9 +35,9 @@ from classifier.fusion.engine_state import (
 from classifier.fusion.knowledge import KnowledgeSnapshot
 from classifier.fusion.modeling import FusionModel, no_grad
 from classifier.fusion.onnx_backbone import OnnxBackbone
+from classifier.fusion.outcome import RawPrediction, build_prediction, names_type
 from classifier.fusion.predictions import FusionPrediction, ListingInput
-from classifier.fusion.routing import route
-from classifier.fusion.text import Entity, KeywordModel
+from classifier.fusion.text import KeywordModel
 from classifier.fusion.verification import verify
 
 __all__ = ["FusionPrediction", "InferenceEngine", "InvalidImageError", "ListingInput"]
@@ -46,23 +46,6 @@ __all__ = ["FusionPrediction", "InferenceEngine", "InvalidImageError", "ListingI
 _ImageHit: TypeAlias = tuple[float, tuple[torch.Tensor, ...], torch.Tensor, tuple[int, int]]
 # a repeat listing's answer: (image sha1, title, snapshot version, id of the snapshot state, threshold)
 _AnswerKey: TypeAlias = tuple[str, str, int, int, float]
-
-
-@dataclass
-class _Raw:
-    """Per-item intermediate results (kept for evaluation, calibration and ablations)."""
-
-    logits: torch.Tensor  # [k] final (uncalibrated) logits of the path taken
-    path: str
-    findings: list[dict[str, str]]  # routing.Finding.to_dict
-    attention: np.ndarray | None
-    image_logits: torch.Tensor | None = None
-    text_logits: torch.Tensor | None = None  # the text head alone (full path; benchmarks' text-only figure)
-
-
-def names_type(ents: list[Entity]) -> bool:
-    """Does the title name a product type (a gazetteer hit)? Picks the full path's temperature."""
-    return any(e.type == "product_type" for e in ents)
 
 
 class InferenceEngine:
@@ -261,7 +244,7 @@ class InferenceEngine:
         *,
         review_threshold: float | None = None,
         force_path: str | None = None,
-    ) -> tuple[list[FusionPrediction], list[_Raw]]:
+    ) -> tuple[list[FusionPrediction], list[RawPrediction]]:
         """Predictions plus the per-item raw scores (uncalibrated ``logits`` of the path taken,
         ``image_logits``, ``path``, ``findings``) over :attr:`leaves`: what calibration, evaluation and
         fine-tuning read. ``force_path``: "full" or "light" to bypass the gate (ablations, calibration)."""
@@ -279,7 +262,7 @@ class InferenceEngine:
         *,
         review_threshold: float | None = None,
         force_path: str | None = None,
-    ) -> tuple[list[FusionPrediction], list[_Raw]]:
+    ) -> tuple[list[FusionPrediction], list[RawPrediction]]:
         if not items:
             return [], []
         st = self._state  # one snapshot for the whole batch
@@ -314,7 +297,7 @@ class InferenceEngine:
         )
         cost += (time.perf_counter() - t0) * 1000 / n
 
-        raws: list[_Raw | None] = [None] * n
+        raws: list[RawPrediction | None] = [None] * n
         boost = (
             torch.stack([entity_boost(st, e, self._trained_set, cfg.entity_boost) for e in ents])
             if cfg.use_text
@@ -373,7 +356,7 @@ class InferenceEngine:
                 )
                 findings = verify(st.snapshot, st.leaves[j], ents[i]) if self.use_verification else []
                 if ok and (force_path == "light" or not routes_item(findings)):
-                    raws[i] = _Raw(light[i], "light", findings, None, img_logits[i])
+                    raws[i] = RawPrediction(light[i], "light", findings, None, img_logits[i])
                 else:
                     full_idx.append(i)
         if full_idx and cfg.use_text:
@@ -397,7 +380,7 @@ class InferenceEngine:
             for k, i in enumerate(full_idx):
                 j = int(logits[k].argmax())
                 findings = verify(st.snapshot, st.leaves[j], ents[i]) if self.use_verification else []
-                raws[i] = _Raw(
+                raws[i] = RawPrediction(
                     logits[k],
                     "full",
                     findings,
@@ -431,8 +414,8 @@ class InferenceEngine:
                 for r, (k, i) in enumerate(hires):
                     lg = 0.5 * (logits[k] + lh[r])
                     j = int(lg.argmax())
-                    first = cast("_Raw", raws[i])  # the full pass's, set above
-                    raws[i] = _Raw(
+                    first = cast("RawPrediction", raws[i])  # the full pass's, set above
+                    raws[i] = RawPrediction(
                         lg,
                         "full+hires",
                         verify(st.snapshot, st.leaves[j], ents[i]),
@@ -444,73 +427,25 @@ class InferenceEngine:
         elif full_idx:  # image-only model: no text path
             img_logits = cast("torch.Tensor", img_logits)  # set above (use_image)
             for i in full_idx:
-                raws[i] = _Raw(img_logits[i] / t_img, "light", [], None, img_logits[i])
+                raws[i] = RawPrediction(img_logits[i] / t_img, "light", [], None, img_logits[i])
         preds = []
         for i in range(n):
-            raw = cast("_Raw", raws[i])  # every item took a path
+            raw = cast("RawPrediction", raws[i])  # every item took a path
             # light-path logits are already scaled by the image (and light) temperature; the full path's
             # temperature depends on whether the title names a product type (vague titles are less sure)
             t_path = t_full if names_type(ents[i]) else t_untyped
             probs = torch.softmax(raw.logits if raw.path == "light" else raw.logits / t_path, -1)
-            preds.append(self._finish(st, items[i], probs, raw, ents[i], float(cplx[i]), float(cost[i]), thr))
-        return preds, cast("list[_Raw]", raws)
-
-    def _finish(
-        self,
-        st: SnapshotState,
-        item: ListingInput,
-        probs: torch.Tensor,
-        raw: _Raw,
-        ents: list[Entity],
-        cplx: float,
-        latency: float,
-        thr: float,
-    ) -> FusionPrediction:
-        j = int(probs.argmax())
-        chain = st.chains[j]
-        names = [st.snapshot.category(c).name for c in chain]
-        lv = []
-        top_k = {}
-        for lvl, key in ((0, "master"), (1, "sub")):
-            pl = probs @ st.level_mats[lvl]
-            lv.append(float(pl[st.level_ids[lvl].index(chain[min(lvl, len(chain) - 1)])]))
-            order = torch.argsort(pl, descending=True)[:5]
-            top_k[key] = [
-                (st.snapshot.category(st.level_ids[lvl][int(o)]).name, round(float(pl[o]), 6)) for o in order
-            ]
-        order = torch.argsort(probs, descending=True)[:5]
-        top_k["article"] = [
-            (st.snapshot.category(st.leaves[int(o)]).name, round(float(probs[o]), 6)) for o in order
-        ]
-        conf = float(probs[j])
-        decision = route(confidence=conf, threshold=thr, findings=raw.findings)
-        reasons = [r.value for r in decision.reasons]
-        brand, bconf = None, 0.0
-        for e in sorted((e for e in ents if e.type == "brand"), key=lambda e: e.start != 0):
-            # at the start of the title (where sellers put it) the brand is near certain
-            brand, bconf = e.value, (0.95 if e.start == 0 else 0.6)
-            break
-        att = None if raw.attention is None else np.clip(raw.attention.astype(np.float32), 0.0, 1.0)
-        return FusionPrediction(
-            master_category=names[0],
-            sub_category=names[1] if len(names) > 2 else names[0],
-            article_type=names[-1],
-            category_id=st.leaves[j],
-            level_confidences=(lv[0], lv[1], conf),
-            confidence=conf,
-            top_k=top_k,
-            brand=brand,
-            brand_confidence=bconf,
-            needs_review=decision.needs_review,
-            review_reasons=reasons,
-            route_reason=decision.primary,
-            knowledge_findings=raw.findings,
-            entities=[e.to_dict() for e in ents],
-            path=raw.path,
-            latency_ms=latency,
-            complexity=cplx,
-            attention_map=att,
-            key=item.key,
-            model_version=self.model_version,
-            snapshot_version=st.snapshot.version,
-        )
+            preds.append(
+                build_prediction(
+                    st,
+                    items[i],
+                    probs,
+                    raw,
+                    ents[i],
+                    cplx=float(cplx[i]),
+                    latency=float(cost[i]),
+                    thr=thr,
+                    model_version=self.model_version,
+                )
+            )
+        return preds, cast("list[RawPrediction]", raws)

@@ -14,9 +14,10 @@ import torch
 from classifier.fusion.artifacts import save_model, write_json
 from classifier.fusion.config import FusionConfig
 from classifier.fusion.data import Row, read_catalogue, vague_titles
-from classifier.fusion.engine import FusionPrediction, InferenceEngine, ListingInput, _Raw
+from classifier.fusion.engine import FusionPrediction, InferenceEngine, ListingInput
 from classifier.fusion.engine_state import routes_item
 from classifier.fusion.evaluation import ece, summarize
+from classifier.fusion.outcome import RawPrediction
 from classifier.fusion.prepared import Prepared
 from classifier.fusion.routing import route
 from classifier.fusion.training import (
@@ -64,9 +65,9 @@ def _run_items(
     *,
     review_threshold: float | None = None,
     force_path: str | None = None,
-) -> tuple[list[FusionPrediction], list[_Raw]]:
+) -> tuple[list[FusionPrediction], list[RawPrediction]]:
     preds: list[FusionPrediction] = []
-    raws: list[_Raw] = []
+    raws: list[RawPrediction] = []
     for i in range(0, len(items), batch):
         p, r = engine.predict_detailed(
             items[i : i + batch], review_threshold=review_threshold, force_path=force_path
@@ -184,7 +185,7 @@ def calibration_scores(
     items: list[ListingInput],
     y: torch.Tensor,
     full_preds: list[FusionPrediction] | None = None,
-    full_raws: list[_Raw] | None = None,
+    full_raws: list[RawPrediction] | None = None,
 ) -> CalibrationScores:
     """The items' full- and light-path scores at full-path and light temperature 1 (the engine's current
     image temperature kept: the gate reads it), and which items the gate could send light."""

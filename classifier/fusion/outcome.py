@@ -1,0 +1,95 @@
+"""What the engine knows about one item after its path ran (`RawPrediction`), and how that becomes
+the prediction a caller gets (`build_prediction`): levels, top-k, brand, routing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from classifier.fusion.engine_state import SnapshotState
+from classifier.fusion.predictions import FusionPrediction, ListingInput
+from classifier.fusion.routing import route
+from classifier.fusion.text import Entity
+
+
+@dataclass
+class RawPrediction:
+    """Per-item intermediate results (kept for evaluation, calibration and ablations)."""
+
+    logits: torch.Tensor  # [k] final (uncalibrated) logits of the path taken
+    path: str
+    findings: list[dict[str, str]]  # routing.Finding.to_dict
+    attention: np.ndarray | None
+    image_logits: torch.Tensor | None = None
+    text_logits: torch.Tensor | None = None  # the text head alone (full path; benchmarks' text-only figure)
+
+
+def names_type(ents: list[Entity]) -> bool:
+    """Does the title name a product type (a gazetteer hit)? Picks the full path's temperature."""
+    return any(e.type == "product_type" for e in ents)
+
+
+def build_prediction(
+    st: SnapshotState,
+    item: ListingInput,
+    probs: torch.Tensor,
+    raw: RawPrediction,
+    ents: list[Entity],
+    *,
+    cplx: float,
+    latency: float,
+    thr: float,
+    model_version: str,
+) -> FusionPrediction:
+    """One item's calibrated leaf probabilities -> the three levels with their top-5, the brand,
+    and the review routing (confidence vs `thr`, plus the knowledge findings)."""
+    j = int(probs.argmax())
+    chain = st.chains[j]
+    names = [st.snapshot.category(c).name for c in chain]
+    lv = []
+    top_k = {}
+    for lvl, key in ((0, "master"), (1, "sub")):
+        pl = probs @ st.level_mats[lvl]
+        lv.append(float(pl[st.level_ids[lvl].index(chain[min(lvl, len(chain) - 1)])]))
+        order = torch.argsort(pl, descending=True)[:5]
+        top_k[key] = [
+            (st.snapshot.category(st.level_ids[lvl][int(o)]).name, round(float(pl[o]), 6)) for o in order
+        ]
+    order = torch.argsort(probs, descending=True)[:5]
+    top_k["article"] = [
+        (st.snapshot.category(st.leaves[int(o)]).name, round(float(probs[o]), 6)) for o in order
+    ]
+    conf = float(probs[j])
+    decision = route(confidence=conf, threshold=thr, findings=raw.findings)
+    reasons = [r.value for r in decision.reasons]
+    brand, bconf = None, 0.0
+    for e in sorted((e for e in ents if e.type == "brand"), key=lambda e: e.start != 0):
+        # at the start of the title (where sellers put it) the brand is near certain
+        brand, bconf = e.value, (0.95 if e.start == 0 else 0.6)
+        break
+    att = None if raw.attention is None else np.clip(raw.attention.astype(np.float32), 0.0, 1.0)
+    return FusionPrediction(
+        master_category=names[0],
+        sub_category=names[1] if len(names) > 2 else names[0],
+        article_type=names[-1],
+        category_id=st.leaves[j],
+        level_confidences=(lv[0], lv[1], conf),
+        confidence=conf,
+        top_k=top_k,
+        brand=brand,
+        brand_confidence=bconf,
+        needs_review=decision.needs_review,
+        review_reasons=reasons,
+        route_reason=decision.primary,
+        knowledge_findings=raw.findings,
+        entities=[e.to_dict() for e in ents],
+        path=raw.path,
+        latency_ms=latency,
+        complexity=cplx,
+        attention_map=att,
+        key=item.key,
+        model_version=model_version,
+        snapshot_version=st.snapshot.version,
+    )
