@@ -6,6 +6,7 @@ predicted for listings still in review.
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import NotRequired, TypedDict
 
@@ -34,8 +35,17 @@ def _labels_key() -> str:
     with connection.cursor() as cursor:
         cursor.execute(f'SELECT count(*), max("id"), max("updated_at") FROM "{Category._meta.db_table}"')
         n, top, last = cursor.fetchone()
-    stamp = last.timestamp() if last else 0
-    return f"{DISPLAY_KEY}:{n}:{top}:{stamp}"
+    return labels_key_from(n, top, last)
+
+
+def labels_key_from(count: int, top_id: int | None, last_edit: datetime | str | None) -> str:
+    """The labels' cache key from the category stamp. A raw query gives PostgreSQL's newest edit as a
+    datetime and SQLite's (the demo) as text; either becomes a key without spaces."""
+    if isinstance(last_edit, datetime):
+        stamp = str(last_edit.timestamp())
+    else:
+        stamp = str(last_edit or 0).replace(" ", "T")
+    return f"{DISPLAY_KEY}:{count}:{top_id}:{stamp}"
 
 
 def _labels() -> dict[str, dict[int, str]]:

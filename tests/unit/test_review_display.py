@@ -1,5 +1,8 @@
 """Pure helpers of the review page: title highlighting, top-k rows, findings, priority, charts."""
 
+from datetime import UTC, datetime
+
+from classifier.review.display import labels_key_from
 from classifier.review.item import findings_in_words, title_segments, top_k_rows
 from classifier.review.services import review_priority
 from classifier.review.stats import svg_bars
@@ -65,3 +68,13 @@ def test_svg_bars_scale_to_the_largest_value():
     heights = [b["h"] for b in chart["bars"]]
     assert heights[0] == 0 and heights[2] == chart["plot_h"] and heights[1] == chart["plot_h"] / 2
     assert svg_bars([])["bars"] == []
+
+
+def test_labels_key_reads_the_stamp_from_postgresql_and_sqlite_alike():
+    # PostgreSQL's driver gives a datetime, SQLite's (the demo database) the same moment as text.
+    when = datetime(2026, 11, 30, 14, 4, 25, 822000, tzinfo=UTC)
+    from_postgres = labels_key_from(146, 146, when)
+    from_sqlite = labels_key_from(146, 146, "2026-11-30 14:04:25.822000")
+    assert " " not in from_postgres and " " not in from_sqlite
+    assert from_sqlite != labels_key_from(146, 146, "2026-11-30 14:04:26.000000")  # an edit changes it
+    assert labels_key_from(0, None, None).endswith(":0:None:0")  # no categories yet
