@@ -17,7 +17,7 @@ from knowledge.models import Brand, BrandAlias, Category, CategoryAlias
 CATEGORY_LABELS_KEY = "review:category-leaves:v1"
 CATEGORY_LABELS_TTL = 60
 SIMILAR_POOL_TTL = 300
-LOCAL_TTL = 10  # seconds a worker reuses the leaf list it read without asking Redis again
+LEAVES_LOCAL_TTL = 10  # seconds a worker reuses the leaf list it read without asking Redis again
 SIMILAR_LOCAL_TTL = 60  # the similar-listings pools are advice, already minutes old
 
 # (id, path label, searchable text) of an active leaf category.
@@ -229,7 +229,7 @@ def category_leaves() -> list[Leaf]:
         leaves.sort(key=lambda row: row[1])
         return leaves
 
-    return cached_compute(CATEGORY_LABELS_KEY, CATEGORY_LABELS_TTL, compute, local_ttl=LOCAL_TTL)
+    return cached_compute(CATEGORY_LABELS_KEY, CATEGORY_LABELS_TTL, compute, local_ttl=LEAVES_LOCAL_TTL)
 
 
 def category_leaf_search(*, q: str, limit: int = 12) -> list[CategoryEntry]:

@@ -237,8 +237,14 @@ def review_task_annotate_sla(task: ReviewTask, now: datetime | None = None) -> R
     return task
 
 
+def by_pk(queryset: QuerySet[M]) -> M | None:
+    """The row a primary-key filter matched, or None. Unlike `first()`, no ORDER BY to compile: with
+    joined tables that ordering cost the ORM about as much as the rest of the query."""
+    return next(iter(queryset.order_by()[:1]), None)
+
+
 def review_task_get(*, task_id: int) -> ReviewTask | None:
-    task = (
+    task = by_pk(
         ReviewTask.objects.select_related(
             "listing",
             "prediction",
@@ -247,17 +253,9 @@ def review_task_get(*, task_id: int) -> ReviewTask | None:
             "prediction__model_version",
             "claimed_by",
             "category",
-        )
-        .filter(pk=task_id)
-        .first()
+        ).filter(pk=task_id)
     )
     return review_task_annotate_sla(task) if task else None
-
-
-def by_pk(queryset: QuerySet[M]) -> M | None:
-    """The row a primary-key filter matched, or None. Unlike `first()`, no ORDER BY to compile: with
-    joined tables that ordering cost the ORM about as much as the rest of the query."""
-    return next(iter(queryset.order_by()[:1]), None)
 
 
 def review_task_for_page(*, task_id: int) -> ReviewTask | None:
