@@ -446,6 +446,7 @@ class InferenceEngine:
                     latency=float(cost[i]),
                     thr=thr,
                     model_version=self.model_version,
+                    trained=self._trained_set,
                 )
             )
         return preds, cast("list[RawPrediction]", raws)

@@ -3,6 +3,7 @@ the prediction a caller gets (`build_prediction`): levels, top-k, brand, routing
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 
 from classifier.fusion.engine_state import SnapshotState
 from classifier.fusion.predictions import FusionPrediction, ListingInput
-from classifier.fusion.routing import route
+from classifier.fusion.routing import NEW_CATEGORY_UNCONFIRMED, Finding, Severity, route
 from classifier.fusion.text import Entity
 
 
@@ -31,6 +32,25 @@ def names_type(ents: list[Entity]) -> bool:
     return any(e.type == "product_type" for e in ents)
 
 
+def new_category_finding(st: SnapshotState, j: int, ents: list[Entity], trained: Set[str]) -> Finding | None:
+    """Leaf `j` was added to the graph after the model was trained (known zero-shot or from a few
+    examples) and the title does not name it: the threshold chosen on `val` says nothing about such
+    a confidence (a few examples of Kurtis outscore the trained Kurtas on vague titles), so a person
+    confirms it. A title that names the leaf is the evidence the model lacks."""
+    leaf = st.leaves[j]
+    if leaf in trained:
+        return None
+    named = {e.value for e in ents if e.type == "product_type" and e.value in st.under}
+    if leaf in named or any(j in st.by_name.get(st.snapshot.category(c).name.lower(), []) for c in named):
+        return None
+    return Finding(
+        NEW_CATEGORY_UNCONFIRMED,
+        f"“{st.snapshot.category(leaf).name}” was added after this model was trained and the title "
+        "does not name it: its confidence is not calibrated yet, so a person confirms it.",
+        Severity.CONFLICT,
+    )
+
+
 def build_prediction(
     st: SnapshotState,
     item: ListingInput,
@@ -42,9 +62,11 @@ def build_prediction(
     latency: float,
     thr: float,
     model_version: str,
+    trained: Set[str],
 ) -> FusionPrediction:
     """One item's calibrated leaf probabilities -> the three levels with their top-5, the brand,
-    and the review routing (confidence vs `thr`, plus the knowledge findings)."""
+    and the review routing (confidence vs `thr`, the knowledge findings, and whether the leaf is one
+    the model was trained on: `trained`)."""
     j = int(probs.argmax())
     chain = st.chains[j]
     names = [st.snapshot.category(c).name for c in chain]
@@ -62,7 +84,11 @@ def build_prediction(
         (st.snapshot.category(st.leaves[int(o)]).name, round(float(probs[o]), 6)) for o in order
     ]
     conf = float(probs[j])
-    decision = route(confidence=conf, threshold=thr, findings=raw.findings)
+    findings = raw.findings
+    unconfirmed = new_category_finding(st, j, ents, trained)
+    if unconfirmed is not None:
+        findings = [*findings, unconfirmed.to_dict()]
+    decision = route(confidence=conf, threshold=thr, findings=findings)
     reasons = [r.value for r in decision.reasons]
     brand, bconf = None, 0.0
     for e in sorted((e for e in ents if e.type == "brand"), key=lambda e: e.start != 0):
@@ -83,7 +109,7 @@ def build_prediction(
         needs_review=decision.needs_review,
         review_reasons=reasons,
         route_reason=decision.primary,
-        knowledge_findings=raw.findings,
+        knowledge_findings=findings,
         entities=[e.to_dict() for e in ents],
         path=raw.path,
         latency_ms=latency,

@@ -11,7 +11,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["AUTO_ACCEPTED", "Finding", "RouteDecision", "RouteReason", "Severity", "route"]
+__all__ = [
+    "AUTO_ACCEPTED",
+    "NEW_CATEGORY_UNCONFIRMED",
+    "Finding",
+    "RouteDecision",
+    "RouteReason",
+    "Severity",
+    "route",
+]
 
 
 class Severity(StrEnum):
@@ -36,6 +44,9 @@ class RouteReason(StrEnum):
 
     UNKNOWN_CATEGORY = "unknown_category"  # predicted category is not (or no longer) in the graph
     KNOWLEDGE_CONFLICT = "knowledge_conflict"  # the graph holds evidence against the prediction
+    # a leaf the model was never trained on (added to the graph since; known zero-shot or from a few
+    # examples), read from the photo without the title naming it: its confidence has no calibration
+    NEW_CATEGORY = "new_category"
     LOW_CONFIDENCE = "low_confidence"  # calibrated confidence below the model version's threshold
 
 
@@ -43,6 +54,9 @@ AUTO_ACCEPTED = "auto_accepted"  # the `route_reason` written for items that nee
 
 # Finding codes that mean "the category itself is unknown", whatever the checker calls them.
 _UNKNOWN_CATEGORY_CODES = frozenset({"unknown_category", "category_retired"})
+# The finding the engine writes when it predicts an untrained leaf the title does not name.
+NEW_CATEGORY_UNCONFIRMED = "new_category_unconfirmed"
+_OWN_REASON_CODES = _UNKNOWN_CATEGORY_CODES | {NEW_CATEGORY_UNCONFIRMED}
 
 
 @dataclass(frozen=True)
@@ -100,15 +114,18 @@ def route(
         findings: the knowledge check's findings; only CONFLICT findings route.
 
     Returns:
-        the reasons, most specific first (unknown category, knowledge conflict, low confidence).
+        the reasons, most specific first (unknown category, knowledge conflict, new category,
+        low confidence).
     """
     parsed = [f if isinstance(f, Finding) else Finding.from_dict(f) for f in findings]
     conflicts = [f for f in parsed if f.routes]
     reasons: list[RouteReason] = []
     if any(f.code in _UNKNOWN_CATEGORY_CODES for f in conflicts):
         reasons.append(RouteReason.UNKNOWN_CATEGORY)
-    if any(f.code not in _UNKNOWN_CATEGORY_CODES for f in conflicts):
+    if any(f.code not in _OWN_REASON_CODES for f in conflicts):
         reasons.append(RouteReason.KNOWLEDGE_CONFLICT)
+    if any(f.code == NEW_CATEGORY_UNCONFIRMED for f in conflicts):
+        reasons.append(RouteReason.NEW_CATEGORY)
     if confidence < threshold:
         reasons.append(RouteReason.LOW_CONFIDENCE)
     return RouteDecision(reasons=tuple(reasons))

@@ -13,6 +13,7 @@ class RouteReasonChoice(models.TextChoices):
 
     UNKNOWN_CATEGORY = "unknown_category", "Unknown category"
     KNOWLEDGE_CONFLICT = "knowledge_conflict", "Knowledge conflict"
+    NEW_CATEGORY = "new_category", "New category, not named by the title"
     LOW_CONFIDENCE = "low_confidence", "Low confidence"
     AUTO_ACCEPTED = "auto_accepted", "Auto-accepted"
 

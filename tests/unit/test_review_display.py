@@ -78,3 +78,10 @@ def test_labels_key_reads_the_stamp_from_postgresql_and_sqlite_alike():
     assert " " not in from_postgres and " " not in from_sqlite
     assert from_sqlite != labels_key_from(146, 146, "2026-11-30 14:04:26.000000")  # an edit changes it
     assert labels_key_from(0, None, None).endswith(":0:None:0")  # no categories yet
+
+
+def test_stored_route_reasons_are_the_routers_reasons_plus_auto_accepted():
+    from classifier.fusion.routing import AUTO_ACCEPTED, RouteReason
+    from classifier.listings.models import RouteReasonChoice
+
+    assert set(RouteReasonChoice.values) == {r.value for r in RouteReason} | {AUTO_ACCEPTED}

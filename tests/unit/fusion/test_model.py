@@ -180,23 +180,31 @@ def test_brand_conflict_is_reported_in_words_and_routed_to_review(encoder):
     assert p.path == "full+hires"
 
 
-def test_category_added_to_snapshot_is_predictable_without_retraining(encoder):
-    cfg = tiny_config(fewshot_prior=0.5)
-    eng = _engine(encoder, cfg)
+CAPS = "Accessories > Headwear > Caps"
+
+
+def _add_caps(eng: InferenceEngine) -> None:
+    """Ops add Caps to the graph after the model was trained (a leaf it has never seen)."""
     snap = eng.snapshot
-    new_id = "Accessories > Headwear > Caps"
     eng.set_snapshot(
         snap.with_changes(
             categories=(
                 *snap.categories,
                 CategoryNode("Accessories > Headwear", "Headwear", "Accessories"),
                 CategoryNode(
-                    new_id, "Caps", "Accessories > Headwear", ("cap", "baseball cap"), "a cap with a visor"
+                    CAPS, "Caps", "Accessories > Headwear", ("cap", "baseball cap"), "a cap with a visor"
                 ),
             )
         )
     )
     assert eng.snapshot_version == snap.version + 1
+
+
+def test_category_added_to_snapshot_is_predictable_without_retraining(encoder):
+    cfg = tiny_config(fewshot_prior=0.5)
+    eng = _engine(encoder, cfg)
+    new_id = CAPS
+    _add_caps(eng)
     items = [ListingInput(r["bytes"], r["title"]) for r in ROWS]
     before = eng.predict_batch(items)
     assert all(any(n == "Caps" for n, _ in p.top_k["article"]) for p in before)  # zero-shot candidate
@@ -206,3 +214,23 @@ def test_category_added_to_snapshot_is_predictable_without_retraining(encoder):
     assert all(p.category_id == new_id for p in after)
     with pytest.raises(ValueError):
         eng.add_examples("Nope > Nothing", examples)
+
+
+def test_a_new_category_read_from_the_photo_alone_goes_to_a_person(encoder):
+    """The val threshold says nothing about a leaf the model never trained on: predicted without the
+    title naming it, it routes (new_category, with the finding in words); named by the title, it does not."""
+    eng = _engine(encoder, tiny_config(fewshot_prior=0.5))
+    _add_caps(eng)
+    examples = [ListingInput(r["bytes"], r["title"]) for r in ROWS if r["leaf"] == LEAVES[1]]
+    eng.add_examples(CAPS, examples)
+    from_photo = eng.predict_batch(examples, review_threshold=0.0)
+    assert all(p.category_id == CAPS for p in from_photo)
+    assert all(p.needs_review and "new_category" in p.review_reasons for p in from_photo)
+    assert from_photo[0].route_reason == "new_category"
+    finding = next(f for f in from_photo[0].knowledge_findings if f["code"] == "new_category_unconfirmed")
+    assert finding["message"].startswith("“Caps” was added after this model was trained")
+    named = eng.predict_batch(
+        [ListingInput(examples[0].image, "Puma Men Blue Baseball Cap")], review_threshold=0.0
+    )
+    assert named[0].category_id == CAPS
+    assert "new_category" not in named[0].review_reasons

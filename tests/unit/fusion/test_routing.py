@@ -1,6 +1,13 @@
 """The one routing rule: reasons, their order, and what never routes."""
 
-from classifier.fusion.routing import AUTO_ACCEPTED, Finding, RouteReason, Severity, route
+from classifier.fusion.routing import (
+    AUTO_ACCEPTED,
+    NEW_CATEGORY_UNCONFIRMED,
+    Finding,
+    RouteReason,
+    Severity,
+    route,
+)
 
 
 def test_confident_prediction_without_conflicts_is_auto_accepted():
@@ -38,6 +45,17 @@ def test_reasons_are_ordered_most_specific_first():
         RouteReason.LOW_CONFIDENCE,
     )
     assert decision.primary == "unknown_category"
+
+
+def test_an_unconfirmed_new_category_has_its_own_reason_not_a_knowledge_conflict():
+    finding = Finding(
+        NEW_CATEGORY_UNCONFIRMED, "“Kurtis” was added after this model was trained", Severity.CONFLICT
+    )
+    decision = route(confidence=0.99, threshold=0.9, findings=[finding.to_dict()])
+    assert decision.reasons == (RouteReason.NEW_CATEGORY,)
+    assert decision.primary == "new_category"
+    low = route(confidence=0.2, threshold=0.9, findings=[finding])
+    assert low.reasons == (RouteReason.NEW_CATEGORY, RouteReason.LOW_CONFIDENCE)
 
 
 def test_finding_round_trips_through_its_dict():
