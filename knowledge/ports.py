@@ -70,7 +70,8 @@ class ReroutePlan:
     checked: int = 0
     resolve: list[int] = field(default_factory=list)  # open knowledge tasks that would be resolved
     resolve_held: list[int] = field(default_factory=list)  # ...of which held by an auditor right now
-    to_low_confidence: list[int] = field(default_factory=list)  # conflict gone, confidence still low
+    # conflict gone, but the item still needs a person (low confidence, a category the model never trained on)
+    conflict_gone_still_routed: list[int] = field(default_factory=list)
     still_conflicting: list[int] = field(default_factory=list)
     new_conflicts: list[dict[str, object]] = field(default_factory=list)  # open/accepted items newly held
     examples: list[dict[str, object]] = field(default_factory=list)

@@ -7,6 +7,7 @@ prediction's model version's review threshold.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from django.conf import settings
@@ -14,7 +15,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from classifier.fusion.knowledge import KnowledgeSnapshot
-from classifier.fusion.routing import RouteDecision, RouteReason, route
+from classifier.fusion.routing import NEW_CATEGORY_UNCONFIRMED, RouteDecision, RouteReason, route
 from classifier.fusion.text import EntityExtractor
 from classifier.fusion.verification import verify
 from classifier.models import Listing, ModelVersion, Prediction, ReviewTask
@@ -80,11 +81,18 @@ class Checker:
         return [dict(f) for f in verify(self.snapshot, label, self._extractor.extract(title or ""))]
 
     def check(
-        self, *, title: str, label: str | None, confidence: float, version: ModelVersion | None
+        self,
+        *,
+        title: str,
+        label: str | None,
+        confidence: float,
+        version: ModelVersion | None,
+        model_findings: Sequence[Mapping[str, object]] = (),
     ) -> RouteDecision:
-        return route(
-            confidence=confidence, threshold=self.threshold(version), findings=self.findings(title, label)
-        )
+        """Route again under this snapshot: the graph's findings are new, `model_findings` (what the
+        model said of itself when it predicted, e.g. a leaf it never trained on) are kept."""
+        findings = [*self.findings(title, label), *model_findings]
+        return route(confidence=confidence, threshold=self.threshold(version), findings=findings)
 
     def check_task(self, task: ReviewTask, labels: dict[int, str]) -> tuple[str | None, RouteDecision]:
         """A task's prediction checked again: (its category's label in the snapshot, the decision)."""
@@ -95,6 +103,11 @@ class Checker:
             label=label,
             confidence=prediction.confidence,
             version=prediction.model_version,
+            model_findings=[
+                f
+                for f in prediction.knowledge_findings or []
+                if isinstance(f, dict) and f.get("code") == NEW_CATEGORY_UNCONFIRMED
+            ],
         )
         return label, decision
 
@@ -143,8 +156,8 @@ def reroute_plan(
                 plan.examples.append(
                     {"task_id": task.pk, "title": task.listing.title, "category": label, "effect": "resolved"}
                 )
-        elif decision.primary == RouteReason.LOW_CONFIDENCE.value:
-            plan.to_low_confidence.append(task.pk)
+        elif decision.primary not in KNOWLEDGE_ROUTE_REASONS:
+            plan.conflict_gone_still_routed.append(task.pk)
         else:
             plan.still_conflicting.append(task.pk)
     if not with_new_conflicts:

@@ -99,7 +99,7 @@ def test_publish_resolves_exactly_the_tasks_its_preview_named(
     preview = impact_preview(days=7)
     promised = sorted(preview.reroute.resolve)
     assert promised == sorted(t.pk for t in resolvable)
-    assert preview.reroute.to_low_confidence == [low.pk]
+    assert preview.reroute.conflict_gone_still_routed == [low.pk]
     assert preview.reroute.still_conflicting == [other_brand.pk]
 
     v2 = _publish(ops_user, django_capture_on_commit_callbacks, "Titan sells T-shirts")
@@ -135,6 +135,29 @@ def test_publish_resolves_exactly_the_tasks_its_preview_named(
     knowledge_reroute_run(job_id=job.pk)
     back.refresh_from_db()
     assert back.status == ReviewTask.Status.PENDING
+
+
+@pytest.mark.django_db
+def test_a_fixed_conflict_does_not_release_a_new_category_the_model_never_trained_on(
+    ops_user, graph, django_capture_on_commit_callbacks
+):
+    """What the model said of itself (a leaf it never trained on, not named by the title) does not
+    depend on the graph: fixing the brand conflict leaves the task with a person, for that reason."""
+    new_leaf = {
+        "code": "new_category_unconfirmed",
+        "message": "“Tshirts” was added after this model was trained and the title does not name it",
+        "severity": "conflict",
+    }
+    task = _knowledge_task("Titan Men Blue", graph["tshirts"])
+    Prediction.objects.filter(pk=task.prediction_id).update(knowledge_findings=[*TITAN_CONFLICT, new_leaf])
+    brand_category_add(actor=ops_user, brand=factories.brand("Titan"), category=graph["tshirts"])
+    assert impact_preview(days=7).reroute.conflict_gone_still_routed == [task.pk]
+
+    v2 = _publish(ops_user, django_capture_on_commit_callbacks, "Titan sells T-shirts")
+    job = RerouteJob.objects.get(knowledge_version=v2)
+    assert job.status == RerouteJob.Status.DONE and job.resolved_task_ids == []
+    task.refresh_from_db()
+    assert task.status == ReviewTask.Status.PENDING and task.route_reason == "new_category"
 
 
 @pytest.mark.django_db
