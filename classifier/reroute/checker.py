@@ -194,4 +194,8 @@ def reroute_plan(
 
 
 def _had_conflict(prediction: Prediction) -> bool:
-    return any(str(f.get("severity", "")).lower() == "conflict" for f in prediction.knowledge_findings or [])
+    """Did the graph already object when the model predicted (the model's own findings do not count)?"""
+    return any(
+        str(f.get("severity", "")).lower() == "conflict" and f.get("code") != NEW_CATEGORY_UNCONFIRMED
+        for f in prediction.knowledge_findings or []
+    )
