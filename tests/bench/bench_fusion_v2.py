@@ -3,8 +3,10 @@
 For each model directory: article-type accuracy of the image head alone, the text head alone, the fused
 model (always the full path) and the gated engine as served; auto-accepted share and precision at the
 model's own `val` threshold; ECE; the emerging types (Track Pants, Kurtis, Caps) zero-shot and with the
-`support` rows as prototypes; items/s for the image-only path, the gated engine, the full path and the
-INT8 serving build (`InferenceEngine.load(..., quantized=True)`), with the share of items on each path.
+`support` rows as prototypes, and what those examples cost the other types on vague titles (accuracy,
+share taken by the new types, how many of those were auto-accepted); items/s for the image-only path,
+the gated engine, the full path and the INT8 serving build (`InferenceEngine.load(..., quantized=True)`),
+with the share of items on each path.
 `--peer` also runs `shared/tools/pretrained_peer.py` (frozen EfficientNet-Lite0 + LR, naive late fusion
 with MiniLM: slow, it embeds all of `train`).
 
@@ -118,7 +120,20 @@ def emerging_report(eng: InferenceEngine, data: Path, all_rows, vague, log) -> d
         eng.add_examples(cid, items)
     out["support_rows"] = {EMERGING[c][0]: sum(r.leaf_id == c for r in sup) for c in EMERGING}
     out["few_shot"] = acc("few-shot")
+    # What the new types cost the others: vague titles of every other type, with the examples in.
+    others = [r for r in all_rows if r.split == "test" and r.leaf_id not in EMERGING]
+    preds, _ = run_rows(eng, others, data, [vague[r.id] for r in others], desc="emerging few-shot, others")
+    taken = [p for p in preds if p.category_id in EMERGING]
+    out["few_shot_other_types_vague"] = {
+        "n": len(others),
+        "accuracy": round(
+            float(np.mean([p.category_id == r.leaf_id for p, r in zip(preds, others, strict=True)])), 4
+        ),
+        "taken_by_new_types": round(len(taken) / max(1, len(others)), 4),
+        "taken_and_auto_accepted": sum(not p.needs_review for p in taken),
+    }
     log(f"emerging zero-shot {out['zero_shot']} | few-shot {out['few_shot']}")
+    log(f"other types, vague titles, with the new types' examples in: {out['few_shot_other_types_vague']}")
     eng.clear_examples()
     eng.set_snapshot(base)
     return out
