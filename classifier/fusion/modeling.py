@@ -210,9 +210,12 @@ class EfficientLiteBackbone(nn.Module):  # type: ignore[misc]  # torch is not ty
     """EfficientNet-Lite0 as three stages for the fusion: stride 8 (40 ch), stride 16 (112 ch), stride 32
     (the 1280-ch head conv).
 
-    ``early`` = stem + blocks ``0..frozen_blocks-1`` (frozen, BN in eval mode, loaded from the package's
-    ImageNet weights; with 11 blocks it ends exactly at the stride-16 stage, so its two outputs can be cached
-    once and training runs from the cache); ``late`` = the remaining blocks + head conv (fine-tuned).
+    Stem + blocks ``0..frozen_blocks-1`` are frozen (BN in eval mode, loaded from the package's ImageNet
+    weights, run without gradient); the rest is fine-tuned. With 11 frozen blocks the frozen part ends
+    exactly at the stride-16 stage, so its two outputs can be cached once and training runs from the cache;
+    with 5..10 (:meth:`front`, :meth:`resume`) the cache holds the stride-8 map and the output of block
+    ``frozen_blocks-1``, and blocks ``frozen_blocks..10`` are fine-tuned too; with more than 11 the frozen
+    blocks after stride 16 are cached as well (:meth:`middle`).
     """
 
     STRIDE8_END, STRIDE16_END = 4, 10  # last block index at stride 8 / 16
@@ -261,15 +264,35 @@ class EfficientLiteBackbone(nn.Module):  # type: ignore[misc]  # torch is not ty
         return self.net._blocks[i](x, drop_connect_rate=rate)
 
     def early(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised pixels -> (stride-8 map, stride-16 map)."""
+        """Normalised pixels -> (stride-8 map, stride-16 map); the frozen stem and blocks run without
+        gradient, blocks ``frozen_blocks..10`` (when fewer than 11 are frozen) with it."""
         net = self.net
-        x = net._swish(net._bn0(net._conv_stem(x)))
+        grad = torch.is_grad_enabled()
+        with torch.set_grad_enabled(grad and self.frozen_blocks <= 0):
+            x = net._swish(net._bn0(net._conv_stem(x)))
         s8 = None
         for i in range(self.STRIDE16_END + 1):
-            x = self._block(i, x)
+            with torch.set_grad_enabled(grad and i >= self.frozen_blocks):
+                x = self._block(i, x)
             if i == self.STRIDE8_END:
                 s8 = x
         return s8, x
+
+    def front(self, s8: torch.Tensor) -> torch.Tensor:
+        """Stride-8 map -> output of the frozen block ``frozen_blocks-1`` (blocks 5..frozen_blocks-1; for
+        5 <= frozen_blocks < 11 the training cache holds it, computed once from the cached stride-8 map)."""
+        x = s8
+        for i in range(self.STRIDE8_END + 1, self.frozen_blocks):
+            x = self._block(i, x)
+        return x
+
+    def resume(self, front: torch.Tensor) -> torch.Tensor:
+        """Output of block ``frozen_blocks-1`` (:meth:`front`) -> the stride-16 map: the fine-tuned blocks
+        ``frozen_blocks..10`` (nothing when 11 or more are frozen)."""
+        x = front
+        for i in range(max(self.frozen_blocks, self.STRIDE8_END + 1), self.STRIDE16_END + 1):
+            x = self._block(i, x)
+        return x
 
     def middle(self, s16: torch.Tensor) -> torch.Tensor:
         """Frozen blocks after the stride-16 stage (11..frozen_blocks-1): cached with it during training."""
@@ -295,11 +318,7 @@ class EfficientLiteBackbone(nn.Module):  # type: ignore[misc]  # torch is not ty
         return self.tail(mid)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self.frozen_blocks > 0:
-            with torch.no_grad():
-                s8, s16 = self.early(x)
-        else:
-            s8, s16 = self.early(x)
+        s8, s16 = self.early(x)  # frozen blocks without gradient
         return s8, s16, self.late(s16)
 
 
@@ -380,8 +399,12 @@ class FusionModel(nn.Module):  # type: ignore[misc]  # torch is not type-checked
         self, s8: torch.Tensor, s16: torch.Tensor, mid: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, ...]:
         """Hidden states from cached frozen maps (only the fine-tuned later blocks run); ``mid`` is the
-        output of the frozen blocks after stride 16 (:meth:`EfficientLiteBackbone.middle`), when cached."""
+        output of the frozen blocks after stride 16 (:meth:`EfficientLiteBackbone.middle`), when cached.
+        With fewer than 11 frozen blocks ``s16`` is the cached output of the last frozen block
+        (:meth:`EfficientLiteBackbone.front`), and the fine-tuned blocks up to stride 16 run on it."""
         s8, s16 = s8.float(), s16.float()
+        if 0 < self.backbone.frozen_blocks <= self.backbone.STRIDE16_END:
+            s16 = self.backbone.resume(s16)
         if mid is None:
             return s8, s16, self.backbone.late(s16)
         return s8, s16, self.backbone.tail(mid.float())

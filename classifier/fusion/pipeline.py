@@ -17,6 +17,7 @@ from classifier.fusion.data import Row, read_catalogue, vague_titles
 from classifier.fusion.engine import FusionPrediction, InferenceEngine, ListingInput
 from classifier.fusion.engine_state import routes_item
 from classifier.fusion.evaluation import ece, summarize
+from classifier.fusion.modeling import FusionModel
 from classifier.fusion.outcome import RawPrediction
 from classifier.fusion.prepared import Prepared
 from classifier.fusion.routing import route
@@ -308,10 +309,11 @@ def train_and_save(
     prep: Prepared | None = None,
     log: Callable[[str], object] = print,
     max_minutes: float | None = None,
+    on_epoch: Callable[[int, FusionModel], object] | None = None,
 ) -> tuple[InferenceEngine, Prepared, dict[str, object]]:
     prep = prep or Prepared(data_dir, cfg, cache)
     t0 = time.time()
-    model = train_model(prep, cfg, log=log, max_minutes=max_minutes)
+    model = train_model(prep, cfg, log=log, max_minutes=max_minutes, on_epoch=on_epoch)
     train_s = time.time() - t0
     labels = labels_dict(prep)
     engine = InferenceEngine(

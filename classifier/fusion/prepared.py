@@ -32,7 +32,8 @@ class SplitData:
     vague: TextBatch  # ... of the vague titles
     labels: torch.Tensor  # [n] leaf index (-1 when the leaf is not a training leaf)
     vague_titles: list[str]
-    # fp16 frozen stride-8 / stride-16 maps and the frozen blocks' output after them (None: 11 frozen)
+    # fp16 frozen stride-8 / stride-16 maps and the frozen blocks' output after them (None: 11 frozen);
+    # with 5..10 frozen blocks the second is the last frozen block's output (``cached_stages``)
     early: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
     category_tokens: torch.Tensor | None = None  # [n, tokens] 1 where a full-title token is a category word
     foreground: np.ndarray | None = None  # fp16 [n, grid, grid] non-white share per stride-8 cell
@@ -193,6 +194,47 @@ def cache_middle_features(
     return out
 
 
+def cache_front_features(
+    cfg: FusionConfig, s8: np.ndarray, cache: Path | None, tag: str, batch_size: int = 64
+) -> np.ndarray:
+    """Output of the last frozen block (5..frozen_blocks-1, for 5 <= frozen_blocks < 11) from the cached
+    stride-8 maps: what training starts from when blocks ``frozen_blocks..10`` are fine-tuned too."""
+    from classifier.fusion.modeling import FusionModel
+
+    key = None
+    if cache is not None:
+        key = cache / f"front{cfg.frozen_blocks}_{tag}.npy"
+        if key.exists():
+            cached: np.ndarray = np.load(key)
+            return cached
+    model = FusionModel(FusionConfig.from_dict({**cfg.to_dict(), "use_text": False}), 1).eval()
+    out: np.ndarray | None = None
+    with torch.no_grad():
+        for i in tqdm(range(0, len(s8), batch_size), desc=f"cache frozen blocks 5-{cfg.frozen_blocks - 1}"):
+            f = model.backbone.front(torch.from_numpy(s8[i : i + batch_size]).float())
+            if out is None:
+                out = np.zeros((len(s8), *f.shape[1:]), dtype=np.float16)
+            out[i : i + len(f)] = f.numpy().astype(np.float16)
+    if out is None:
+        raise ValueError("no rows to cache")
+    if key is not None:
+        np.save(key, out)
+    return out
+
+
+def cached_stages(
+    cfg: FusionConfig, s8: np.ndarray, s16: np.ndarray, cache: Path | None, tag: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """What training reads per image: (stride-8 map, stride-16 map, frozen blocks after it) with 11 or more
+    frozen blocks; (stride-8 map, output of the last frozen block, None) with 5..10
+    (:meth:`FusionModel.stages_from_early` runs the fine-tuned blocks up to stride 16 on it)."""
+    if cfg.frozen_blocks <= 10:
+        if cfg.frozen_blocks < 5:
+            raise ValueError("cached training needs the stride-8 stage frozen (frozen_blocks >= 5)")
+        return s8, cache_front_features(cfg, s8, cache, tag), None
+    return s8, s16, cache_middle_features(cfg, s16, cache, tag)
+
+
 def encode_cached(
     encoder: TextEncoder,
     extractor: EntityExtractor,
@@ -298,7 +340,7 @@ class Prepared:
                     s8, s16 = s8[keep], s16[keep]
                 digest = hashlib.md5(",".join(rows[i].id for i in (keep or range(len(rows)))).encode())
                 tag = f"{cfg.image_size}_{len(s16)}_{digest.hexdigest()[:10]}"
-                early = (s8, s16, cache_middle_features(cfg, s16, cache, tag))
+                early = cached_stages(cfg, s8, s16, cache, tag)
                 if cfg.attention_weight > 0:
                     foreground = cache_foreground(cfg, rows, self.data_dir, cache)
                     if keep is not None:

@@ -209,11 +209,13 @@ def train_model(
     *,
     log: Callable[[str], object] = print,
     max_minutes: float | None = None,
+    on_epoch: Callable[[int, FusionModel], object] | None = None,
 ) -> FusionModel:
     """Train on ``train``; returns the model (eval mode).
 
     EfficientNet: from the cached frozen stride-8/16 maps (only the later blocks, the fusion and the heads
-    run); ResNet v1: end to end from augmented pixels.
+    run); ResNet v1: end to end from augmented pixels. ``on_epoch(epoch, model)`` runs after each epoch
+    (model in eval mode; training resumes in train mode), e.g. a learning curve on held-out rows.
     """
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -299,6 +301,9 @@ def train_model(
             f"epoch {ep + 1}/{cfg.epochs}: loss {tot / max(cnt, 1):.4f} train acc {correct / max(cnt, 1):.4f} "
             f"({time.time() - t0:.0f}s)"
         )
+        if on_epoch is not None:
+            model.eval()
+            on_epoch(ep + 1, model)
         if (
             max_minutes
             # the next epoch (at the mean epoch time so far) would end past the budget

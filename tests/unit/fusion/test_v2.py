@@ -96,6 +96,36 @@ def test_cached_early_stages_give_the_same_stages_as_pixels(v2_dir):
     assert torch.allclose(direct[2], cached[2], atol=0.05, rtol=0.05)  # fp16 cache
 
 
+def test_fewer_frozen_blocks_cache_the_last_frozen_block_and_fine_tune_the_rest(encoder, tmp_path):
+    """frozen_blocks=8: blocks 8-10 (stride 16) train too; training starts from the cached stride-8 map and
+    block 7's output, which gives the pixels' stages, and gradients reach block 8 but never block 7."""
+    cfg = v2_config(frozen_blocks=8)
+    torch.manual_seed(0)
+    model = FusionModel(cfg, len(LEAVES)).eval()
+    pix = torch.from_numpy(np.stack([image_to_array(load_image(r["bytes"]), 64) for r in ROWS[:2]]))
+    with torch.no_grad():
+        direct = model.image_stages(pix)
+        s8, _ = model.early_stages(pix)
+        front = model.backbone.front(s8)
+        cached = model.stages_from_early(s8.half(), front.half())
+    assert front.shape[1] == 80  # block 7's output, stride 16
+    for a, b in zip(direct, cached, strict=True):
+        assert a.shape == b.shape
+    assert torch.allclose(direct[2], cached[2], atol=0.05, rtol=0.05)  # fp16 cache
+    for hs in (model.image_stages(pix), model.stages_from_early(s8, front)):
+        model.zero_grad(set_to_none=True)
+        hs[2].mean().backward()
+        blocks = model.backbone.net._blocks
+        assert blocks[8]._project_conv.weight.grad is not None
+        assert (
+            blocks[7]._project_conv.weight.grad is None and not blocks[7]._project_conv.weight.requires_grad
+        )
+    save_model(tmp_path, model, cfg, {"leaves": list(LEAVES)}, {"review_threshold": 0.5}, {}, tiny_snapshot())
+    stored = load_file(str(tmp_path / "model.safetensors"))
+    assert any(k.startswith("backbone.net._blocks.8.") for k in stored)
+    assert not any(k.startswith("backbone.net._blocks.7.") for k in stored)
+
+
 def test_images_are_padded_white_to_square_and_exif_transposed():
     img = Image.new("RGB", (30, 60), (0, 0, 0))
     arr = image_to_array(img, 60)
