@@ -251,6 +251,12 @@ class InferenceEngine:
         return self._predict(items, review_threshold=review_threshold, force_path=force_path)
 
     @property
+    def example_counts(self) -> dict[str, int]:
+        """Few-shot examples in force per leaf (given to `add_examples` since the last clear)."""
+        with self._lock:
+            return {c: len(fused) for c, (fused, _) in self._examples.items()}
+
+    @property
     def leaves(self) -> list[str]:
         """The candidate leaf ids of the current snapshot, in the order of the raw scores' columns."""
         return list(self._state.leaves)

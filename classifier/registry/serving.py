@@ -7,7 +7,12 @@ Before each batch the holder checks two cheap things:
 - the promoted `ModelVersion` (one indexed query): a different one is loaded and swapped in,
   so a promotion or rollback takes effect without restarting workers;
 - the knowledge version (`knowledge.cache.snapshot_version_current()`): a newer snapshot is
-  fetched and handed to the engine with `set_snapshot()` (an atomic swap inside the engine).
+  fetched and handed to the engine with `set_snapshot()` (an atomic swap inside the engine);
+- when the snapshot holds leaves the model never trained on (ops added them since): the listings
+  people approved or corrected into them (one aggregate query says whether that changed). They
+  become the engine's few-shot examples, so what auditors confirm for a new category improves the
+  next predictions without retraining (those predictions still go to a person: route reason
+  `new_category`, until a fine-tune learns the category).
 """
 
 from __future__ import annotations
@@ -24,13 +29,18 @@ from classifier.audit import audit_record
 from classifier.registry.artifacts import EngineUnavailable, device_choose
 from classifier.registry.models import ModelVersion
 from classifier.registry.services import model_version_serving_ensure
+from classifier.review.examples import new_category_examples, new_category_examples_stamp
 from knowledge.cache import snapshot_current, snapshot_version_current
+from knowledge.graph.selectors import category_path_labels
 
 if TYPE_CHECKING:  # pragma: no cover
     from classifier.fusion.engine import InferenceEngine
 
 
 log = logging.getLogger(__name__)
+
+# Few-shot examples per new category: the latest decisions (the issue's "20 labelled examples").
+EXAMPLES_PER_NEW_CATEGORY = 20
 
 
 @dataclass
@@ -39,6 +49,7 @@ class LoadedEngine:
 
     engine: InferenceEngine
     version: ModelVersion
+    examples_stamp: tuple[object, ...] | None = None  # what the engine's few-shot examples were built from
 
     @property
     def review_threshold(self) -> float:
@@ -96,7 +107,42 @@ def engine_for_batch() -> LoadedEngine:
             if snapshot is not None:
                 _loaded.engine.set_snapshot(snapshot)
                 log.info("knowledge snapshot v%s in force", snapshot.version)
+        _new_category_examples_sync(_loaded)
         return _loaded
+
+
+def _new_category_examples_sync(loaded: LoadedEngine) -> None:
+    """Give the engine the approved/corrected listings of the leaves it never trained on as few-shot
+    examples, rebuilt only when they changed."""
+    new = sorted(set(loaded.engine.leaves) - set(loaded.engine.train_leaves))
+    if not new:
+        if loaded.examples_stamp:
+            loaded.engine.clear_examples()
+        loaded.examples_stamp = ()
+        return
+    labels = category_path_labels()
+    stamp = (*new, *new_category_examples_stamp(leaves=new, labels=labels))
+    if stamp == loaded.examples_stamp:
+        return
+    from classifier.fusion.predictions import ListingInput
+
+    examples = new_category_examples(leaves=new, labels=labels, per_category=EXAMPLES_PER_NEW_CATEGORY)
+    loaded.engine.clear_examples()
+    for leaf, rows in examples.items():
+        items = []
+        for row in rows:
+            try:
+                items.append(
+                    ListingInput(Path(row.image_path).read_bytes(), row.title, key=str(row.listing_id))
+                )
+            except OSError:
+                log.warning("few-shot example: the photo of listing %s is missing; left out", row.listing_id)
+        try:
+            loaded.engine.add_examples(leaf, items)
+        except ValueError as exc:  # an undecodable photo (InvalidImageError) or a leaf gone meanwhile
+            log.warning("few-shot examples of %s left out: %s", leaf, exc)
+    loaded.examples_stamp = stamp
+    log.info("few-shot examples in force: %s", loaded.engine.example_counts)
 
 
 _failures_reported: set[int] = set()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Count, Max, QuerySet
 
 from classifier.review.models import ReviewDecision
 from knowledge.graph.selectors import category_path_labels
@@ -88,3 +89,51 @@ def training_examples_since(*, since: datetime | None = None) -> QuerySet[Review
     if since is not None:
         qs = qs.filter(created_at__gte=since)
     return qs.select_related("listing", "category", "brand").order_by("created_at", "id")
+
+
+def _pks_of(leaves: Collection[str], labels: dict[int, str]) -> dict[int, str]:
+    wanted = set(leaves)
+    return {pk: label for pk, label in labels.items() if label in wanted}
+
+
+def new_category_examples_stamp(*, leaves: Collection[str], labels: dict[int, str]) -> tuple[int, int]:
+    """(how many, latest id) of the training examples labelled with one of `leaves`: it moves when a
+    decision adds one or an undo takes one away (one aggregate query)."""
+    stamp = (
+        ReviewDecision.objects.filter(
+            is_training_example=True, action__in=TRAINING_ACTIONS, category_id__in=_pks_of(leaves, labels)
+        )
+        .order_by()
+        .aggregate(n=Count("id"), last=Max("id"))
+    )
+    return int(stamp["n"]), int(stamp["last"] or 0)
+
+
+def new_category_examples(
+    *, leaves: Collection[str], labels: dict[int, str], per_category: int
+) -> dict[str, list[LabelledListing]]:
+    """The latest `per_category` listings people approved or corrected into each of `leaves` (the
+    categories the serving model never trained on) and that still carry that label: their few-shot
+    examples until a fine-tune learns them. Leaves without any are left out."""
+    out: dict[str, list[LabelledListing]] = {}
+    for pk, label in _pks_of(leaves, labels).items():
+        decisions = (
+            training_examples_since()
+            .filter(category_id=pk, listing__final_category_id=pk)
+            .exclude(listing__image="")
+            .order_by("-created_at", "-id")[:per_category]
+        )
+        rows = [
+            LabelledListing(
+                listing_id=d.listing_id,
+                image_path=d.listing.image.path,
+                title=d.listing.title,
+                category_id=label,
+                brand=d.brand.name if d.brand else "",
+                decided_at=d.created_at,
+            )
+            for d in decisions
+        ]
+        if rows:
+            out[label] = rows
+    return out
