@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from classifier.audit import audit_record
+from classifier.fusion.predictions import ListingInput
 from classifier.registry.artifacts import EngineUnavailable, device_choose
 from classifier.registry.models import ModelVersion
 from classifier.registry.services import model_version_serving_ensure
@@ -124,8 +125,6 @@ def _new_category_examples_sync(loaded: LoadedEngine) -> None:
     stamp = (*new, *new_category_examples_stamp(leaves=new, labels=labels))
     if stamp == loaded.examples_stamp:
         return
-    from classifier.fusion.predictions import ListingInput
-
     examples = new_category_examples(leaves=new, labels=labels, per_category=EXAMPLES_PER_NEW_CATEGORY)
     loaded.engine.clear_examples()
     for leaf, rows in examples.items():
