@@ -116,7 +116,17 @@ def new_category_examples(
     categories the serving model never trained on) and that still carry that label: their few-shot
     examples until a fine-tune learns them. Leaves without any are left out."""
     out: dict[str, list[LabelledListing]] = {}
-    for pk, label in _pks_of(leaves, labels).items():
+    pks = _pks_of(leaves, labels)
+    # one query per category that has examples, not per new leaf (an imported taxonomy adds thousands)
+    with_examples = (
+        training_examples_since()
+        .filter(category_id__in=pks)
+        .order_by()
+        .values_list("category_id", flat=True)
+        .distinct()
+    )
+    for pk in sorted(with_examples):
+        label = pks[pk]
         decisions = (
             training_examples_since()
             .filter(category_id=pk, listing__final_category_id=pk)
