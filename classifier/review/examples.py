@@ -100,9 +100,8 @@ def new_category_examples_stamp(*, leaves: Collection[str], labels: dict[int, st
     """(how many, latest id) of the training examples labelled with one of `leaves`: it moves when a
     decision adds one or an undo takes one away (one aggregate query)."""
     stamp = (
-        ReviewDecision.objects.filter(
-            is_training_example=True, action__in=TRAINING_ACTIONS, category_id__in=_pks_of(leaves, labels)
-        )
+        training_examples_since()
+        .filter(category_id__in=_pks_of(leaves, labels))
         .order_by()
         .aggregate(n=Count("id"), last=Max("id"))
     )
