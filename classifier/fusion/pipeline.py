@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal, cast, overload
@@ -310,10 +310,11 @@ def train_and_save(
     log: Callable[[str], object] = print,
     max_minutes: float | None = None,
     on_epoch: Callable[[int, FusionModel], object] | None = None,
+    init_state: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[InferenceEngine, Prepared, dict[str, object]]:
     prep = prep or Prepared(data_dir, cfg, cache)
     t0 = time.time()
-    model = train_model(prep, cfg, log=log, max_minutes=max_minutes, on_epoch=on_epoch)
+    model = train_model(prep, cfg, log=log, max_minutes=max_minutes, on_epoch=on_epoch, init_state=init_state)
     train_s = time.time() - t0
     labels = labels_dict(prep)
     engine = InferenceEngine(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
 
@@ -210,18 +210,28 @@ def train_model(
     log: Callable[[str], object] = print,
     max_minutes: float | None = None,
     on_epoch: Callable[[int, FusionModel], object] | None = None,
+    init_state: Mapping[str, torch.Tensor] | None = None,
 ) -> FusionModel:
     """Train on ``train``; returns the model (eval mode).
 
     EfficientNet: from the cached frozen stride-8/16 maps (only the later blocks, the fusion and the heads
     run); ResNet v1: end to end from augmented pixels. ``on_epoch(epoch, model)`` runs after each epoch
     (model in eval mode; training resumes in train mode), e.g. a learning curve on held-out rows.
+    ``init_state``: the trained weights to start from (a model directory's ``model.safetensors``, same
+    leaves): a warm restart, the schedule (warm-up + cosine) run again over ``cfg.epochs``; with fewer
+    frozen blocks than that model, the newly fine-tuned blocks start from their ImageNet weights.
     """
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     tr = prep.splits["train"]
     model = FusionModel(cfg, len(prep.leaves))
     model.head.category_text.copy_(prep.category_text)
+    if init_state is not None:
+        # pretrained blocks the earlier model kept frozen start from their ImageNet weights (already loaded)
+        missing = {k for k in set(model.trainable_state()) - set(init_state) if not k.startswith("backbone.")}
+        if missing:
+            raise ValueError(f"init_state lacks {sorted(missing)[:5]}")
+        model.load_state_dict(dict(init_state), strict=False)
     _, mats = level_matrices(prep.leaves, prep.snapshot)
     # an EfficientNet trained from pixels (the from-scratch ablation): NHWC is ~20% faster on CPU (depthwise)
     nhwc = cfg.use_image and cfg.vision_backbone != "resnet" and tr.early is None
