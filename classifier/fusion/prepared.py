@@ -4,6 +4,7 @@ stages' activations (fp16 ``.npy``), foreground masks, vague titles and category
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -167,59 +168,51 @@ def cache_foreground(cfg: FusionConfig, rows: list[Row], base: Path, cache: Path
     return out
 
 
-def cache_middle_features(
-    cfg: FusionConfig, s16: np.ndarray, cache: Path | None, tag: str, batch_size: int = 64
-) -> np.ndarray | None:
-    """Output of the frozen blocks after stride 16 (11..frozen_blocks-1) from the cached stride-16 maps."""
-    from classifier.fusion.modeling import FusionModel
-
-    if cfg.frozen_blocks <= 11:
-        return None
-    key = None
-    if cache is not None:
-        key = cache / f"mid{cfg.frozen_blocks}_{tag}.npy"
-        if key.exists():
-            cached: np.ndarray = np.load(key)
-            return cached
-    model = FusionModel(FusionConfig.from_dict({**cfg.to_dict(), "use_text": False}), 1).eval()
-    out: np.ndarray | None = None
-    with torch.no_grad():
-        for i in tqdm(range(0, len(s16), batch_size), desc="cache frozen blocks 11+", unit="batch"):
-            m = model.backbone.middle(torch.from_numpy(s16[i : i + batch_size]).float())
-            if out is None:
-                out = np.zeros((len(s16), *m.shape[1:]), dtype=np.float16)
-            out[i : i + len(m)] = m.numpy().astype(np.float16)
-    if key is not None:
-        np.save(key, out)
-    return out
-
-
-def cache_front_features(
-    cfg: FusionConfig, s8: np.ndarray, cache: Path | None, tag: str, batch_size: int = 64
+def _frozen_blocks_cached(
+    cfg: FusionConfig,
+    inputs: np.ndarray,
+    key: Path | None,
+    run: Callable[[FusionModel, torch.Tensor], torch.Tensor],
+    desc: str,
+    batch_size: int = 64,
 ) -> np.ndarray:
-    """Output of the last frozen block (5..frozen_blocks-1, for 5 <= frozen_blocks < 11) from the cached
-    stride-8 maps: what training starts from when blocks ``frozen_blocks..10`` are fine-tuned too."""
-    from classifier.fusion.modeling import FusionModel
-
-    key = None
-    if cache is not None:
-        key = cache / f"front{cfg.frozen_blocks}_{tag}.npy"
-        if key.exists():
-            cached: np.ndarray = np.load(key)
-            return cached
+    """``run(backbone model, batch)`` over every row of ``inputs``, fp16, saved at ``key`` (and read
+    back from it when it is there)."""
+    if key is not None and key.exists():
+        cached: np.ndarray = np.load(key)
+        return cached
     model = FusionModel(FusionConfig.from_dict({**cfg.to_dict(), "use_text": False}), 1).eval()
     out: np.ndarray | None = None
     with torch.no_grad():
-        for i in tqdm(range(0, len(s8), batch_size), desc=f"cache frozen blocks 5-{cfg.frozen_blocks - 1}"):
-            f = model.backbone.front(torch.from_numpy(s8[i : i + batch_size]).float())
+        for i in tqdm(range(0, len(inputs), batch_size), desc=desc, unit="batch"):
+            y = run(model, torch.from_numpy(inputs[i : i + batch_size]).float())
             if out is None:
-                out = np.zeros((len(s8), *f.shape[1:]), dtype=np.float16)
-            out[i : i + len(f)] = f.numpy().astype(np.float16)
+                out = np.zeros((len(inputs), *y.shape[1:]), dtype=np.float16)
+            out[i : i + len(y)] = y.numpy().astype(np.float16)
     if out is None:
         raise ValueError("no rows to cache")
     if key is not None:
         np.save(key, out)
     return out
+
+
+def cache_middle_features(
+    cfg: FusionConfig, s16: np.ndarray, cache: Path | None, tag: str
+) -> np.ndarray | None:
+    """Output of the frozen blocks after stride 16 (11..frozen_blocks-1) from the cached stride-16 maps."""
+    if cfg.frozen_blocks <= 11:
+        return None
+    key = cache / f"mid{cfg.frozen_blocks}_{tag}.npy" if cache is not None else None
+    return _frozen_blocks_cached(cfg, s16, key, lambda m, x: m.backbone.middle(x), "cache frozen blocks 11+")
+
+
+def cache_front_features(cfg: FusionConfig, s8: np.ndarray, cache: Path | None, tag: str) -> np.ndarray:
+    """Output of the last frozen block (5..frozen_blocks-1, for 5 <= frozen_blocks < 11) from the cached
+    stride-8 maps: what training starts from when blocks ``frozen_blocks..10`` are fine-tuned too."""
+    key = cache / f"front{cfg.frozen_blocks}_{tag}.npy" if cache is not None else None
+    return _frozen_blocks_cached(
+        cfg, s8, key, lambda m, x: m.backbone.front(x), f"cache frozen blocks 5-{cfg.frozen_blocks - 1}"
+    )
 
 
 def cached_stages(

@@ -15,7 +15,7 @@ from classifier.fusion.data import foreground_share, image_to_array, load_image
 from classifier.fusion.engine import InferenceEngine, ListingInput
 from classifier.fusion.modeling import FusionModel
 from classifier.fusion.onnx_backbone import OnnxBackbone
-from classifier.fusion.prepared import category_word_tokens
+from classifier.fusion.prepared import cached_stages, category_word_tokens
 from classifier.fusion.routing import AUTO_ACCEPTED
 from classifier.fusion.text import EntityExtractor
 from classifier.fusion.training import background_attention, mix_text
@@ -124,6 +124,25 @@ def test_fewer_frozen_blocks_cache_the_last_frozen_block_and_fine_tune_the_rest(
     stored = load_file(str(tmp_path / "model.safetensors"))
     assert any(k.startswith("backbone.net._blocks.8.") for k in stored)
     assert not any(k.startswith("backbone.net._blocks.7.") for k in stored)
+
+
+@pytest.mark.parametrize("frozen", [8, 12])
+def test_training_caches_the_frozen_blocks_output_once_and_reads_it_back(frozen, tmp_path):
+    """8 frozen blocks: block 7's output from the stride-8 map; 12: block 11's from the stride-16 map."""
+    cfg = v2_config(frozen_blocks=frozen)
+    model = FusionModel(cfg, len(LEAVES)).eval()
+    pix = torch.from_numpy(np.stack([image_to_array(load_image(r["bytes"]), 64) for r in ROWS[:2]]))
+    with torch.no_grad():
+        s8, s16 = model.early_stages(pix)
+        direct = model.backbone.front(s8) if frozen < 11 else model.backbone.middle(s16)
+    s8_16, s16_16 = s8.numpy().astype(np.float16), s16.numpy().astype(np.float16)
+    _, front, middle = cached_stages(cfg, s8_16, s16_16, tmp_path, "t")
+    stored = front if frozen < 11 else middle
+    assert stored is not None and stored.dtype == np.float16
+    assert np.allclose(stored.astype(np.float32), direct.numpy(), atol=0.05)
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+    again = cached_stages(cfg, s8_16, s16_16, tmp_path, "t")[1 if frozen < 11 else 2]
+    assert again is not None and np.array_equal(again, stored)
 
 
 def test_images_are_padded_white_to_square_and_exif_transposed():
