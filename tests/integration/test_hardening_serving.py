@@ -304,7 +304,13 @@ def test_gunicorn_worker_and_beat_serve_classify_static_and_media_as_compose_run
                 lines.append(json.loads(line))
         lines = [line for line in lines if isinstance(line, dict)]
         assert any(posted["id"] in (line.get("listing_ids") or []) for line in lines), lines[-5:]
-        assert "listings-sweep" in (tmp_path / "beat.log").read_text()
+        # On a fast machine the worker's batch can take the unsent listing before beat's first
+        # sweep is due (every 5 s here): wait for beat to send it rather than assume it already has.
+        wait_until(
+            lambda: "listings-sweep" in (tmp_path / "beat.log").read_text(),
+            timeout=60,
+            what="beat sends the listings sweeper on its schedule",
+        )
     finally:
         _stop(beat)
         _stop(web)
