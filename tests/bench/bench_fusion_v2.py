@@ -86,6 +86,7 @@ def accuracy_report(eng: InferenceEngine, rows, data: Path, vague: dict[str, str
 
 def emerging_report(eng: InferenceEngine, data: Path, all_rows, vague, log) -> dict:
     base = eng.snapshot
+    known = set(eng.leaves)  # the rows the accuracy report counts (their leaf is in the model's snapshot)
     eng.set_snapshot(emerging_snapshot(base))
     rows = [r for r in all_rows if r.split == "test" and r.leaf_id in EMERGING]
     out = {"n": len(rows)}
@@ -121,7 +122,7 @@ def emerging_report(eng: InferenceEngine, data: Path, all_rows, vague, log) -> d
     out["support_rows"] = {EMERGING[c][0]: sum(r.leaf_id == c for r in sup) for c in EMERGING}
     out["few_shot"] = acc("few-shot")
     # What the new types cost the others: vague titles of every other type, with the examples in.
-    others = [r for r in all_rows if r.split == "test" and r.leaf_id not in EMERGING]
+    others = [r for r in all_rows if r.split == "test" and r.leaf_id in known]
     preds, _ = run_rows(eng, others, data, [vague[r.id] for r in others], desc="emerging few-shot, others")
     taken = [p for p in preds if p.category_id in EMERGING]
     out["few_shot_other_types_vague"] = {
