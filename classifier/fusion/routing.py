@@ -18,6 +18,7 @@ __all__ = [
     "RouteDecision",
     "RouteReason",
     "Severity",
+    "from_the_model",
     "route",
 ]
 
@@ -57,6 +58,12 @@ _UNKNOWN_CATEGORY_CODES = frozenset({"unknown_category", "category_retired"})
 # The finding the engine writes when it predicts an untrained leaf the title does not name.
 NEW_CATEGORY_UNCONFIRMED = "new_category_unconfirmed"
 _OWN_REASON_CODES = _UNKNOWN_CATEGORY_CODES | {NEW_CATEGORY_UNCONFIRMED}
+
+
+def from_the_model(finding: Mapping[str, object]) -> bool:
+    """A finding the engine made about itself, not the knowledge graph's: checking the item again
+    against a new snapshot keeps it, and it is no conflict the graph raised."""
+    return finding.get("code") == NEW_CATEGORY_UNCONFIRMED
 
 
 @dataclass(frozen=True)

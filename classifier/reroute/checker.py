@@ -15,7 +15,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from classifier.fusion.knowledge import KnowledgeSnapshot
-from classifier.fusion.routing import NEW_CATEGORY_UNCONFIRMED, RouteDecision, RouteReason, route
+from classifier.fusion.routing import RouteDecision, RouteReason, from_the_model, route
 from classifier.fusion.text import EntityExtractor
 from classifier.fusion.verification import verify
 from classifier.models import Listing, ModelVersion, Prediction, ReviewTask
@@ -104,9 +104,7 @@ class Checker:
             confidence=prediction.confidence,
             version=prediction.model_version,
             model_findings=[
-                f
-                for f in prediction.knowledge_findings or []
-                if isinstance(f, dict) and f.get("code") == NEW_CATEGORY_UNCONFIRMED
+                f for f in prediction.knowledge_findings or [] if isinstance(f, dict) and from_the_model(f)
             ],
         )
         return label, decision
@@ -196,6 +194,6 @@ def reroute_plan(
 def _had_conflict(prediction: Prediction) -> bool:
     """Did the graph already object when the model predicted (the model's own findings do not count)?"""
     return any(
-        str(f.get("severity", "")).lower() == "conflict" and f.get("code") != NEW_CATEGORY_UNCONFIRMED
+        str(f.get("severity", "")).lower() == "conflict" and not from_the_model(f)
         for f in prediction.knowledge_findings or []
     )

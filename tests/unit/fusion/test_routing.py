@@ -6,6 +6,7 @@ from classifier.fusion.routing import (
     Finding,
     RouteReason,
     Severity,
+    from_the_model,
     route,
 )
 
@@ -56,6 +57,10 @@ def test_an_unconfirmed_new_category_has_its_own_reason_not_a_knowledge_conflict
     assert decision.primary == "new_category"
     low = route(confidence=0.2, threshold=0.9, findings=[finding])
     assert low.reasons == (RouteReason.NEW_CATEGORY, RouteReason.LOW_CONFIDENCE)
+    assert from_the_model(finding.to_dict())
+    assert not from_the_model(
+        Finding("brand_category", "Puma sells only Footwear", Severity.CONFLICT).to_dict()
+    )
 
 
 def test_finding_round_trips_through_its_dict():
