@@ -211,7 +211,10 @@ def redis_urls() -> Iterator[tuple[str, str]]:
         finally:
             handle.close()
         return
-    pytest.skip("every Redis db pair for integration tests is held by another test session")
+    pytest.fail(
+        "every Redis db pair for integration tests is held by another test session on this machine:"
+        " let it finish (or stop it), then run again"
+    )
 
 
 @pytest.fixture
@@ -305,7 +308,10 @@ def celery_worker_process(
 @pytest.fixture
 def demo_model_dir() -> Path:
     if not (MODEL_DIR / "model.safetensors").exists():
-        pytest.skip(f"no trained demo model at {MODEL_DIR} yet (model.safetensors missing)")
+        pytest.fail(
+            f"the bundled model is missing: {MODEL_DIR}/model.safetensors (restore it with"
+            " `git checkout -- fusionreview/demo/model`)"
+        )
     return MODEL_DIR
 
 

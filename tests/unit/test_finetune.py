@@ -7,16 +7,14 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-torch = pytest.importorskip("torch")
-
-import numpy as np  # noqa: E402
-
-from classifier.fusion.evaluation import accuracy, ece  # noqa: E402
-from classifier.fusion.finetune import FinetuneCancelled, FinetuneError, finetune  # noqa: E402
-from classifier.fusion.gate import frozen_eval_set, gate_compare  # noqa: E402
+from classifier.fusion.evaluation import accuracy, ece
+from classifier.fusion.finetune import FinetuneCancelled, FinetuneError, finetune
+from classifier.fusion.gate import frozen_eval_set, gate_compare
 
 COLOURS = {
     "Apparel > Topwear > Tshirts": (200, 30, 30),

@@ -17,7 +17,8 @@ from .factories import LEAVES, catalogue_rows, tiny_config, tiny_snapshot
 
 ROWS = catalogue_rows(per_leaf=4)
 WATCHES = "Accessories > Watches > Watches"
-pytestmark = pytest.mark.skipif(not ROWS, reason="fashion catalogue not found (set FUSION_DATA_DIR)")
+# the `data_dir` fixture fails with what to install when the catalogue is missing (never a silent skip)
+pytestmark = pytest.mark.usefixtures("data_dir")
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,8 @@ from classifier.fusion.training import background_attention, mix_text
 from .factories import LEAVES, catalogue_rows, tiny_config, tiny_snapshot
 
 ROWS = catalogue_rows(per_leaf=2)
-pytestmark = pytest.mark.skipif(not ROWS, reason="fashion catalogue not found (set FUSION_DATA_DIR)")
+# the `data_dir` fixture fails with what to install when the catalogue is missing (never a silent skip)
+pytestmark = pytest.mark.usefixtures("data_dir")
 
 
 def v2_config(**kw):
