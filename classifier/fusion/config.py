@@ -68,6 +68,9 @@ class FusionConfig:
     word_drop: float = 0.5
     class_balance: float = 0.3  # CE weight of a class ~ count**-class_balance (0 = none)
     attention_weight: float = 0.5  # penalty on spatial attention over the white background (weak label)
+    # cached training: this many extra copies of the frozen maps of randomly scaled/shifted/recoloured
+    # images, one per epoch in turn with the plain maps (0: the plain maps, flipped at random, every epoch)
+    augmented_views: int = 0
     backbone_lr_scale: float = 0.3  # the fine-tuned pretrained blocks learn slower than the fusion
     seed: int = 0
     # inference

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
@@ -38,6 +39,11 @@ class SplitData:
     early: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
     category_tokens: torch.Tensor | None = None  # [n, tokens] 1 where a full-title token is a category word
     foreground: np.ndarray | None = None  # fp16 [n, grid, grid] non-white share per stride-8 cell
+    # ``cfg.augmented_views`` more (early, foreground) pairs of augmented copies of the images
+    # (``cache_augmented_view``); training reads one per epoch, in turn with the plain ones
+    augmented: list[tuple[tuple[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray | None]] = field(
+        default_factory=list
+    )
 
 
 def category_word_tokens(encoder: TextEncoder, titles: list[str], vague: list[str]) -> torch.Tensor:
@@ -99,24 +105,55 @@ def cache_early_features(
     ``onnx``: on ONNX Runtime (several times faster than PyTorch eager on CPU), checked against PyTorch on
     the first batch (within :data:`ONNX_MAX_DIFF`, else PyTorch computes the rest).
     """
+    s8, s16, _ = _frozen_stage_maps(cfg, rows, base, cache, desc, batch_size, onnx=onnx, view=0)
+    return s8, s16
+
+
+def cache_augmented_view(
+    cfg: FusionConfig, rows: list[Row], base: Path, cache: Path | None, view: int, batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """View ``view`` (1, 2, ...) of the rows' frozen stride-8/16 maps: each image randomly flipped, scaled,
+    shifted and recoloured first (``training.augment_with_foreground``, draws seeded by the view and
+    ``cfg.seed``), with its non-white share per stride-8 cell moved the same way. Cached training otherwise
+    sees only flips of one set of maps; these give the fine-tuned blocks other crops of every image."""
+    s8, s16, fg = _frozen_stage_maps(cfg, rows, base, cache, f"view {view}", batch_size, onnx=True, view=view)
+    return s8, s16, cast("np.ndarray", fg)
+
+
+def _frozen_stage_maps(
+    cfg: FusionConfig,
+    rows: list[Row],
+    base: Path,
+    cache: Path | None,
+    desc: str,
+    batch_size: int,
+    *,
+    onnx: bool,
+    view: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     from classifier.fusion.data import image_to_array, load_image
     from classifier.fusion.modeling import FusionModel
+    from classifier.fusion.training import augment_with_foreground
 
-    key8 = key16 = None
+    key8 = key16 = key_fg = None
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
         digest = hashlib.md5(
             (",".join(r.id for r in rows) + f"|{cfg.vision_backbone}|11|{cfg.pad_square}").encode()
         ).hexdigest()[:12]
-        key8 = cache / f"early8_{cfg.image_size}_{len(rows)}_{digest}.npy"
-        key16 = cache / f"early16_{cfg.image_size}_{len(rows)}_{digest}.npy"
-        if key8.exists() and key16.exists():
-            return np.load(key8), np.load(key16)
+        suffix = f"_view{view}_seed{cfg.seed}" if view else ""
+        key8 = cache / f"early8_{cfg.image_size}_{len(rows)}_{digest}{suffix}.npy"
+        key16 = cache / f"early16_{cfg.image_size}_{len(rows)}_{digest}{suffix}.npy"
+        key_fg = cache / f"fg_{cfg.image_size}_{len(rows)}_{digest}{suffix}.npy" if view else None
+        if key8.exists() and key16.exists() and (key_fg is None or key_fg.exists()):
+            return np.load(key8), np.load(key16), None if key_fg is None else np.load(key_fg)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + view)
     vision_cfg = FusionConfig.from_dict({**cfg.to_dict(), "use_text": False})
     model = FusionModel(vision_cfg, 1).eval()
     s = cfg.image_size
     out8: np.ndarray | None = None
     out16: np.ndarray | None = None
+    out_fg: np.ndarray | None = None
     runner = onnx_early_stages(model, s, cache) if onnx else None
     with torch.no_grad():
         for i in tqdm(range(0, len(rows), batch_size), desc=f"cache frozen stages {desc}", unit="batch"):
@@ -124,6 +161,12 @@ def cache_early_features(
             pix = torch.from_numpy(
                 np.stack([image_to_array(load_image(base / r.image), s, cfg.pad_square) for r in chunk])
             )
+            if view:
+                pix, fg = augment_with_foreground(pix, gen)
+                share = F.avg_pool2d(cast("torch.Tensor", fg)[:, None], 8)[:, 0]  # per stride-8 cell
+                if out_fg is None:
+                    out_fg = np.zeros((len(rows), *share.shape[1:]), dtype=np.float16)
+                out_fg[i : i + len(chunk)] = share.numpy().astype(np.float16)
             if runner is None:
                 a, b = model.early_stages(pix)
             else:
@@ -144,7 +187,9 @@ def cache_early_features(
     if key8 is not None and key16 is not None:
         np.save(key8, out8)
         np.save(key16, out16)
-    return out8, out16
+        if key_fg is not None and out_fg is not None:
+            np.save(key_fg, out_fg)
+    return out8, out16, out_fg
 
 
 def cache_foreground(cfg: FusionConfig, rows: list[Row], base: Path, cache: Path | None) -> np.ndarray:
@@ -326,6 +371,7 @@ class Prepared:
             if sp == "train" and max_train_rows and max_train_rows < len(rows):
                 keep = stratified_subset(rows, max_train_rows)
             imgs, early, foreground = None, None, None
+            augmented: list[tuple[tuple[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray | None]] = []
             # only the training split's maps are needed: evaluation runs the engine on files
             if efficient and sp == "train":
                 s8, s16 = cache_early_features(cfg, rows, self.data_dir, cache, sp)
@@ -338,6 +384,16 @@ class Prepared:
                     foreground = cache_foreground(cfg, rows, self.data_dir, cache)
                     if keep is not None:
                         foreground = foreground[keep]
+                for view in range(1, cfg.augmented_views + 1):
+                    v8, v16, vfg = cache_augmented_view(cfg, rows, self.data_dir, cache, view)
+                    if keep is not None:
+                        v8, v16, vfg = v8[keep], v16[keep], vfg[keep]
+                    augmented.append(
+                        (
+                            cached_stages(cfg, v8, v16, cache, f"{tag}_view{view}_seed{cfg.seed}"),
+                            vfg if cfg.attention_weight > 0 else None,
+                        )
+                    )
             if keep is not None:
                 rows = [rows[i] for i in keep]
             if cfg.use_image and not efficient:
@@ -355,6 +411,7 @@ class Prepared:
                 early,
                 category_word_tokens(self.encoder, [r.title for r in rows], vt),
                 foreground,
+                augmented,
             )
         self.keywords = KeywordModel.fit(
             [r.title for r in self.splits["train"].rows], [r.leaf_id for r in self.splits["train"].rows]

@@ -248,8 +248,10 @@ def train_model(
     weight = class_weights(tr.labels, len(prep.leaves), cfg.class_balance)
     t0 = time.time()
     step = 0
+    views = [(tr.early, tr.foreground), *tr.augmented]
     for ep in range(cfg.epochs):
         model.train()
+        early, foreground = views[ep % len(views)]  # the plain maps, then each augmented copy in turn
         perm = torch.randperm(n, generator=gen)
         bar = tqdm(range(0, n, cfg.batch_size), desc=f"epoch {ep + 1}/{cfg.epochs}", unit="batch")
         tot, cnt, correct = 0.0, 0, 0
@@ -268,20 +270,18 @@ def train_model(
                     coin = torch.rand(tr.category_tokens[idx].shape, generator=gen) < cfg.word_drop
                     drop = tr.category_tokens[idx].bool() & coin
                 text = mix_text(tr.full, tr.vague, prep.empty, idx, choice, drop)
-            if cfg.use_image and tr.early is not None:
+            if cfg.use_image and early is not None:
                 sel = np.sort(idx.numpy())  # sorted reads; labels/text follow the same order below
                 order = torch.from_numpy(np.argsort(np.argsort(idx.numpy())))
                 flip = torch.rand(len(idx), generator=gen) < 0.5
-                s8 = flip_maps(torch.from_numpy(tr.early[0][sel])[order].float(), flip)
-                s16 = flip_maps(torch.from_numpy(tr.early[1][sel])[order].float(), flip)
+                s8 = flip_maps(torch.from_numpy(early[0][sel])[order].float(), flip)
+                s16 = flip_maps(torch.from_numpy(early[1][sel])[order].float(), flip)
                 fg = None
-                if tr.foreground is not None:
-                    fg = flip_maps(torch.from_numpy(tr.foreground[sel])[order].float().unsqueeze(1), flip)[
-                        :, 0
-                    ]
+                if foreground is not None:
+                    fg = flip_maps(torch.from_numpy(foreground[sel])[order].float().unsqueeze(1), flip)[:, 0]
                 mid = None
-                if tr.early[2] is not None:
-                    mid = flip_maps(torch.from_numpy(tr.early[2][sel])[order].float(), flip)
+                if early[2] is not None:
+                    mid = flip_maps(torch.from_numpy(early[2][sel])[order].float(), flip)
                 hs = model.stages_from_early(s8, s16, mid)
                 out = model.forward_head(model.forward_features(None, text, hidden_states=hs))
             else:

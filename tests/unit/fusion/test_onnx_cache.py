@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from classifier.fusion.data import read_catalogue
-from classifier.fusion.prepared import cache_early_features
+from classifier.fusion.prepared import cache_augmented_view, cache_early_features, cache_foreground
 
 from .factories import data_dir, tiny_config
 
@@ -32,3 +32,31 @@ def test_frozen_stage_cache_on_onnx_runtime_matches_pytorch(tmp_path):
         # fp32 maps agree to ~1e-4; fp16 storage can round such a difference one step either way
         tol = 1e-3 + np.abs(b.astype(np.float32)) * 2**-10
         assert (diff <= tol).all(), float(diff.max())
+
+
+def test_augmented_views_are_other_crops_of_the_same_images_cached_once(tmp_path):
+    """A view is the frozen maps of a randomly scaled/shifted/recoloured copy of each image, with the
+    non-white share per stride-8 cell that moved with it; the same view is read back, another differs."""
+    assert DATA is not None
+    rows = [r for r in read_catalogue(DATA / "catalogue.csv") if r.split == "train"][:6]
+    cfg = tiny_config(
+        vision_backbone="efficientnet-lite0",
+        vision_pretrained=True,
+        frozen_blocks=11,
+        fused_stages=[0, 1, 2],
+        image_size=96,
+    )
+    plain8, plain16 = cache_early_features(cfg, rows, DATA, None, "plain", batch_size=4, onnx=False)
+    plain_fg = cache_foreground(cfg, rows, DATA, None)
+    v1 = cache_augmented_view(cfg, rows, DATA, tmp_path, 1, batch_size=4)
+    assert [a.shape for a in v1] == [plain8.shape, plain16.shape, plain_fg.shape]
+    assert all(a.dtype == np.float16 for a in v1)
+    fg = v1[2].astype(np.float32)
+    assert fg.min() >= 0 and fg.max() <= 1
+    # scaled by 0.8-1.05 and shifted by up to 10%: the product's share of the frame stays close
+    assert abs(fg.mean() - plain_fg.astype(np.float32).mean()) < 0.15
+    assert not np.array_equal(v1[1], plain16)
+    again = cache_augmented_view(cfg, rows, DATA, tmp_path, 1, batch_size=4)  # from the cache files
+    assert all(np.array_equal(a, b) for a, b in zip(again, v1, strict=True))
+    v2 = cache_augmented_view(cfg, rows, DATA, tmp_path, 2, batch_size=4)
+    assert not np.array_equal(v2[1], v1[1])
