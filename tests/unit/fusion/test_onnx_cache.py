@@ -13,16 +13,21 @@ DATA = data_dir()
 pytestmark = pytest.mark.usefixtures("data_dir")
 
 
-def test_frozen_stage_cache_on_onnx_runtime_matches_pytorch(tmp_path):
-    assert DATA is not None
-    rows = [r for r in read_catalogue(DATA / "catalogue.csv") if r.split == "train"][:10]
-    cfg = tiny_config(
+def _cached_config():
+    """EfficientNet-Lite0 with the v2 split: blocks 0-10 frozen, so the stride-8/16 maps are cached."""
+    return tiny_config(
         vision_backbone="efficientnet-lite0",
         vision_pretrained=True,
         frozen_blocks=11,
         fused_stages=[0, 1, 2],
         image_size=96,
     )
+
+
+def test_frozen_stage_cache_on_onnx_runtime_matches_pytorch(tmp_path):
+    assert DATA is not None
+    rows = [r for r in read_catalogue(DATA / "catalogue.csv") if r.split == "train"][:10]
+    cfg = _cached_config()
     ref = cache_early_features(cfg, rows, DATA, None, "pytorch", batch_size=4, onnx=False)
     got = cache_early_features(cfg, rows, DATA, tmp_path, "onnx", batch_size=4, onnx=True)
     assert list((tmp_path / "onnx").glob("early-*.onnx"))  # it did run on ONNX Runtime
@@ -39,13 +44,7 @@ def test_augmented_views_are_other_crops_of_the_same_images_cached_once(tmp_path
     non-white share per stride-8 cell that moved with it; the same view is read back, another differs."""
     assert DATA is not None
     rows = [r for r in read_catalogue(DATA / "catalogue.csv") if r.split == "train"][:6]
-    cfg = tiny_config(
-        vision_backbone="efficientnet-lite0",
-        vision_pretrained=True,
-        frozen_blocks=11,
-        fused_stages=[0, 1, 2],
-        image_size=96,
-    )
+    cfg = _cached_config()
     plain8, plain16 = cache_early_features(cfg, rows, DATA, None, "plain", batch_size=4, onnx=False)
     plain_fg = cache_foreground(cfg, rows, DATA, None)
     v1 = cache_augmented_view(cfg, rows, DATA, tmp_path, 1, batch_size=4)
