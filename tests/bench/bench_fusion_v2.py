@@ -263,6 +263,7 @@ def main(argv=None) -> int:
                 "image_size": c.image_size,
                 "epochs_planned": c.epochs,
                 "epochs_run": m.get("epochs"),
+                "augmented_views": c.augmented_views,
             }
             old = report["models"].get(tag, {})
             kept = [k for k in ("emerging", "throughput") if k in old and k not in rep]
