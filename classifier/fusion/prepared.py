@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from classifier.fusion.onnx_backbone import OnnxEarlyStages
 
 
+# what training reads per epoch: the frozen maps (``cached_stages``) and the foreground share (or None)
+CachedView = tuple[tuple[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray | None]
+
+
 @dataclass
 class SplitData:
     rows: list[Row]
@@ -41,9 +45,7 @@ class SplitData:
     foreground: np.ndarray | None = None  # fp16 [n, grid, grid] non-white share per stride-8 cell
     # ``cfg.augmented_views`` more (early, foreground) pairs of augmented copies of the images
     # (``cache_augmented_view``); training reads one per epoch, in turn with the plain ones
-    augmented: list[tuple[tuple[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray | None]] = field(
-        default_factory=list
-    )
+    augmented: list[CachedView] = field(default_factory=list)
 
 
 def category_word_tokens(encoder: TextEncoder, titles: list[str], vague: list[str]) -> torch.Tensor:
@@ -131,6 +133,9 @@ def _frozen_stage_maps(
     onnx: bool,
     view: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The frozen stride-8/16 maps (and, for a view, the moved foreground share) of the rows, cached once.
+    A view's cache key names the view and the seed, not ``augment_with_foreground``'s ranges: after changing
+    those, delete the cache folder's ``*_view*`` files."""
     from classifier.fusion.data import image_to_array, load_image
     from classifier.fusion.modeling import FusionModel
     from classifier.fusion.training import augment_with_foreground
@@ -371,7 +376,7 @@ class Prepared:
             if sp == "train" and max_train_rows and max_train_rows < len(rows):
                 keep = stratified_subset(rows, max_train_rows)
             imgs, early, foreground = None, None, None
-            augmented: list[tuple[tuple[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray | None]] = []
+            augmented: list[CachedView] = []
             # only the training split's maps are needed: evaluation runs the engine on files
             if efficient and sp == "train":
                 s8, s16 = cache_early_features(cfg, rows, self.data_dir, cache, sp)
