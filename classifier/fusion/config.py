@@ -72,6 +72,9 @@ class FusionConfig:
     # images, one per epoch in turn with the plain maps (0: the plain maps, flipped at random, every epoch)
     augmented_views: int = 0
     backbone_lr_scale: float = 0.3  # the fine-tuned pretrained blocks learn slower than the fusion
+    # the trained weights are replaced at the end by their exponential moving average over the steps, with
+    # this decay per step (0: the last step's weights)
+    weight_average_decay: float = 0.0
     seed: int = 0
     # inference
     gate_confidence: float = 0.75

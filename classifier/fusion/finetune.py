@@ -140,6 +140,7 @@ def finetune(
     import torch
 
     from classifier.fusion.artifacts import DEFAULT_CALIBRATION, load_model, read_json, save_model
+    from classifier.fusion.augmentation import augment
     from classifier.fusion.encoder import TextEncoder
     from classifier.fusion.engine import InferenceEngine, ListingInput
     from classifier.fusion.evaluation import accuracy, ece
@@ -147,7 +148,7 @@ def finetune(
     from classifier.fusion.modeling import FusionModel, TextBatch
     from classifier.fusion.pipeline import calibrate_items
     from classifier.fusion.text import EntityExtractor, category_text
-    from classifier.fusion.training import augment, compute_loss, level_matrices, mix_text
+    from classifier.fusion.training import compute_loss, level_matrices, mix_text
 
     t_start = time.perf_counter()
 

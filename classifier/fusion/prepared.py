@@ -15,9 +15,19 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from classifier.fusion.augmentation import augment_with_foreground
 from classifier.fusion.catalogue_snapshot import snapshot_from_catalogue
 from classifier.fusion.config import FusionConfig
-from classifier.fusion.data import Row, load_image_arrays, read_catalogue, vague_titles, vague_titles_via_tool
+from classifier.fusion.data import (
+    Row,
+    foreground_share,
+    image_to_array,
+    load_image,
+    load_image_arrays,
+    read_catalogue,
+    vague_titles,
+    vague_titles_via_tool,
+)
 from classifier.fusion.encoder import TextEncoder
 from classifier.fusion.modeling import FusionModel, TextBatch
 from classifier.fusion.text import EntityExtractor, KeywordModel, category_text
@@ -115,7 +125,7 @@ def cache_augmented_view(
     cfg: FusionConfig, rows: list[Row], base: Path, cache: Path | None, view: int, batch_size: int = 32
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """View ``view`` (1, 2, ...) of the rows' frozen stride-8/16 maps: each image randomly flipped, scaled,
-    shifted and recoloured first (``training.augment_with_foreground``, draws seeded by the view and
+    shifted and recoloured first (``augmentation.augment_with_foreground``, draws seeded by the view and
     ``cfg.seed``), with its non-white share per stride-8 cell moved the same way. Cached training otherwise
     sees only flips of one set of maps; these give the fine-tuned blocks other crops of every image."""
     s8, s16, fg = _frozen_stage_maps(cfg, rows, base, cache, f"view {view}", batch_size, onnx=True, view=view)
@@ -136,10 +146,6 @@ def _frozen_stage_maps(
     """The frozen stride-8/16 maps (and, for a view, the moved foreground share) of the rows, cached once.
     A view's cache key names the view and the seed, not ``augment_with_foreground``'s ranges: after changing
     those, delete the cache folder's ``*_view*`` files."""
-    from classifier.fusion.data import image_to_array, load_image
-    from classifier.fusion.modeling import FusionModel
-    from classifier.fusion.training import augment_with_foreground
-
     key8 = key16 = key_fg = None
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
@@ -199,8 +205,6 @@ def _frozen_stage_maps(
 
 def cache_foreground(cfg: FusionConfig, rows: list[Row], base: Path, cache: Path | None) -> np.ndarray:
     """Non-white share per stride-8 cell of each row's (padded) image, fp16 [n, s/8, s/8], cached once."""
-    from classifier.fusion.data import foreground_share, image_to_array, load_image
-
     grid = cfg.image_size // 8
     key = None
     if cache is not None:
