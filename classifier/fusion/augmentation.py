@@ -1,5 +1,5 @@
 """Random image augmentation on uint8 batches (torch): the from-pixels trainers and the cached views of
-``prepared.cache_augmented_view`` draw the same flips, scales/shifts and colour changes."""
+``prepared.cache_view`` draw the same flips, scales/shifts and colour changes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,19 @@ import torch
 import torch.nn.functional as F
 
 from classifier.fusion.data import WHITE_LEVEL
+
+
+def non_white(x: torch.Tensor) -> torch.Tensor:
+    """[batch, h, w] 1.0 where a uint8 [batch, 3, h, w] pixel is not studio white (a channel below
+    :data:`WHITE_LEVEL`)."""
+    return (x < WHITE_LEVEL).any(1).float()
+
+
+def foreground_share(mask: torch.Tensor, cell: int = 8) -> torch.Tensor:
+    """Share of non-white pixels per ``cell`` x ``cell`` block of a [batch, h, w] mask: the weak label that
+    keeps the spatial attention on the product rather than the studio background (stride 8: the attention
+    map's grid)."""
+    return F.avg_pool2d(mask[:, None], cell)[:, 0]
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -21,7 +34,7 @@ def augment_with_foreground(
     moved by the same flip and scale/shift (before the colour change, which would move the white level):
     the weak label of the spatial attention when a backbone trains end to end from pixels. The random draws
     are the same as :func:`augment`'s."""
-    mask = (x < WHITE_LEVEL).any(1, keepdim=True).float() if foreground else None
+    mask = non_white(x)[:, None] if foreground else None
     x = x.float() / 255.0
     if mask is not None:
         x = torch.cat([x, mask], 1)

@@ -65,16 +65,7 @@ def image_to_array(img: Image.Image, size: int, pad: bool = True) -> np.ndarray:
     return cast("np.ndarray", a.transpose(2, 0, 1).copy())
 
 
-WHITE_LEVEL = 235  # a pixel whose three channels all exceed this is studio background (JPEG noise < 20)
-
-
-def foreground_share(arr: np.ndarray, grid: int) -> np.ndarray:
-    """Share of non-white pixels per cell of a ``grid`` x ``grid`` partition of a uint8 [3, s, s] image:
-    the weak label that keeps the spatial attention on the product rather than the studio background."""
-    fg = (arr < WHITE_LEVEL).any(axis=0).astype(np.float32)  # [s, s]
-    s = fg.shape[0] - fg.shape[0] % grid
-    cell = s // grid
-    return cast("np.ndarray", fg[:s, :s].reshape(grid, cell, grid, cell).mean(axis=(1, 3)))
+WHITE_LEVEL = 235  # a pixel whose three channels are all at least this is studio background (JPEG noise < 20)
 
 
 @dataclass

@@ -11,16 +11,14 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from classifier.fusion.augmentation import augment_with_foreground
+from classifier.fusion.augmentation import augment_with_foreground, foreground_share, non_white
 from classifier.fusion.catalogue_snapshot import snapshot_from_catalogue
 from classifier.fusion.config import FusionConfig
 from classifier.fusion.data import (
     Row,
-    foreground_share,
     image_to_array,
     load_image,
     load_image_arrays,
@@ -36,7 +34,9 @@ if TYPE_CHECKING:
     from classifier.fusion.onnx_backbone import OnnxEarlyStages
 
 
-# what training reads per epoch: the frozen maps (``cached_stages``) and the foreground share (or None)
+# what training reads per epoch: fp16 frozen stride-8 / stride-16 maps and the frozen blocks' output after
+# them (``cached_stages``: None with 11 frozen; with 5..10 the second is the last frozen block's output),
+# and the non-white share per stride-8 cell [n, grid, grid] (None without the attention's weak label)
 CachedView = tuple[tuple[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray | None]
 
 
@@ -48,14 +48,10 @@ class SplitData:
     vague: TextBatch  # ... of the vague titles
     labels: torch.Tensor  # [n] leaf index (-1 when the leaf is not a training leaf)
     vague_titles: list[str]
-    # fp16 frozen stride-8 / stride-16 maps and the frozen blocks' output after them (None: 11 frozen);
-    # with 5..10 frozen blocks the second is the last frozen block's output (``cached_stages``)
-    early: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
     category_tokens: torch.Tensor | None = None  # [n, tokens] 1 where a full-title token is a category word
-    foreground: np.ndarray | None = None  # fp16 [n, grid, grid] non-white share per stride-8 cell
-    # ``cfg.augmented_views`` more (early, foreground) pairs of augmented copies of the images
-    # (``cache_augmented_view``); training reads one per epoch, in turn with the plain ones
-    augmented: list[CachedView] = field(default_factory=list)
+    # the cached frozen maps training reads (``cache_view``): the plain images' (view 0), then
+    # ``cfg.augmented_views`` augmented copies, one per epoch in turn; empty when training from pixels
+    views: list[CachedView] = field(default_factory=list)
 
 
 def category_word_tokens(encoder: TextEncoder, titles: list[str], vague: list[str]) -> torch.Tensor:
@@ -117,35 +113,28 @@ def cache_early_features(
     ``onnx``: on ONNX Runtime (several times faster than PyTorch eager on CPU), checked against PyTorch on
     the first batch (within :data:`ONNX_MAX_DIFF`, else PyTorch computes the rest).
     """
-    s8, s16, _ = _frozen_stage_maps(cfg, rows, base, cache, desc, batch_size, onnx=onnx, view=0)
+    s8, s16, _ = cache_view(cfg, rows, base, cache, 0, batch_size, onnx=onnx, desc=desc)
     return s8, s16
 
 
-def cache_augmented_view(
-    cfg: FusionConfig, rows: list[Row], base: Path, cache: Path | None, view: int, batch_size: int = 32
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """View ``view`` (1, 2, ...) of the rows' frozen stride-8/16 maps: each image randomly flipped, scaled,
-    shifted and recoloured first (``augmentation.augment_with_foreground``, draws seeded by the view and
-    ``cfg.seed``), with its non-white share per stride-8 cell moved the same way. Cached training otherwise
-    sees only flips of one set of maps; these give the fine-tuned blocks other crops of every image."""
-    s8, s16, fg = _frozen_stage_maps(cfg, rows, base, cache, f"view {view}", batch_size, onnx=True, view=view)
-    return s8, s16, cast("np.ndarray", fg)
-
-
-def _frozen_stage_maps(
+def cache_view(
     cfg: FusionConfig,
     rows: list[Row],
     base: Path,
     cache: Path | None,
-    desc: str,
-    batch_size: int,
-    *,
-    onnx: bool,
     view: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """The frozen stride-8/16 maps (and, for a view, the moved foreground share) of the rows, cached once.
-    A view's cache key names the view and the seed, not ``augment_with_foreground``'s ranges: after changing
-    those, delete the cache folder's ``*_view*`` files."""
+    batch_size: int = 32,
+    *,
+    onnx: bool = True,
+    desc: str | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """View ``view`` of the rows' frozen stride-8/16 maps and non-white share per stride-8 cell (pixels
+    below ``data.WHITE_LEVEL`` in some channel), cached once. View 0: the plain images. Views 1, 2, ...:
+    each image randomly flipped, scaled, shifted and recoloured first
+    (``augmentation.augment_with_foreground``, draws seeded by the view and ``cfg.seed``), the share moved
+    the same way; cached training otherwise sees only flips of one set of maps, these give the fine-tuned
+    blocks other crops of every image. A view's cache key names the view and the seed, not the
+    augmentation's ranges: after changing those, delete the cache folder's ``*_view*`` files."""
     key8 = key16 = key_fg = None
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
@@ -155,9 +144,9 @@ def _frozen_stage_maps(
         suffix = f"_view{view}_seed{cfg.seed}" if view else ""
         key8 = cache / f"early8_{cfg.image_size}_{len(rows)}_{digest}{suffix}.npy"
         key16 = cache / f"early16_{cfg.image_size}_{len(rows)}_{digest}{suffix}.npy"
-        key_fg = cache / f"fg_{cfg.image_size}_{len(rows)}_{digest}{suffix}.npy" if view else None
-        if key8.exists() and key16.exists() and (key_fg is None or key_fg.exists()):
-            return np.load(key8), np.load(key16), None if key_fg is None else np.load(key_fg)
+        key_fg = cache / f"fg_{cfg.image_size}_{len(rows)}_{digest}{suffix}.npy"
+        if key8.exists() and key16.exists() and key_fg.exists():
+            return np.load(key8), np.load(key16), np.load(key_fg)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + view)
     vision_cfg = FusionConfig.from_dict({**cfg.to_dict(), "use_text": False})
     model = FusionModel(vision_cfg, 1).eval()
@@ -167,6 +156,7 @@ def _frozen_stage_maps(
     out_fg: np.ndarray | None = None
     runner = onnx_early_stages(model, s, cache) if onnx else None
     with torch.no_grad():
+        desc = desc or (f"view {view}" if view else "plain")
         for i in tqdm(range(0, len(rows), batch_size), desc=f"cache frozen stages {desc}", unit="batch"):
             chunk = rows[i : i + batch_size]
             pix = torch.from_numpy(
@@ -174,10 +164,12 @@ def _frozen_stage_maps(
             )
             if view:
                 pix, fg = augment_with_foreground(pix, gen)
-                share = F.avg_pool2d(cast("torch.Tensor", fg)[:, None], 8)[:, 0]  # per stride-8 cell
-                if out_fg is None:
-                    out_fg = np.zeros((len(rows), *share.shape[1:]), dtype=np.float16)
-                out_fg[i : i + len(chunk)] = share.numpy().astype(np.float16)
+            else:
+                fg = non_white(pix)
+            share = foreground_share(cast("torch.Tensor", fg))
+            if out_fg is None:
+                out_fg = np.zeros((len(rows), *share.shape[1:]), dtype=np.float16)
+            out_fg[i : i + len(chunk)] = share.numpy().astype(np.float16)
             if runner is None:
                 a, b = model.early_stages(pix)
             else:
@@ -193,33 +185,13 @@ def _frozen_stage_maps(
                 out16 = np.zeros((len(rows), *b.shape[1:]), dtype=np.float16)
             out8[i : i + len(chunk)] = a.numpy().astype(np.float16)
             out16[i : i + len(chunk)] = b.numpy().astype(np.float16)
-    if out8 is None or out16 is None:
+    if out8 is None or out16 is None or out_fg is None:
         raise ValueError("no rows to cache")
-    if key8 is not None and key16 is not None:
+    if key8 is not None and key16 is not None and key_fg is not None:
         np.save(key8, out8)
         np.save(key16, out16)
-        if key_fg is not None and out_fg is not None:
-            np.save(key_fg, out_fg)
+        np.save(key_fg, out_fg)
     return out8, out16, out_fg
-
-
-def cache_foreground(cfg: FusionConfig, rows: list[Row], base: Path, cache: Path | None) -> np.ndarray:
-    """Non-white share per stride-8 cell of each row's (padded) image, fp16 [n, s/8, s/8], cached once."""
-    grid = cfg.image_size // 8
-    key = None
-    if cache is not None:
-        digest = hashlib.md5((",".join(r.id for r in rows) + f"|{cfg.pad_square}").encode()).hexdigest()[:12]
-        key = cache / f"fg{grid}_{cfg.image_size}_{len(rows)}_{digest}.npy"
-        if key.exists():
-            cached: np.ndarray = np.load(key)
-            return cached
-    out: np.ndarray = np.zeros((len(rows), grid, grid), dtype=np.float16)
-    for i, r in enumerate(tqdm(rows, desc="foreground masks", unit="image", mininterval=5)):
-        arr = image_to_array(load_image(base / r.image), cfg.image_size, cfg.pad_square)
-        out[i] = foreground_share(arr, grid)
-    if key is not None:
-        np.save(key, out)
-    return out
 
 
 def _frozen_blocks_cached(
@@ -379,30 +351,20 @@ class Prepared:
             keep = None
             if sp == "train" and max_train_rows and max_train_rows < len(rows):
                 keep = stratified_subset(rows, max_train_rows)
-            imgs, early, foreground = None, None, None
-            augmented: list[CachedView] = []
+            imgs = None
+            views: list[CachedView] = []
             # only the training split's maps are needed: evaluation runs the engine on files
             if efficient and sp == "train":
-                s8, s16 = cache_early_features(cfg, rows, self.data_dir, cache, sp)
-                if keep is not None:
-                    s8, s16 = s8[keep], s16[keep]
-                digest = hashlib.md5(",".join(rows[i].id for i in (keep or range(len(rows)))).encode())
-                tag = f"{cfg.image_size}_{len(s16)}_{digest.hexdigest()[:10]}"
-                early = cached_stages(cfg, s8, s16, cache, tag)
-                if cfg.attention_weight > 0:
-                    foreground = cache_foreground(cfg, rows, self.data_dir, cache)
+                kept = keep or list(range(len(rows)))
+                digest = hashlib.md5(",".join(rows[i].id for i in kept).encode())
+                tag = f"{cfg.image_size}_{len(kept)}_{digest.hexdigest()[:10]}"
+                for view in range(cfg.augmented_views + 1):
+                    s8, s16, fg = cache_view(cfg, rows, self.data_dir, cache, view)
                     if keep is not None:
-                        foreground = foreground[keep]
-                for view in range(1, cfg.augmented_views + 1):
-                    v8, v16, vfg = cache_augmented_view(cfg, rows, self.data_dir, cache, view)
-                    if keep is not None:
-                        v8, v16, vfg = v8[keep], v16[keep], vfg[keep]
-                    augmented.append(
-                        (
-                            cached_stages(cfg, v8, v16, cache, f"{tag}_view{view}_seed{cfg.seed}"),
-                            vfg if cfg.attention_weight > 0 else None,
-                        )
-                    )
+                        s8, s16, fg = s8[keep], s16[keep], fg[keep]
+                    suffix = f"_view{view}_seed{cfg.seed}" if view else ""
+                    stages = cached_stages(cfg, s8, s16, cache, tag + suffix)
+                    views.append((stages, fg if cfg.attention_weight > 0 else None))
             if keep is not None:
                 rows = [rows[i] for i in keep]
             if cfg.use_image and not efficient:
@@ -417,10 +379,8 @@ class Prepared:
                 encode_cached(self.encoder, self.extractor, vt, cache, f"{sp}_vague"),
                 torch.tensor([self.leaf_index.get(r.leaf_id, -1) for r in rows]),
                 vt,
-                early,
                 category_word_tokens(self.encoder, [r.title for r in rows], vt),
-                foreground,
-                augmented,
+                views,
             )
         self.keywords = KeywordModel.fit(
             [r.title for r in self.splits["train"].rows], [r.leaf_id for r in self.splits["train"].rows]

@@ -104,7 +104,7 @@ def compute_loss(
             1 vague, 2 none, 3 words dropped (only full titles enter the text head and the contrastive term).
         weight: per-class CE weights (:func:`class_weights`), or None.
         sample_weight: [batch] weights of the main CE (fine-tuning weighs corrections above replay rows).
-        foreground: [batch, h, w] non-white share per cell (:func:`cache_foreground`): the spatial
+        foreground: [batch, h, w] non-white share per cell (:func:`~classifier.fusion.prepared.cache_view`): the spatial
             attention's mass on the white studio background is penalised, so it settles on the product.
     """
     ls = cfg.label_smoothing
@@ -228,7 +228,7 @@ def train_model(
         model.load_state_dict(dict(init_state), strict=False)
     _, mats = level_matrices(prep.leaves, prep.snapshot)
     # an EfficientNet trained from pixels (the from-scratch ablation): NHWC is ~20% faster on CPU (depthwise)
-    nhwc = cfg.use_image and cfg.vision_backbone != "resnet" and tr.early is None
+    nhwc = cfg.use_image and cfg.vision_backbone != "resnet" and not tr.views
     if nhwc:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -242,11 +242,11 @@ def train_model(
     weight = class_weights(tr.labels, len(prep.leaves), cfg.class_balance)
     t0 = time.time()
     step = 0
-    views = [(tr.early, tr.foreground), *tr.augmented]
     average = WeightAverage(model, cfg.weight_average_decay) if cfg.weight_average_decay > 0 else None
     for ep in range(cfg.epochs):
         model.train()
-        early, foreground = views[ep % len(views)]  # the plain maps, then each augmented copy in turn
+        # the plain maps, then each augmented copy in turn (none: an end-to-end model trains from pixels)
+        early, foreground = tr.views[ep % len(tr.views)] if tr.views else (None, None)
         perm = torch.randperm(n, generator=gen)
         bar = tqdm(range(0, n, cfg.batch_size), desc=f"epoch {ep + 1}/{cfg.epochs}", unit="batch")
         tot, cnt, correct = 0.0, 0, 0

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from classifier.fusion.data import read_catalogue
-from classifier.fusion.prepared import cache_augmented_view, cache_early_features, cache_foreground
+from classifier.fusion.data import WHITE_LEVEL, image_to_array, load_image, read_catalogue
+from classifier.fusion.prepared import cache_early_features, cache_view
 
 from .factories import data_dir, tiny_config
 
@@ -40,14 +40,18 @@ def test_frozen_stage_cache_on_onnx_runtime_matches_pytorch(tmp_path):
 
 
 def test_augmented_views_are_other_crops_of_the_same_images_cached_once(tmp_path):
-    """A view is the frozen maps of a randomly scaled/shifted/recoloured copy of each image, with the
-    non-white share per stride-8 cell that moved with it; the same view is read back, another differs."""
+    """View 0 is the plain images' maps with their non-white share per stride-8 cell; a view is the maps of
+    a randomly scaled/shifted/recoloured copy of each image, with the share that moved with it; the same view
+    is read back, another differs."""
     assert DATA is not None
     rows = [r for r in read_catalogue(DATA / "catalogue.csv") if r.split == "train"][:6]
     cfg = _cached_config()
-    plain8, plain16 = cache_early_features(cfg, rows, DATA, None, "plain", batch_size=4, onnx=False)
-    plain_fg = cache_foreground(cfg, rows, DATA, None)
-    v1 = cache_augmented_view(cfg, rows, DATA, tmp_path, 1, batch_size=4)
+    plain8, plain16, plain_fg = cache_view(cfg, rows, DATA, None, 0, batch_size=4, onnx=False)
+    pixels = np.stack([image_to_array(load_image(DATA / r.image), 96, True) for r in rows])
+    non_white = (pixels < WHITE_LEVEL).any(1).astype(np.float32)  # [n, 96, 96]
+    expected = non_white.reshape(len(rows), 12, 8, 12, 8).mean(axis=(2, 4))
+    assert np.allclose(plain_fg.astype(np.float32), expected, atol=1e-3)
+    v1 = cache_view(cfg, rows, DATA, tmp_path, 1, batch_size=4)
     assert [a.shape for a in v1] == [plain8.shape, plain16.shape, plain_fg.shape]
     assert all(a.dtype == np.float16 for a in v1)
     fg = v1[2].astype(np.float32)
@@ -55,7 +59,7 @@ def test_augmented_views_are_other_crops_of_the_same_images_cached_once(tmp_path
     # scaled by 0.8-1.05 and shifted by up to 10%: the product's share of the frame stays close
     assert abs(fg.mean() - plain_fg.astype(np.float32).mean()) < 0.15
     assert not np.array_equal(v1[1], plain16)
-    again = cache_augmented_view(cfg, rows, DATA, tmp_path, 1, batch_size=4)  # from the cache files
+    again = cache_view(cfg, rows, DATA, tmp_path, 1, batch_size=4)  # from the cache files
     assert all(np.array_equal(a, b) for a, b in zip(again, v1, strict=True))
-    v2 = cache_augmented_view(cfg, rows, DATA, tmp_path, 2, batch_size=4)
+    v2 = cache_view(cfg, rows, DATA, tmp_path, 2, batch_size=4)
     assert not np.array_equal(v2[1], v1[1])

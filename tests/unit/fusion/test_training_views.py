@@ -59,7 +59,6 @@ def prepared(encoder, cfg, n: int = 8) -> SimpleNamespace:
     extractor = EntityExtractor(snapshot)
     titles = ["Puma Men Blue Tshirts", "Titan Women Watches"] * (n // 2)
     text = half(encoder.encode(titles, extractor))
-    early, foreground = view(0.0, n)
     train = SplitData(
         rows=[None] * n,  # the trainer counts them only
         images=None,
@@ -67,9 +66,7 @@ def prepared(encoder, cfg, n: int = 8) -> SimpleNamespace:
         vague=text,
         labels=torch.tensor([0, 2] * (n // 2)),
         vague_titles=titles,
-        early=early,
-        foreground=foreground,
-        augmented=[view(1.0, n), view(2.0, n)],
+        views=[view(0.0, n), view(1.0, n), view(2.0, n)],
     )
     return SimpleNamespace(
         splits={"train": train},

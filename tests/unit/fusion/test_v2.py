@@ -11,7 +11,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from classifier.fusion.artifacts import load_model, save_model
-from classifier.fusion.data import foreground_share, image_to_array, load_image
+from classifier.fusion.augmentation import foreground_share, non_white
+from classifier.fusion.data import image_to_array, load_image
 from classifier.fusion.engine import InferenceEngine, ListingInput
 from classifier.fusion.modeling import FusionModel
 from classifier.fusion.onnx_backbone import OnnxBackbone
@@ -226,10 +227,11 @@ def test_predict_examples_csv_refuses_unknown_categories_and_adds_prototypes(v2_
 
 
 def test_foreground_share_counts_non_white_pixels_per_cell():
-    arr = np.full((3, 16, 16), 255, dtype=np.uint8)
-    arr[:, :8, :8] = 40  # the product fills the top-left quarter
-    share = foreground_share(arr, 2)
-    assert share.tolist() == [[1.0, 0.0], [0.0, 0.0]]
+    batch = torch.full((1, 3, 16, 16), 255, dtype=torch.uint8)
+    batch[:, :, :8, :8] = 40  # the product fills the top-left quarter
+    batch[:, 0, 8, 8] = 200  # one channel below the white level: a non-white pixel
+    share = foreground_share(non_white(batch))
+    assert share.tolist() == [[[1.0, 0.0], [0.0, 1 / 64]]]
 
 
 def test_background_attention_penalises_mass_off_the_product_only_for_clear_backgrounds():
