@@ -97,26 +97,6 @@ def onnx_early_stages(model: FusionModel, image_size: int, cache: Path | None) -
         return None
 
 
-def cache_early_features(
-    cfg: FusionConfig,
-    rows: list[Row],
-    base: Path,
-    cache: Path | None,
-    desc: str,
-    batch_size: int = 32,
-    *,
-    onnx: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Frozen EfficientNet stride-8/16 maps of the rows' images, computed ONCE (fp16 .npy under ``cache``).
-
-    The frozen part is the package's ImageNet weights, so the cache key is the ids, size and preprocessing.
-    ``onnx``: on ONNX Runtime (several times faster than PyTorch eager on CPU), checked against PyTorch on
-    the first batch (within :data:`ONNX_MAX_DIFF`, else PyTorch computes the rest).
-    """
-    s8, s16, _ = cache_view(cfg, rows, base, cache, 0, batch_size, onnx=onnx, desc=desc)
-    return s8, s16
-
-
 def cache_view(
     cfg: FusionConfig,
     rows: list[Row],
@@ -126,15 +106,17 @@ def cache_view(
     batch_size: int = 32,
     *,
     onnx: bool = True,
-    desc: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """View ``view`` of the rows' frozen stride-8/16 maps and non-white share per stride-8 cell (pixels
     below ``data.WHITE_LEVEL`` in some channel), cached once. View 0: the plain images. Views 1, 2, ...:
     each image randomly flipped, scaled, shifted and recoloured first
     (``augmentation.augment_with_foreground``, draws seeded by the view and ``cfg.seed``), the share moved
     the same way; cached training otherwise sees only flips of one set of maps, these give the fine-tuned
-    blocks other crops of every image. A view's cache key names the view and the seed, not the
-    augmentation's ranges: after changing those, delete the cache folder's ``*_view*`` files."""
+    blocks other crops of every image. The frozen part is the package's ImageNet weights, so the key is the
+    ids, size and preprocessing (and a view's number and seed, not the augmentation's ranges: after changing
+    those, delete the cache folder's ``*_view*`` files). ``onnx``: on ONNX Runtime (several times faster
+    than PyTorch eager on CPU), checked against PyTorch on the first batch (within :data:`ONNX_MAX_DIFF`,
+    else PyTorch computes the rest)."""
     key8 = key16 = key_fg = None
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
@@ -156,8 +138,8 @@ def cache_view(
     out_fg: np.ndarray | None = None
     runner = onnx_early_stages(model, s, cache) if onnx else None
     with torch.no_grad():
-        desc = desc or (f"view {view}" if view else "plain")
-        for i in tqdm(range(0, len(rows), batch_size), desc=f"cache frozen stages {desc}", unit="batch"):
+        desc = f"cache frozen stages, view {view}" if view else "cache frozen stages"
+        for i in tqdm(range(0, len(rows), batch_size), desc=desc, unit="batch"):
             chunk = rows[i : i + batch_size]
             pix = torch.from_numpy(
                 np.stack([image_to_array(load_image(base / r.image), s, cfg.pad_square) for r in chunk])

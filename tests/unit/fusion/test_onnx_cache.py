@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from classifier.fusion.data import WHITE_LEVEL, image_to_array, load_image, read_catalogue
-from classifier.fusion.prepared import cache_early_features, cache_view
+from classifier.fusion.prepared import cache_view
 
 from .factories import data_dir, tiny_config
 
@@ -28,8 +28,8 @@ def test_frozen_stage_cache_on_onnx_runtime_matches_pytorch(tmp_path):
     assert DATA is not None
     rows = [r for r in read_catalogue(DATA / "catalogue.csv") if r.split == "train"][:10]
     cfg = _cached_config()
-    ref = cache_early_features(cfg, rows, DATA, None, "pytorch", batch_size=4, onnx=False)
-    got = cache_early_features(cfg, rows, DATA, tmp_path, "onnx", batch_size=4, onnx=True)
+    ref = cache_view(cfg, rows, DATA, None, 0, batch_size=4, onnx=False)
+    got = cache_view(cfg, rows, DATA, tmp_path, 0, batch_size=4, onnx=True)
     assert list((tmp_path / "onnx").glob("early-*.onnx"))  # it did run on ONNX Runtime
     for a, b in zip(got, ref, strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype == np.float16
