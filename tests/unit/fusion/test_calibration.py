@@ -4,12 +4,11 @@ keeps the background-attention weak label when the backbone trains from pixels."
 import numpy as np
 import torch
 
+from classifier.fusion.augmentation import augment, augment_with_foreground
 from classifier.fusion.evaluation import ece
 from classifier.fusion.training import (
     CalibrationScores,
     PathTemperatures,
-    augment,
-    augment_with_foreground,
     cross_validated_ece,
     fit_path_temperatures,
     fit_temperature,
