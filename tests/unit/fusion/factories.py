@@ -48,6 +48,20 @@ def tiny_config(**kw) -> FusionConfig:
     return FusionConfig(**base)
 
 
+def v2_config(**kw) -> FusionConfig:
+    """:func:`tiny_config` on the pretrained EfficientNet-Lite0 (64 px; blocks 0-14 frozen unless told)."""
+    base: dict[str, object] = dict(
+        vision_backbone="efficientnet-lite0",
+        vision_pretrained=True,
+        frozen_blocks=15,
+        fused_stages=[0, 1, 2],
+        image_size=64,
+        hires_image_size=96,
+    )
+    base.update(kw)
+    return tiny_config(**base)
+
+
 def tiny_snapshot(version: int = 1) -> KnowledgeSnapshot:
     cats = []
     for leaf in LEAVES:

@@ -21,14 +21,6 @@ WATCHES = "Accessories > Watches > Watches"
 pytestmark = pytest.mark.usefixtures("data_dir")
 
 
-@pytest.fixture(scope="module")
-def encoder():
-    from classifier.fusion.encoder import TextEncoder
-
-    torch.set_num_threads(2)
-    return TextEncoder(max_tokens=16)
-
-
 def _batch(encoder, cfg, rows):
     from classifier.fusion.data import image_to_array, load_image
 

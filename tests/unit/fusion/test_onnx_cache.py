@@ -6,7 +6,7 @@ import pytest
 from classifier.fusion.data import WHITE_LEVEL, image_to_array, load_image, read_catalogue
 from classifier.fusion.prepared import cache_view
 
-from .factories import data_dir, tiny_config
+from .factories import data_dir, v2_config
 
 DATA = data_dir()
 # the `data_dir` fixture fails with what to install when the catalogue is missing (never a silent skip)
@@ -14,14 +14,8 @@ pytestmark = pytest.mark.usefixtures("data_dir")
 
 
 def _cached_config():
-    """EfficientNet-Lite0 with the v2 split: blocks 0-10 frozen, so the stride-8/16 maps are cached."""
-    return tiny_config(
-        vision_backbone="efficientnet-lite0",
-        vision_pretrained=True,
-        frozen_blocks=11,
-        fused_stages=[0, 1, 2],
-        image_size=96,
-    )
+    """The v2 split: blocks 0-10 frozen, so the stride-8/16 maps are cached (96 px)."""
+    return v2_config(frozen_blocks=11, image_size=96)
 
 
 def test_frozen_stage_cache_on_onnx_runtime_matches_pytorch(tmp_path):

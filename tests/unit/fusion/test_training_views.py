@@ -12,26 +12,15 @@ from classifier.fusion.prepared import SplitData
 from classifier.fusion.text import EntityExtractor
 from classifier.fusion.training import WeightAverage, train_model
 
-from .factories import LEAVES, tiny_config, tiny_snapshot
+from .factories import LEAVES, tiny_config, tiny_snapshot, v2_config
 
 # the `data_dir` fixture fails with what to install when the catalogue is missing (never a silent skip)
 pytestmark = pytest.mark.usefixtures("data_dir")
 
 
 def cached_config(**kw):
-    """EfficientNet-Lite0, blocks 0-10 frozen: training reads the cached stride-8/16 maps (64 px)."""
-    base = dict(
-        vision_backbone="efficientnet-lite0",
-        vision_pretrained=True,
-        frozen_blocks=11,
-        fused_stages=[0, 1, 2],
-        image_size=64,
-        hires_image_size=96,
-        batch_size=4,
-        attention_weight=0.5,
-    )
-    base.update(kw)
-    return tiny_config(**base)
+    """Blocks 0-10 frozen: training reads the cached stride-8/16 maps (64 px), four rows a batch."""
+    return v2_config(frozen_blocks=11, batch_size=4, attention_weight=0.5, **kw)
 
 
 def view(marker: float, n: int) -> tuple[tuple[np.ndarray, np.ndarray, None], np.ndarray]:
@@ -39,14 +28,6 @@ def view(marker: float, n: int) -> tuple[tuple[np.ndarray, np.ndarray, None], np
     s8 = np.full((n, 40, 8, 8), marker, dtype=np.float16)
     s16 = np.full((n, 112, 4, 4), marker, dtype=np.float16)
     return (s8, s16, None), np.full((n, 8, 8), 0.5, dtype=np.float16)
-
-
-@pytest.fixture(scope="module")
-def encoder():
-    from classifier.fusion.encoder import TextEncoder
-
-    torch.set_num_threads(2)
-    return TextEncoder(max_tokens=16)
 
 
 def half(text: TextBatch) -> TextBatch:

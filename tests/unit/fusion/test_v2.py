@@ -21,32 +21,11 @@ from classifier.fusion.routing import AUTO_ACCEPTED
 from classifier.fusion.text import EntityExtractor
 from classifier.fusion.training import background_attention, mix_text
 
-from .factories import LEAVES, catalogue_rows, tiny_config, tiny_snapshot
+from .factories import LEAVES, catalogue_rows, tiny_snapshot, v2_config
 
 ROWS = catalogue_rows(per_leaf=2)
 # the `data_dir` fixture fails with what to install when the catalogue is missing (never a silent skip)
 pytestmark = pytest.mark.usefixtures("data_dir")
-
-
-def v2_config(**kw):
-    base = dict(
-        vision_backbone="efficientnet-lite0",
-        vision_pretrained=True,
-        frozen_blocks=15,
-        fused_stages=[0, 1, 2],
-        image_size=64,
-        hires_image_size=96,
-    )
-    base.update(kw)
-    return tiny_config(**base)
-
-
-@pytest.fixture(scope="module")
-def encoder():
-    from classifier.fusion.encoder import TextEncoder
-
-    torch.set_num_threads(2)
-    return TextEncoder(max_tokens=16)
 
 
 @pytest.fixture(scope="module")
