@@ -312,8 +312,8 @@ CELERY_BEAT_SCHEDULE: dict = {
 # --- the model -----------------------------------------------------------------------------
 FUSION_MODEL_DIR = Path(env_str("FUSION_MODEL_DIR", str(BASE_DIR / "fusionreview" / "demo" / "model")))
 FUSION_DEVICE = env_str("FUSION_DEVICE", "")  # "" picks CUDA when present, else CPU
-# the compressed CPU serving build (INT8 Linear layers + the vision backbone on ONNX Runtime): about 5x the
-# items/s of full precision on CPU at the same accuracy (tests/bench/bench_fusion_v2.py --quantized);
+# the compressed CPU serving build (the fusion model's Linear layers in INT8 + the vision backbone on ONNX
+# Runtime): several times the items/s of full precision on CPU (tests/bench/bench_fusion_v2.py --quantized);
 # ignored on CUDA. FUSION_QUANTIZED=0 serves the full-precision PyTorch model.
 FUSION_QUANTIZED = env_bool("FUSION_QUANTIZED", True)
 # None means "use the threshold chosen on val and stored with the model".

@@ -102,10 +102,11 @@ class InferenceEngine:
     ) -> InferenceEngine:
         """Load a model directory (cuda if available, else cpu); ``snapshot`` defaults to the one trained with.
 
-        ``quantized``: the compressed CPU serving build: INT8 dynamic quantisation of the Linear layers of the
-        fusion model and of MiniLM, and the EfficientNet backbone on ONNX Runtime (same weights, exported
-        once per model version into ``onnx_cache_dir``); None reads the ``FUSION_QUANTIZED`` environment
-        variable (1/true/yes).
+        ``quantized``: the compressed CPU serving build: INT8 dynamic quantisation of the fusion model's
+        Linear layers, and the EfficientNet backbone on ONNX Runtime (same weights, exported once per model
+        version into ``onnx_cache_dir``); None reads the ``FUSION_QUANTIZED`` environment variable
+        (1/true/yes). MiniLM stays in full precision: quantised, it changed 2.8% of the decisions on `val`'s
+        vague titles (the fusion layers 0.6%) for 13% more items/s.
         """
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if quantized is None:
@@ -115,16 +116,13 @@ class InferenceEngine:
         calib = read_json(model_dir, "calibration.json", DEFAULT_CALIBRATION)
         snap = snapshot or KnowledgeSnapshot.load(model_dir / "snapshot.json")
         version = f"{model_dir.resolve().name}-{weights_checksum(model_dir)}"
-        encoder = None
         if quantized and device == "cpu":
             model = quantize_linear(model)
-            encoder = TextEncoder(cfg.text_checkpoint, cfg.max_tokens, device)
-            encoder.model = quantize_linear(encoder.model)
             version += "-int8"
             if cfg.use_image and model.efficient:
                 model.backbone = OnnxBackbone(model.backbone, cfg.image_size, cache_dir=onnx_cache_dir)
                 version += "-ort"
-        return cls(model, cfg, labels, calib, snap, encoder, device, version)
+        return cls(model, cfg, labels, calib, snap, device=device, model_version=version)
 
     @staticmethod
     def _image_key(item: ListingInput) -> str | None:
