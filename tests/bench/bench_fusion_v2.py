@@ -6,7 +6,8 @@ model's own `val` threshold; ECE; the emerging types (Track Pants, Kurtis, Caps)
 `support` rows as prototypes, and what those examples cost the other types on vague titles (accuracy,
 share taken by the new types, how many of those were auto-accepted); items/s for the image-only path,
 the gated engine, the full path and the INT8 serving build (`InferenceEngine.load(..., quantized=True)`),
-with the share of items on each path.
+with the share of items on each path; for that build, also the share of full-path decisions equal to full
+precision.
 `--peer` also runs `shared/tools/pretrained_peer.py` (frozen EfficientNet-Lite0 + LR, naive late fusion
 with MiniLM: slow, it embeds all of `train`).
 
@@ -57,7 +58,18 @@ def head_accuracy(raws, rows, leaves: list[str], field: str) -> float | None:
     return round(float(np.mean([names[j] == r.article_type for j, r in zip(pred, rows, strict=True)])), 4)
 
 
-def accuracy_report(eng: InferenceEngine, rows, data: Path, vague: dict[str, str], tag: str, log) -> dict:
+def accuracy_report(
+    eng: InferenceEngine,
+    rows,
+    data: Path,
+    vague: dict[str, str],
+    tag: str,
+    log,
+    decisions: dict[str, list[int]],
+    reference: dict[str, list[int]] | None = None,
+) -> dict:
+    """Accuracy per title kind. The full path's decisions go into ``decisions``; with the full-precision
+    model's (``reference``), the share of equal decisions is reported too (less noisy than an accuracy gap)."""
     out: dict = {}
     for kind, titles in (("full_titles", None), ("vague_titles", [vague[r.id] for r in rows])):
         _, raws = run_rows(eng, rows, data, titles, force_path="full", desc=f"{tag} {kind} full path")
@@ -65,8 +77,9 @@ def accuracy_report(eng: InferenceEngine, rows, data: Path, vague: dict[str, str
         gated, _ = run_rows(eng, rows, data, titles, desc=f"{tag} {kind} gated")
         s = summarize(gated, rows, eng.review_threshold)
         names = [c.rsplit(" > ", 1)[-1] for c in eng.leaves]
+        decisions[kind] = [int(r.logits.argmax()) for r in fp]
         full_acc = float(
-            np.mean([names[int(r.logits.argmax())] == x.article_type for r, x in zip(fp, rows, strict=True)])
+            np.mean([names[j] == x.article_type for j, x in zip(decisions[kind], rows, strict=True)])
         )
         out[kind] = {
             "image_only": head_accuracy(raws, rows, eng.leaves, "image_logits"),
@@ -74,12 +87,16 @@ def accuracy_report(eng: InferenceEngine, rows, data: Path, vague: dict[str, str
             "fused_full_path": round(full_acc, 4),
             "served_gated": s,
         }
+        if reference is not None:
+            same = np.mean([a == b for a, b in zip(decisions[kind], reference[kind], strict=True)])
+            out[kind]["same_decision_as_full_precision"] = round(float(same), 4)
         g = s
         log(
             f"[{tag}] {kind}: image-only {out[kind]['image_only']} text-only {out[kind]['text_only']} "
             f"fused(full path) {out[kind]['fused_full_path']} served {g['accuracy']['article']} | "
             f"auto {g['auto_accepted_share']} @ {g['auto_accepted_precision']} | ECE {g['ece']} | "
             f"paths {g['paths']}"
+            + (f" | same decision {out[kind]['same_decision_as_full_precision']}" if reference else "")
         )
     return out
 
@@ -224,6 +241,9 @@ def main(argv=None) -> int:
     quant = {q for q in a.quantized.split(",") if q}
     for spec in a.models.split(","):
         name, d = spec.split("=", 1)
+        full_precision: dict[
+            str, list[int]
+        ] = {}  # the full path's decisions, the compressed build's reference
         for q in (False, True) if name in quant else (False,):
             tag = name + ("-int8" if q else "")
             eng = InferenceEngine.load(d, device="cpu", quantized=q)
@@ -235,7 +255,12 @@ def main(argv=None) -> int:
                 "calibration": eng.calibration,
                 "n_test": len(rows),
             }
-            rep["test"] = accuracy_report(eng, rows, data, vague, tag, log)
+            decisions: dict[str, list[int]] = {}
+            rep["test"] = accuracy_report(
+                eng, rows, data, vague, tag, log, decisions, full_precision if q else None
+            )
+            if not q:
+                full_precision = decisions
             if not q and not a.no_emerging:
                 rep["emerging"] = emerging_report(eng, data, all_rows, vague, log)
             items = [
