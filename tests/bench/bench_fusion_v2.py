@@ -95,8 +95,7 @@ def accuracy_report(
             f"[{tag}] {kind}: image-only {out[kind]['image_only']} text-only {out[kind]['text_only']} "
             f"fused(full path) {out[kind]['fused_full_path']} served {g['accuracy']['article']} | "
             f"auto {g['auto_accepted_share']} @ {g['auto_accepted_precision']} | ECE {g['ece']} | "
-            f"paths {g['paths']}"
-            + (f" | same decision {out[kind]['same_decision_as_full_precision']}" if reference else "")
+            f"paths {g['paths']}" + ("" if reference is None else f" | same decision {same:.4f}")
         )
     return out
 
@@ -241,9 +240,8 @@ def main(argv=None) -> int:
     quant = {q for q in a.quantized.split(",") if q}
     for spec in a.models.split(","):
         name, d = spec.split("=", 1)
-        full_precision: dict[
-            str, list[int]
-        ] = {}  # the full path's decisions, the compressed build's reference
+        # the full-precision run's full-path decisions: what the compressed build is compared with
+        full_precision: dict[str, list[int]] = {}
         for q in (False, True) if name in quant else (False,):
             tag = name + ("-int8" if q else "")
             eng = InferenceEngine.load(d, device="cpu", quantized=q)
