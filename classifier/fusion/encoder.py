@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer
 
 from classifier.fusion.modeling import TextBatch, no_grad
@@ -58,7 +59,11 @@ class TextEncoder:
         )
         offsets = enc.pop("offset_mapping").tolist()
         enc = {k: v.to(self.device) for k, v in enc.items()}
-        hidden = self.model(**enc).last_hidden_state  # [batch, tokens, 384]
+        # MiniLM's attention is masked, so the columns after the batch's longest title only cost time (about
+        # half of it for short titles); their states, masked out downstream too, are zeros
+        used = int(enc["attention_mask"].sum(1).max())
+        hidden = self.model(**{k: v[:, :used] for k, v in enc.items()}).last_hidden_state
+        hidden = F.pad(hidden, (0, 0, 0, self.max_tokens - used))  # [batch, max_tokens, 384]
         types, priors = [], []
         for i, t in enumerate(titles):
             if extractor is None:
