@@ -85,6 +85,9 @@ class FusionConfig:
     )
     fewshot_prior: float = 4.0  # pseudo-count of the text prototype when blending few-shot examples
     target_precision: float = 0.99
+    # the review thresholds must reach target_precision by the Wilson lower bound this many standard errors
+    # below the precision observed on val (0: the observed precision, the optimistic choice)
+    precision_bound_z: float = 1.0
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -346,6 +346,8 @@ class InferenceEngine:
             if not cfg.use_text:  # an image-only model never reads the title
                 kw = torch.zeros_like(kw)
             img_logits = cast("torch.Tensor", img_logits)  # set above (use_image)
+            # the light path has its own, higher threshold (chosen on val: it is less precise at equal confidence)
+            gate_thr = max(thr, float(self.calibration.get("light_threshold", 0.0)))
             light = ((img_logits + boost) / t_img + cfg.keyword_weight * kw) / t_light
             p_img = torch.softmax(img_logits / t_img, -1)
             p_light = torch.softmax(light, -1)
@@ -356,7 +358,7 @@ class InferenceEngine:
                     cplx[i] <= cfg.gate_complexity_max
                     and float(p_img[i].max()) >= cfg.gate_confidence
                     and j == int(p_img[i].argmax())
-                    and float(p_light[i, j]) >= thr
+                    and float(p_light[i, j]) >= gate_thr
                 )
                 findings = verify(st.snapshot, st.leaves[j], ents[i]) if self.use_verification else []
                 if ok and (force_path == "light" or not routes_item(findings)):

@@ -97,8 +97,8 @@ def calibrate_items(
     full path on titles that name a product type and one on titles that do not (a vague seller), each fitted
     on the items it serves (``bench_fusion_v2_calibration.py``: lower held-out ECE on ``val``, full and
     vague titles, than one temperature); else one full-path temperature over every item. Then, if
-    ``choose_review_threshold``, the lowest review threshold whose auto-accepted items (full titles) reach
-    ``target_precision``. Sets them on the engine; returns (calibration dict, the items' predictions
+    ``choose_review_threshold``, the review threshold and the light path's threshold (full titles: see
+    :func:`_choose_thresholds`). Sets them on the engine; returns (calibration dict, the items' predictions
     routed at the chosen threshold).
     """
     pos = {c: i for i, c in enumerate(engine.leaves)}
@@ -124,16 +124,17 @@ def calibrate_items(
     ece_before, ece_after = (ece_of_scores(logits, y, t) for t in (1.0, t_one))
     engine.calibration.update(temps.as_dict())
     thr = float(engine.review_threshold)
+    light_thr = float(engine.calibration.get("light_threshold", 0.0))
     for _ in range(2 if scores is not None else 1):
         if choose_review_threshold:
-            thr = _choose_threshold(engine, items, truth, target_precision)
+            thr, light_thr = _choose_thresholds(engine, items, truth, target_precision)
         if scores is None:
             break
         # the light temperature moves items between the paths: refit on the items each path now serves
-        temps = fit_path_temperatures(scores, thr, per_path=True, per_title=True)
+        temps = fit_path_temperatures(scores, max(thr, light_thr), per_path=True, per_title=True)
         engine.calibration.update(temps.as_dict())
     if scores is not None and choose_review_threshold:
-        thr = _choose_threshold(engine, items, truth, target_precision)
+        thr, light_thr = _choose_thresholds(engine, items, truth, target_precision)
     preds, _ = _run_items(engine, items, review_threshold=thr)
     engine.review_threshold = thr
     engine.calibration["review_threshold"] = thr
@@ -141,6 +142,8 @@ def calibrate_items(
         **temps.as_dict(),
         "image_temperature": t_img,
         "review_threshold": thr,
+        "light_threshold": light_thr,
+        "precision_bound_z": engine.cfg.precision_bound_z,
         "target_precision": target_precision,
         "calibration_items": len(items),
         "calibration_vague_items": len(vague_items or []) if scores is not None else 0,
@@ -148,7 +151,7 @@ def calibrate_items(
         "val_ece_after": round(ece_after, 4),
     }
     if scores is not None:
-        c, k, light = served(scores, temps, thr)
+        c, k, light = served(scores, temps, max(thr, light_thr))
         n = len(items)
         cal["val_ece_served"] = round(ece(c[:n], k[:n]), 4)
         cal["val_light_share"] = round(float(light[:n].mean()), 4)
@@ -156,29 +159,43 @@ def calibrate_items(
             cal["val_ece_served_vague"] = round(ece(c[n:], k[n:]), 4)
     log(
         f"calibration: T={temps.full:.3f} T_untyped={temps.untyped:.3f} T_light={temps.light:.3f} "
-        f"T_img={t_img:.3f} threshold={thr:.4f} full-path ECE {ece_before:.4f} -> {ece_after:.4f}"
+        f"T_img={t_img:.3f} threshold={thr:.4f} light={light_thr:.4f} full-path ECE {ece_before:.4f} -> {ece_after:.4f}"
         f" served ECE {cal.get('val_ece_served')} vague {cal.get('val_ece_served_vague')} ({len(items)} items)"
     )
     return cal, reroute(preds, thr)
 
 
-def _choose_threshold(
+def _choose_thresholds(
     engine: InferenceEngine, items: list[ListingInput], truth: list[str], target_precision: float
-) -> float:
-    """The lowest threshold reaching ``target_precision`` on the gated predictions.
+) -> tuple[float, float]:
+    """The review threshold and the light path's own threshold, each the lowest whose auto-accepted items
+    reach ``target_precision`` (by the lower bound of ``cfg.precision_bound_z``), set on the engine.
 
-    The gate sends an item down the light path only when it would be auto-accepted there, so the threshold
-    shapes the predictions it is chosen on: start from the full path's choice, then re-choose on the gated
-    predictions until it settles (the backbone's outputs are cached)."""
+    The light path (image head + keywords) is less precise than the full path at the same confidence: on
+    `val` its items at the common threshold were 98.7% right, so one threshold for both had to rise until
+    the light items' errors were diluted, and sent full-path items that were right to review. Its own
+    threshold keeps only the light items precise enough; the rest take the full path. The gate sends an item
+    light only when it would be auto-accepted there, so the thresholds shape the predictions they are chosen
+    on: start from the full path's choice, then re-choose on the gated predictions until they settle (the
+    backbone's outputs are cached)."""
+    z = engine.cfg.precision_bound_z
+    engine.calibration["light_threshold"] = 0.0
     full_preds, _ = _run_items(engine, items, force_path="full", review_threshold=1.0)
-    thr = _threshold_for(full_preds, truth, target_precision)
+    thr, light_thr = _threshold_for(full_preds, truth, target_precision, z), 0.0
     for _ in range(3):
+        engine.calibration["light_threshold"] = 0.0
         preds, _ = _run_items(engine, items, review_threshold=thr)
-        new = _threshold_for(preds, truth, target_precision)
-        if abs(new - thr) < 1e-6:
+        light = [i for i, p in enumerate(preds) if p.path == "light"]
+        new_light = _threshold_for([preds[i] for i in light], [truth[i] for i in light], target_precision, z)
+        engine.calibration["light_threshold"] = new_light
+        preds, _ = _run_items(engine, items, review_threshold=thr)
+        new = _threshold_for(preds, truth, target_precision, z)
+        settled = abs(new - thr) < 1e-6 and abs(new_light - light_thr) < 1e-6
+        thr, light_thr = new, new_light
+        if settled:
             break
-        thr = new
-    return thr
+    engine.calibration["light_threshold"] = light_thr
+    return thr, light_thr
 
 
 def calibration_scores(
@@ -230,11 +247,13 @@ def concat_scores(a: CalibrationScores, b: CalibrationScores) -> CalibrationScor
     )
 
 
-def _threshold_for(preds: list[FusionPrediction], truth: list[str], target_precision: float) -> float:
+def _threshold_for(
+    preds: list[FusionPrediction], truth: list[str], target_precision: float, z: float
+) -> float:
     conf = np.array([p.confidence for p in preds])
     correct = np.array([p.category_id == c for p, c in zip(preds, truth, strict=True)])
-    flagged = np.array([_conflict(p) for p in preds])
-    return choose_threshold(conf, correct, flagged, target_precision)
+    flagged = np.array([_conflict(p) for p in preds], dtype=bool)
+    return choose_threshold(conf, correct, flagged, target_precision, z=z)
 
 
 def _conflict(p: FusionPrediction) -> bool:

@@ -376,20 +376,38 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def choose_threshold(
-    conf: np.ndarray, correct: np.ndarray, flagged: np.ndarray, target: float, min_accepted: int = 20
+    conf: np.ndarray,
+    correct: np.ndarray,
+    flagged: np.ndarray,
+    target: float,
+    min_accepted: int = 20,
+    z: float = 0.0,
 ) -> float:
-    """Lowest confidence threshold whose auto-accepted set (conf >= t, not flagged) has precision >= target."""
+    """Lowest confidence threshold whose auto-accepted set (conf >= t, not flagged) has precision >= target.
+
+    With ``z`` > 0 the precision taken is the Wilson lower bound ``z`` standard errors below the observed one:
+    the lowest threshold that merely reaches the target on the calibration set is the one most flattered by
+    its noise (on halves of ``val`` it held 99% on the other half only half the time)."""
     ok = ~flagged
     c, k = conf[ok], correct[ok]
     order = np.argsort(-c)
     c, k = c[order], k[order]
-    prec = np.cumsum(k) / np.arange(1, len(k) + 1)
+    prec = wilson_lower_bound(np.cumsum(k), np.arange(1, len(k) + 1), z)
     best = 1.0 + 1e-6
     for i in range(len(c)):
-        # the threshold must also keep precision for every stricter setting (monotone from the top)
+        # a threshold between two items with the same confidence is not one the engine can apply
         if i + 1 >= min_accepted and prec[i] >= target and (i + 1 == len(c) or c[i + 1] < c[i]):
             best = float(c[i])
     return best
+
+
+def wilson_lower_bound(successes: np.ndarray, n: np.ndarray, z: float) -> np.ndarray:
+    """Wilson score interval's lower end of a proportion (``z`` = 0: the observed proportion)."""
+    p = successes / n
+    if z == 0:
+        return p
+    z2 = z * z
+    return (p + z2 / (2 * n) - z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))) / (1 + z2 / n)
 
 
 # ---- calibration: per-path / per-title temperatures and their held-out check (pure functions) -------------
