@@ -338,6 +338,7 @@ def finetune(
                     "light_temperature",
                     "image_temperature",
                     "review_threshold",
+                    "light_threshold",
                 )
             }
         )

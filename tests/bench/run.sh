@@ -45,3 +45,6 @@ echo "### ops pages: brand list/search paging and the version diff at 50,000 bra
 $PY tests/bench/bench_brands.py $([ "${1:-}" = "--quick" ] && echo "--brands 5000")
 echo "### review loop over HTTP: gunicorn, 1 and 20 logged-in auditors (targets p95 <= 50 ms, >= 20 decisions/s)"
 $PY tests/bench/bench_review_http.py $([ "${1:-}" = "--quick" ] && echo "--tasks 20000 --seconds 10")
+echo "### review thresholds (val only): which rule keeps 99% precision on the half of val it was not chosen on"
+$PY tests/bench/bench_fusion_v2_threshold.py --data "$DATA" \
+  $([ "${1:-}" = "--quick" ] && echo "--splits 50 --out var/bench_fusion_v2_threshold_quick.json")

@@ -9,10 +9,12 @@ from classifier.fusion.evaluation import ece
 from classifier.fusion.training import (
     CalibrationScores,
     PathTemperatures,
+    choose_threshold,
     cross_validated_ece,
     fit_path_temperatures,
     fit_temperature,
     served,
+    wilson_lower_bound,
 )
 
 
@@ -129,3 +131,26 @@ def test_bn_statistics_are_recomputed_from_the_given_images_and_nothing_else_cha
     assert torch.allclose(net._bn0.running_mean, stem.mean((0, 2, 3)), atol=1e-4)
     assert not model.training and abs(net._bn0.momentum - 0.01) < 1e-9 and model.backbone.drop_connect > 0
     assert all(torch.equal(v, weights[k]) for k, v in model.named_parameters())
+
+
+def test_wilson_lower_bound_is_below_the_observed_share_and_tightens_with_more_items():
+    assert wilson_lower_bound(np.array([99]), np.array([100]), 0.0)[0] == 0.99
+    small = wilson_lower_bound(np.array([99]), np.array([100]), 1.0)[0]
+    large = wilson_lower_bound(np.array([990]), np.array([1000]), 1.0)[0]
+    assert 0.97 < small < large < 0.99
+    assert abs(small - 0.9741) < 1e-4  # (0.99 + 0.005 - sqrt(0.99 * 0.01 / 100 + 0.000025)) / 1.01
+
+
+def test_the_bounded_threshold_is_stricter_than_the_observed_one_and_keeps_its_precision():
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.5, 1.0, 4000)
+    correct = rng.uniform(size=4000) < conf  # calibrated: right with probability = confidence
+    flagged = np.zeros(4000, dtype=bool)
+    observed = choose_threshold(conf, correct, flagged, 0.95)
+    bounded = choose_threshold(conf, correct, flagged, 0.95, z=1.0)
+    assert observed < bounded < 1.0
+    accepted = conf >= bounded
+    assert correct[accepted].mean() >= 0.95
+    # flagged items never count, and a target nothing reaches accepts nothing
+    assert choose_threshold(conf, correct, np.ones(4000, dtype=bool), 0.95) > 1.0
+    assert choose_threshold(conf, correct, flagged, 1.0, z=1.0) > 1.0

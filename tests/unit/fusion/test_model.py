@@ -147,6 +147,21 @@ def test_full_path_predictions_carry_a_spatial_attention_map(encoder):
         assert p.attention_map.min() >= 0 and p.attention_map.max() <= 1
 
 
+def test_the_light_path_has_its_own_threshold(encoder):
+    # keywords and the entity bonus off: the light path agrees with the image head, every item is eligible
+    eng = _engine(encoder, tiny_config(gate_confidence=0.0, gate_complexity_max=1.0, keyword_weight=0.0))
+    eng.cfg.entity_boost = 0.0
+    items = [ListingInput(r["bytes"], r["title"], key=r["id"]) for r in ROWS]
+    preds, _ = eng.predict_detailed(items, review_threshold=0.0)
+    assert any(p.path == "light" for p in preds)
+    eng.calibration["light_threshold"] = (
+        1.01  # the light path never reaches it: every item takes the full path
+    )
+    eng.clear_caches()
+    preds, _ = eng.predict_detailed(items, review_threshold=0.0)
+    assert all(p.path in {"full", "full+hires"} for p in preds)
+
+
 def test_undecodable_image_raises_a_clear_error(encoder):
     eng = _engine(encoder, tiny_config())
     with pytest.raises(InvalidImageError, match="bad-1"):
