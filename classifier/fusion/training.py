@@ -403,11 +403,12 @@ def choose_threshold(
 
 def wilson_lower_bound(successes: np.ndarray, n: np.ndarray, z: float) -> np.ndarray:
     """Wilson score interval's lower end of a proportion (``z`` = 0: the observed proportion)."""
-    p = successes / n
+    p: np.ndarray = np.asarray(successes / n, dtype=float)
     if z == 0:
         return p
     z2 = z * z
-    return (p + z2 / (2 * n) - z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))) / (1 + z2 / n)
+    lower: np.ndarray = (p + z2 / (2 * n) - z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))) / (1 + z2 / n)
+    return lower
 
 
 # ---- calibration: per-path / per-title temperatures and their held-out check (pure functions) -------------
