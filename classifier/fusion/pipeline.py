@@ -248,13 +248,20 @@ def concat_scores(a: CalibrationScores, b: CalibrationScores) -> CalibrationScor
     )
 
 
+def threshold_inputs(
+    preds: list[FusionPrediction], truth: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a review threshold is chosen on: (confidence, right, held by the knowledge check) per item."""
+    conf = np.array([p.confidence for p in preds])
+    correct = np.array([p.category_id == c for p, c in zip(preds, truth, strict=True)], dtype=bool)
+    flagged = np.array([_conflict(p) for p in preds], dtype=bool)
+    return conf, correct, flagged
+
+
 def _threshold_for(
     preds: list[FusionPrediction], truth: list[str], target_precision: float, z: float
 ) -> float:
-    conf = np.array([p.confidence for p in preds])
-    correct = np.array([p.category_id == c for p, c in zip(preds, truth, strict=True)])
-    flagged = np.array([_conflict(p) for p in preds], dtype=bool)
-    return choose_threshold(conf, correct, flagged, target_precision, z=z)
+    return choose_threshold(*threshold_inputs(preds, truth), target_precision, z=z)
 
 
 def _conflict(p: FusionPrediction) -> bool:

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from classifier.fusion.data import read_catalogue
 from classifier.fusion.engine import InferenceEngine
 from classifier.fusion.evaluation import run_rows
+from classifier.fusion.pipeline import threshold_inputs
 from classifier.fusion.training import choose_threshold
 
 RULES_Z = (0.0, 0.5, 1.0, 1.28, 1.645)
@@ -73,16 +74,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     data = Path(a.data)
     rows = read_catalogue(data / "catalogue.csv", ("val",))
-    truth = np.array([r.leaf_id for r in rows])
+    truth = [r.leaf_id for r in rows]
     eng = InferenceEngine.load(a.model, device="cpu")
     target = float(eng.calibration.get("target_precision", eng.cfg.target_precision))
 
     full, _ = run_rows(eng, rows, data, force_path="full", review_threshold=1.0, desc="val, full path")
-    conf = np.array([p.confidence for p in full])
-    correct = np.array([p.category_id for p in full]) == truth
-    flagged = np.array(
-        [any(r in ("knowledge_conflict", "unknown_category") for r in p.review_reasons) for p in full]
-    )
+    conf, correct, flagged = threshold_inputs(full, truth)
     rules = [held_out(conf, correct, flagged, target, z, a.splits) for z in RULES_Z]
 
     # the light path at the review threshold without a threshold of its own
@@ -92,7 +89,7 @@ def main(argv=None) -> int:
     served, _ = run_rows(eng, rows, data, desc="val, gated")
     eng.calibration["light_threshold"] = light_threshold
     light = np.array([p.path == "light" for p in served])
-    light_correct = (np.array([p.category_id for p in served]) == truth)[light]
+    light_correct = threshold_inputs(served, truth)[1][light]
 
     out = {
         "command": " ".join(["bench_fusion_v2_threshold.py", *(argv or sys.argv[1:])]),
