@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from classifier.fusion.config import FusionConfig
+from classifier.fusion.ensemble import EnsembleModel, build_model
 from classifier.fusion.knowledge import KnowledgeSnapshot
 from classifier.fusion.modeling import FusionModel
 
@@ -36,7 +37,7 @@ DEFAULT_CALIBRATION: dict[str, float] = {
 
 def save_model(
     model_dir: str | Path,
-    model: FusionModel,
+    model: FusionModel | EnsembleModel,
     cfg: FusionConfig,
     labels: Mapping[str, object],
     calibration: Mapping[str, object],
@@ -70,11 +71,13 @@ def read_json(
     return cast("dict[str, object]", json.loads(p.read_text(encoding="utf-8")))
 
 
-def load_model(model_dir: str | Path, device: str = "cpu") -> tuple[FusionModel, FusionConfig, Labels]:
+def load_model(
+    model_dir: str | Path, device: str = "cpu"
+) -> tuple[FusionModel | EnsembleModel, FusionConfig, Labels]:
     d = Path(model_dir)
     cfg = FusionConfig.load(d / "config.json")
     labels = cast(Labels, read_json(d, "labels.json"))
-    model = FusionModel(cfg, len(labels["leaves"]))
+    model = build_model(cfg, len(labels["leaves"]))
     state = load_file(str(d / "model.safetensors"))
     expected = set(model.trainable_state())
     missing, unexpected = expected - set(state), set(state) - set(model.state_dict())

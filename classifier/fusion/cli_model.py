@@ -198,6 +198,22 @@ def _cmd_calibrate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ensemble(a: argparse.Namespace) -> int:
+    _threads(a.threads)
+    from classifier.fusion.pipeline import ensemble_and_save
+
+    members = [Path(m) for m in a.members.split(",") if m.strip()]
+    out = Path(a.out)
+    if out.exists():
+        raise SystemExit(f"--out {out} already exists")
+    try:
+        ensemble_and_save(members, a.data, out)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"ensemble: {e}") from e
+    print(f"ensemble of {len(members)} written to {out}")
+    return 0
+
+
 def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c = sub.add_parser("calibrate", help="refit temperatures and the review threshold on val (no retraining)")
     c.add_argument("--model", required=True)
@@ -222,6 +238,14 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="stop after the epoch that would take training past this budget (the schedule stays as planned)",
     )
     t.set_defaults(func=_cmd_train)
+    en = sub.add_parser(
+        "ensemble", help="trained models of one recipe (different seeds) as one ensemble, calibrated on val"
+    )
+    en.add_argument("--members", required=True, help="model directories, comma-separated")
+    en.add_argument("--data", required=True, help="folder with catalogue.csv and images/ (val calibrates)")
+    en.add_argument("--out", required=True)
+    en.add_argument("--threads", type=int, default=2)
+    en.set_defaults(func=_cmd_ensemble)
     p = sub.add_parser("predict", help="classify a catalogue CSV (images relative to it)")
     p.add_argument("--model", required=True)
     p.add_argument("--catalogue", required=True)

@@ -76,6 +76,9 @@ class FusionConfig:
     # this decay per step (0: the last step's weights)
     weight_average_decay: float = 0.0
     seed: int = 0
+    # members of a seed ensemble (``ensemble.py``): this recipe trained with seeds seed, seed+1, ...; their
+    # logits averaged (1: one model)
+    ensemble_size: int = 1
     # inference
     gate_confidence: float = 0.75
     gate_complexity_max: float = 0.6

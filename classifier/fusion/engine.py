@@ -32,6 +32,7 @@ from classifier.fusion.engine_state import (
     quantize_linear,
     routes_item,
 )
+from classifier.fusion.ensemble import EnsembleModel
 from classifier.fusion.knowledge import KnowledgeSnapshot
 from classifier.fusion.modeling import FusionModel, no_grad
 from classifier.fusion.onnx_backbone import OnnxBackbone
@@ -53,7 +54,7 @@ class InferenceEngine:
 
     def __init__(
         self,
-        model: FusionModel,
+        model: FusionModel | EnsembleModel,
         cfg: FusionConfig,
         labels: Mapping[str, object],
         calibration: Mapping[str, object],
@@ -120,7 +121,10 @@ class InferenceEngine:
             model = quantize_linear(model)
             version += "-int8"
             if cfg.use_image and model.efficient:
-                model.backbone = OnnxBackbone(model.backbone, cfg.image_size, cache_dir=onnx_cache_dir)
+                # an ensemble runs its first member's backbone whole and only the later blocks of the others
+                # (on the shared stride-16 map), so the first member's is the one on ONNX Runtime
+                first = model.members[0] if isinstance(model, EnsembleModel) else model
+                first.backbone = OnnxBackbone(first.backbone, cfg.image_size, cache_dir=onnx_cache_dir)
                 version += "-ort"
         return cls(model, cfg, labels, calib, snap, device=device, model_version=version)
 

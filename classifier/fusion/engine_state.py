@@ -112,7 +112,7 @@ def build_state(
         raise ValueError("the knowledge snapshot has no categories")
     train_pos = {c: i for i, c in enumerate(train_leaves)}
     new = [c for c in leaves if c not in train_pos]
-    protos = torch.zeros(len(leaves), cfg.embed_dim)
+    protos = torch.zeros(len(leaves), trained_prototypes.shape[1])  # an ensemble's are wider
     for j, c in enumerate(leaves):
         if c in train_pos:
             protos[j] = trained_prototypes[train_pos[c]]

@@ -143,9 +143,10 @@ def finetune(
     from classifier.fusion.augmentation import augment
     from classifier.fusion.encoder import TextEncoder
     from classifier.fusion.engine import InferenceEngine, ListingInput
+    from classifier.fusion.ensemble import build_model
     from classifier.fusion.evaluation import accuracy, ece
     from classifier.fusion.knowledge import KnowledgeSnapshot
-    from classifier.fusion.modeling import FusionModel, TextBatch
+    from classifier.fusion.modeling import TextBatch
     from classifier.fusion.pipeline import calibrate_items
     from classifier.fusion.text import EntityExtractor, category_text
     from classifier.fusion.training import compute_loss, level_matrices, mix_text
@@ -188,12 +189,15 @@ def finetune(
     )
 
     # -- the model: base weights, head grown by the new leaves --
-    model = FusionModel(cfg, len(leaves))
+    model = build_model(cfg, len(leaves))
     state = base.state_dict()
     if new_leaves:
         emb = encoder.sentence_embeddings([category_text(snapshot, c) for c in new_leaves]).float()
-        state["head.category_text"] = torch.cat([state["head.category_text"], emb], 0)
-        state["head.delta"] = torch.cat([state["head.delta"], torch.zeros(len(new_leaves), cfg.embed_dim)], 0)
+        for key in list(state):  # one head, or one per ensemble member
+            if key.endswith("head.category_text"):
+                state[key] = torch.cat([state[key], emb], 0)
+            elif key.endswith("head.delta"):
+                state[key] = torch.cat([state[key], torch.zeros(len(new_leaves), cfg.embed_dim)], 0)
     model.load_state_dict(state, strict=True)
     model.to(device)
     anchor = {

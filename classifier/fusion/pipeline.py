@@ -16,7 +16,9 @@ from classifier.fusion.config import FusionConfig
 from classifier.fusion.data import Row, read_catalogue, vague_titles
 from classifier.fusion.engine import FusionPrediction, InferenceEngine, ListingInput
 from classifier.fusion.engine_state import routes_item
+from classifier.fusion.ensemble import EnsembleModel, combine
 from classifier.fusion.evaluation import ece, summarize
+from classifier.fusion.knowledge import KnowledgeSnapshot
 from classifier.fusion.modeling import FusionModel
 from classifier.fusion.outcome import RawPrediction
 from classifier.fusion.prepared import Prepared
@@ -341,7 +343,24 @@ def train_and_save(
 ) -> tuple[InferenceEngine, Prepared, dict[str, object]]:
     prep = prep or Prepared(data_dir, cfg, cache)
     t0 = time.time()
-    model = train_model(prep, cfg, log=log, max_minutes=max_minutes, on_epoch=on_epoch, init_state=init_state)
+    model: FusionModel | EnsembleModel
+    if cfg.ensemble_size > 1:
+        if init_state is not None:
+            raise ValueError("a warm restart (init_state) trains one model, not an ensemble")
+        members = []
+        for i in range(cfg.ensemble_size):
+            member_cfg = replace(cfg, seed=cfg.seed + i, ensemble_size=1)
+            log(f"ensemble member {i + 1}/{cfg.ensemble_size} (seed {member_cfg.seed})")
+            # the augmented views are drawn per seed: each member gets its own (the plain maps are shared)
+            member_prep = prep if i == 0 else Prepared(data_dir, member_cfg, cache, splits=tuple(prep.splits))
+            members.append(
+                train_model(member_prep, member_cfg, log=log, max_minutes=max_minutes, on_epoch=on_epoch)
+            )
+        model = combine(members)
+    else:
+        model = train_model(
+            prep, cfg, log=log, max_minutes=max_minutes, on_epoch=on_epoch, init_state=init_state
+        )
     train_s = time.time() - t0
     labels = labels_dict(prep)
     engine = InferenceEngine(
@@ -361,6 +380,7 @@ def train_and_save(
         "epochs": cfg.epochs,
         "vision_backbone": cfg.vision_backbone,
         "frozen_blocks": cfg.frozen_blocks,
+        "ensemble_size": cfg.ensemble_size,
         "threads": torch.get_num_threads(),
     }
     log(f"val: {metrics['val']}")
@@ -369,3 +389,47 @@ def train_and_save(
         engine.model_version = f"{Path(out_dir).resolve().name}"
         write_json(out_dir, "metrics.json", metrics)
     return engine, prep, metrics
+
+
+def ensemble_and_save(
+    member_dirs: list[Path],
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    log: Callable[[str], object] = print,
+) -> dict[str, object]:
+    """Trained model directories of one recipe (seeds aside) as one ensemble directory, calibrated on
+    ``val`` like a trained model (the members' own calibration is not used)."""
+    from classifier.fusion.artifacts import load_model, read_json
+
+    loaded = [load_model(d, "cpu") for d in member_dirs]
+    labels = loaded[0][2]
+    if any(lab["leaves"] != labels["leaves"] for _, _, lab in loaded):
+        raise ValueError("ensemble members must be trained on the same leaves")
+    models = [cast(FusionModel, m) for m, _, _ in loaded]
+    if not all(isinstance(m, FusionModel) for m in models):
+        raise ValueError("an ensemble's members are single models")
+    model = combine(models)
+    cfg = model.cfg
+    snapshot = KnowledgeSnapshot.load(Path(member_dirs[0]) / "snapshot.json")
+    engine = InferenceEngine(model, cfg, labels, {}, snapshot, None, "cpu", model_version=Path(out_dir).name)
+    rows = [r for r in read_catalogue(Path(data_dir) / "catalogue.csv") if r.split == "val"]
+    cal, preds = calibrate_rows(engine, rows, Path(data_dir), cfg, log, return_preds=True)
+    member_metrics = [read_json(d, "metrics.json", {}) for d in member_dirs]
+    metrics: dict[str, object] = {
+        "val": summarize(preds, rows, engine.review_threshold),
+        "train_seconds": round(
+            sum(float(cast(float, m.get("train_seconds", 0.0))) for m in member_metrics), 1
+        ),
+        "epochs": cfg.epochs,
+        "vision_backbone": cfg.vision_backbone,
+        "frozen_blocks": cfg.frozen_blocks,
+        "ensemble_size": cfg.ensemble_size,
+        "members": [
+            {"dir": Path(d).name, "seed": m.cfg.seed, "metrics": mm}
+            for d, m, mm in zip(member_dirs, models, member_metrics, strict=True)
+        ],
+    }
+    log(f"val: {metrics['val']}")
+    save_model(out_dir, model, cfg, labels, cal, metrics, snapshot)
+    return metrics

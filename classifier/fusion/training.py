@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from classifier.fusion.augmentation import augment_with_foreground
 from classifier.fusion.config import FusionConfig
+from classifier.fusion.ensemble import EnsembleModel
 from classifier.fusion.knowledge import KnowledgeSnapshot
 from classifier.fusion.modeling import FusionModel, FusionOutput, TextBatch, info_nce
 from classifier.fusion.prepared import Prepared
@@ -85,7 +86,7 @@ def class_weights(labels: torch.Tensor, num_leaves: int, power: float) -> torch.
 
 
 def compute_loss(
-    model: FusionModel,
+    model: FusionModel | EnsembleModel,
     out: FusionOutput,
     y: torch.Tensor,
     choice: torch.Tensor,
