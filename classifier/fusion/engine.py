@@ -192,12 +192,7 @@ class InferenceEngine:
         text = self.encoder.encode([it.title for it in items], st.extractor) if self.cfg.use_text else None
         with self._amp():
             feats = self.model.forward_features(pix if self.cfg.use_image else None, text)
-        main = (
-            feats.fused
-            if feats.fused is not None
-            else (feats.image_emb if feats.image_emb is not None else feats.text_emb)
-        )
-        fz = list(F.normalize(main.float(), dim=-1).cpu())
+        fz = list(F.normalize(feats.main.float(), dim=-1).cpu())
         iz = list(F.normalize(feats.image_emb.float(), dim=-1).cpu()) if feats.image_emb is not None else fz
         with self._lock:
             old = self._examples.get(category_id, ([], []))

@@ -145,13 +145,8 @@ class EnsembleModel(nn.Module):  # type: ignore[misc]  # torch is not type-check
 
     def forward_head(self, feats: FusionFeatures, prototypes: torch.Tensor | None = None) -> FusionOutput:
         p = self.head.prototypes() if prototypes is None else prototypes
-        main = (
-            feats.fused
-            if feats.fused is not None
-            else (feats.image_emb if feats.image_emb is not None else feats.text_emb)
-        )
         img = self.head(feats.image_emb, p) if feats.image_emb is not None else None
-        return FusionOutput(self.head(main, p), img, feats)
+        return FusionOutput(self.head(feats.main, p), img, feats)
 
     def forward(
         self, pixels: torch.Tensor | None, text: TextBatch | None, prototypes: torch.Tensor | None = None

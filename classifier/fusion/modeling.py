@@ -53,6 +53,14 @@ class FusionFeatures:
     text_emb: torch.Tensor | None  # [batch, embed_dim] text-only embedding
     attention: torch.Tensor | None  # [batch, h, w] spatial attention in [0, 1] (shallow-stage grid)
 
+    @property
+    def main(self) -> torch.Tensor:
+        """The embedding the main head scores: the fused one, else the single modality's."""
+        for emb in (self.fused, self.image_emb, self.text_emb):
+            if emb is not None:
+                return emb
+        raise ValueError("no embedding: the model saw neither an image nor a title")
+
 
 @dataclass
 class FusionOutput:
@@ -472,13 +480,8 @@ class FusionModel(nn.Module):  # type: ignore[misc]  # torch is not type-checked
 
     def forward_head(self, feats: FusionFeatures, prototypes: torch.Tensor | None = None) -> FusionOutput:
         p = self.head.prototypes() if prototypes is None else prototypes
-        main = (
-            feats.fused
-            if feats.fused is not None
-            else (feats.image_emb if feats.image_emb is not None else feats.text_emb)
-        )
         img = self.head(feats.image_emb, p) if feats.image_emb is not None else None
-        return FusionOutput(self.head(main, p), img, feats)
+        return FusionOutput(self.head(feats.main, p), img, feats)
 
     def forward(
         self, pixels: torch.Tensor | None, text: TextBatch | None, prototypes: torch.Tensor | None = None
