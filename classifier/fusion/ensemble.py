@@ -27,6 +27,7 @@ from classifier.fusion.modeling import (
     FusionOutput,
     PrototypeHead,
     TextBatch,
+    score_features,
 )
 
 
@@ -144,9 +145,7 @@ class EnsembleModel(nn.Module):  # type: ignore[misc]  # torch is not type-check
         return FusionFeatures(joined("fused"), joined("image_emb"), joined("text_emb"), attention)
 
     def forward_head(self, feats: FusionFeatures, prototypes: torch.Tensor | None = None) -> FusionOutput:
-        p = self.head.prototypes() if prototypes is None else prototypes
-        img = self.head(feats.image_emb, p) if feats.image_emb is not None else None
-        return FusionOutput(self.head(feats.main, p), img, feats)
+        return score_features(self.head, feats, prototypes)
 
     def forward(
         self, pixels: torch.Tensor | None, text: TextBatch | None, prototypes: torch.Tensor | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Self, TypeVar, cast
+from typing import Protocol, Self, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -69,6 +69,23 @@ class FusionOutput:
     logits: torch.Tensor  # [batch, leaves] main head (fused, or the single modality)
     image_logits: torch.Tensor | None  # [batch, leaves]
     features: FusionFeatures
+
+
+class CategoryHead(Protocol):
+    """Scores embeddings against category prototypes: a :class:`PrototypeHead`, or an ensemble's."""
+
+    def __call__(self, z: torch.Tensor, prototypes: torch.Tensor | None = None) -> torch.Tensor: ...
+
+    def prototypes(self) -> torch.Tensor: ...
+
+
+def score_features(
+    head: CategoryHead, feats: FusionFeatures, prototypes: torch.Tensor | None = None
+) -> FusionOutput:
+    """The main and image-only heads' logits of a batch's embeddings (the trained prototypes by default)."""
+    p = head.prototypes() if prototypes is None else prototypes
+    img = head(feats.image_emb, p) if feats.image_emb is not None else None
+    return FusionOutput(head(feats.main, p), img, feats)
 
 
 # ---- blocks ------------------------------------------------------------------------------------
@@ -479,9 +496,7 @@ class FusionModel(nn.Module):  # type: ignore[misc]  # torch is not type-checked
         return FusionFeatures(fused, image_emb, text_emb, attention)
 
     def forward_head(self, feats: FusionFeatures, prototypes: torch.Tensor | None = None) -> FusionOutput:
-        p = self.head.prototypes() if prototypes is None else prototypes
-        img = self.head(feats.image_emb, p) if feats.image_emb is not None else None
-        return FusionOutput(self.head(feats.main, p), img, feats)
+        return score_features(self.head, feats, prototypes)
 
     def forward(
         self, pixels: torch.Tensor | None, text: TextBatch | None, prototypes: torch.Tensor | None = None
