@@ -52,6 +52,19 @@ def run_rows(
     return preds, raws
 
 
+def head_accuracy(
+    raws: Sequence[RawScores], rows: Sequence[Row], leaves: list[str], field: str
+) -> float | None:
+    """Accuracy of one head's raw scores (``image_logits`` / ``text_logits``) over the engine's leaves;
+    None when a path skipped that head for some item."""
+    vals = [getattr(r, field, None) for r in raws]
+    if any(v is None for v in vals):
+        return None
+    names = [c.rsplit(" > ", 1)[-1] for c in leaves]
+    pred = torch.stack(vals).argmax(-1).tolist()
+    return round(float(np.mean([names[j] == r.article_type for j, r in zip(pred, rows, strict=True)])), 4)
+
+
 def macro_f1(truth: list[str], pred: list[str]) -> float:
     labels = sorted(set(truth))
     f1s = []

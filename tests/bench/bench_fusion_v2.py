@@ -45,17 +45,7 @@ from bench_fusion import EMERGING, emerging_snapshot
 
 from classifier.fusion.data import read_catalogue, vague_titles
 from classifier.fusion.engine import InferenceEngine, ListingInput
-from classifier.fusion.evaluation import run_rows, summarize
-
-
-def head_accuracy(raws, rows, leaves: list[str], field: str) -> float | None:
-    """Accuracy of one head's raw scores (``image_logits`` / ``text_logits``) over the engine's leaves."""
-    vals = [getattr(r, field) for r in raws]
-    if any(v is None for v in vals):
-        return None
-    names = [c.rsplit(" > ", 1)[-1] for c in leaves]
-    pred = torch.stack(vals).argmax(-1).tolist()
-    return round(float(np.mean([names[j] == r.article_type for j, r in zip(pred, rows, strict=True)])), 4)
+from classifier.fusion.evaluation import head_accuracy, run_rows, summarize
 
 
 def accuracy_report(

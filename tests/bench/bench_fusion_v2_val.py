@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from classifier.fusion.data import read_catalogue
 from classifier.fusion.engine import InferenceEngine
-from classifier.fusion.evaluation import run_rows, summarize
+from classifier.fusion.evaluation import head_accuracy, run_rows, summarize
 from classifier.fusion.pipeline import vague_titles_of
 
 KEEP = ("accuracy", "article_macro_f1", "ece", "auto_accepted_share", "auto_accepted_precision", "paths")
@@ -40,9 +40,10 @@ def evaluate(model_dir: str, data: Path) -> dict[str, object]:
     vague = vague_titles_of(rows, data)
     out: dict[str, object] = {"review_threshold": round(eng.review_threshold, 4), "n": len(rows)}
     for kind, titles in (("full", None), ("vague", [vague[r.id] for r in rows])):
-        preds, _ = run_rows(eng, rows, data, titles, desc=f"{Path(model_dir).name} {kind}")
+        preds, raws = run_rows(eng, rows, data, titles, desc=f"{Path(model_dir).name} {kind}")
         summary = summarize(preds, rows, eng.review_threshold)
         out[kind] = {k: summary[k] for k in KEEP}
+        out[kind]["image_only"] = head_accuracy(raws, rows, eng.leaves, "image_logits")
     return out
 
 
@@ -60,14 +61,18 @@ def main() -> int:
         "models": {},
     }
     models = parse_models(a.models)
-    print(f"{'model':<14} {'full':>7} {'vague':>7} {'auto (full) @ precision':>24} {'ECE full/vague':>15}")
+    print(
+        f"{'model':<14} {'image':>7} {'full':>7} {'vague':>7} {'auto (full) @ precision':>24} "
+        f"{'ECE full/vague':>15}"
+    )
     for name, model_dir in models:
         r = evaluate(model_dir, data)
         results["models"][name] = {"dir": model_dir, **r}  # type: ignore[index]
         full, vague = r["full"], r["vague"]
         assert isinstance(full, dict) and isinstance(vague, dict)
         print(
-            f"{name:<14} {full['accuracy']['article']:>7.2%} {vague['accuracy']['article']:>7.2%} "
+            f"{name:<14} {full['image_only'] or 0:>7.2%} {full['accuracy']['article']:>7.2%} "
+            f"{vague['accuracy']['article']:>7.2%} "
             f"{full['auto_accepted_share']:>14.1%} @ {full['auto_accepted_precision']:.2%} "
             f"{full['ece']:>7.2%}/{vague['ece']:.2%}"
         )
