@@ -316,7 +316,8 @@ FUSION_DEVICE = env_str("FUSION_DEVICE", "")  # "" picks CUDA when present, else
 # Runtime): several times the items/s of full precision on CPU (tests/bench/bench_fusion_v2.py --quantized);
 # ignored on CUDA. FUSION_QUANTIZED=0 serves the full-precision PyTorch model.
 FUSION_QUANTIZED = env_bool("FUSION_QUANTIZED", True)
-# None means "use the threshold chosen on val and stored with the model".
+# None means "use the threshold chosen on val and stored with the model". A title that names no product
+# type is held to the model's own untyped threshold when that is higher (calibration.json).
 REVIEW_THRESHOLD = env_float("REVIEW_THRESHOLD", None, minimum=0.0, maximum=1.0)
 INFERENCE_BATCH_SIZE = env_int("INFERENCE_BATCH_SIZE", 16, minimum=1)
 CLAIM_TTL_SECONDS = env_int("CLAIM_TTL_SECONDS", 600, minimum=10)

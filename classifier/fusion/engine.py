@@ -253,6 +253,13 @@ class InferenceEngine:
         with self._lock:
             return {c: len(fused) for c, (fused, _) in self._examples.items()}
 
+    def untyped_threshold(self, review_threshold: float | None = None) -> float:
+        """The review threshold of a title that names no product type: the calibrated ``untyped_threshold``
+        (chosen on `val`'s untyped and vague titles), never below ``review_threshold`` (the engine's when
+        None; a model calibrated without one holds every title to the review threshold)."""
+        thr = self.review_threshold if review_threshold is None else float(review_threshold)
+        return max(thr, float(self.calibration.get("untyped_threshold", 0.0)))
+
     @property
     def leaves(self) -> list[str]:
         """The candidate leaf ids of the current snapshot, in the order of the raw scores' columns."""
@@ -290,6 +297,8 @@ class InferenceEngine:
         miss = [i for i in range(n) if hits[i] is None]
         titles = [(it.title or "").strip() for it in items]
         ents = [st.extractor.extract(t) for t in titles]
+        # a title that names no product type (a vague seller) is held to its own, stricter threshold
+        thr_of = [thr if names_type(e) else self.untyped_threshold(thr) for e in ents]
         cplx = np.array(
             [
                 cast("_ImageHit", hits[i])[0]
@@ -346,7 +355,7 @@ class InferenceEngine:
                 kw = torch.zeros_like(kw)
             img_logits = cast("torch.Tensor", img_logits)  # set above (use_image)
             # the light path has its own, higher threshold (chosen on val: it is less precise at equal confidence)
-            gate_thr = max(thr, float(self.calibration.get("light_threshold", 0.0)))
+            light_thr = float(self.calibration.get("light_threshold", 0.0))
             light = ((img_logits + boost) / t_img + cfg.keyword_weight * kw) / t_light
             p_img = torch.softmax(img_logits / t_img, -1)
             p_light = torch.softmax(light, -1)
@@ -357,7 +366,7 @@ class InferenceEngine:
                     cplx[i] <= cfg.gate_complexity_max
                     and float(p_img[i].max()) >= cfg.gate_confidence
                     and j == int(p_img[i].argmax())
-                    and float(p_light[i, j]) >= gate_thr
+                    and float(p_light[i, j]) >= max(thr_of[i], light_thr)
                 )
                 findings = verify(st.snapshot, st.leaves[j], ents[i]) if self.use_verification else []
                 if ok and (force_path == "light" or not routes_item(findings)):
@@ -449,7 +458,7 @@ class InferenceEngine:
                     ents[i],
                     cplx=float(cplx[i]),
                     latency=float(cost[i]),
-                    thr=thr,
+                    thr=thr_of[i],
                     model_version=self.model_version,
                     trained=self._trained_set,
                 )

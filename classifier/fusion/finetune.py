@@ -343,7 +343,9 @@ def finetune(
                     "image_temperature",
                     "review_threshold",
                     "light_threshold",
+                    "untyped_threshold",
                 )
+                if k in fitted
             }
         )
         conf = np.array([p.confidence for p in preds])

@@ -28,8 +28,14 @@ class RawPrediction:
 
 
 def names_type(ents: list[Entity]) -> bool:
-    """Does the title name a product type (a gazetteer hit)? Picks the full path's temperature."""
+    """Does the title name a product type (a gazetteer hit)? Picks the full path's temperature and the
+    review threshold (a title that names none is held to the stricter untyped one)."""
     return any(e.type == "product_type" for e in ents)
+
+
+def prediction_names_type(p: FusionPrediction) -> bool:
+    """:func:`names_type` of a prediction's title, read off the entities it carries."""
+    return any(e.get("type") == "product_type" for e in p.entities)
 
 
 def new_category_finding(st: SnapshotState, j: int, ents: list[Entity], trained: Set[str]) -> Finding | None:

@@ -39,11 +39,12 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def artifact_review_threshold(artifact_dir: str | Path) -> float | None:
-    """The review threshold chosen on `val` and stored with the model (calibration.json), if any."""
+def artifact_review_threshold(artifact_dir: str | Path, key: str = "review_threshold") -> float | None:
+    """The review threshold chosen on `val` and stored with the model (calibration.json), if any;
+    ``key="untyped_threshold"``: the one of titles that name no product type."""
     try:
         value = json.loads((Path(artifact_dir) / "calibration.json").read_text(encoding="utf-8"))
-        threshold = value.get("review_threshold") if isinstance(value, dict) else None
+        threshold = value.get(key) if isinstance(value, dict) else None
         return None if threshold is None else float(threshold)
     except (OSError, ValueError, TypeError):
         return None

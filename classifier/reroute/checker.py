@@ -15,6 +15,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from classifier.fusion.knowledge import KnowledgeSnapshot
+from classifier.fusion.outcome import names_type
 from classifier.fusion.routing import RouteDecision, RouteReason, from_the_model, route
 from classifier.fusion.text import EntityExtractor
 from classifier.fusion.verification import verify
@@ -39,6 +40,15 @@ def threshold_for(version: ModelVersion | None) -> float:
     return 1.0  # unknown: everything stays with a person
 
 
+def untyped_threshold_for(version: ModelVersion | None) -> float:
+    """The stricter threshold the engine holds a title that names no product type to (chosen on `val`
+    and stored with the model; 0 when the model has none): the checker routes such titles the same way."""
+    if version is None:
+        return 0.0
+    stored = artifact_review_threshold(version.artifact_dir, key="untyped_threshold")
+    return 0.0 if stored is None else stored
+
+
 def knowledge_routed_open_tasks() -> QuerySet[ReviewTask]:
     """Open (waiting or held) tasks whose reason came from the knowledge check."""
     return ReviewTask.objects.exclude(status=ReviewTask.Status.DONE).filter(
@@ -54,7 +64,7 @@ class Checker:
     def __init__(self, snapshot: KnowledgeSnapshot) -> None:
         self.snapshot = snapshot
         self._extractor_built: EntityExtractor | None = None
-        self._thresholds: dict[int | None, float] = {}
+        self._thresholds: dict[tuple[int | None, bool], float] = {}
 
     @property
     def _extractor(self) -> EntityExtractor:
@@ -63,10 +73,13 @@ class Checker:
             self._extractor_built = EntityExtractor(self.snapshot)
         return self._extractor_built
 
-    def threshold(self, version: ModelVersion | None) -> float:
-        key = getattr(version, "pk", None)
+    def threshold(self, version: ModelVersion | None, *, typed: bool = True) -> float:
+        """The threshold a prediction of `version` is routed at; ``typed=False``: its title names no
+        product type (the model's untyped threshold applies when higher)."""
+        key = (getattr(version, "pk", None), typed)
         if key not in self._thresholds:
-            self._thresholds[key] = threshold_for(version)
+            thr = threshold_for(version)
+            self._thresholds[key] = thr if typed else max(thr, untyped_threshold_for(version))
         return self._thresholds[key]
 
     def findings(self, title: str, label: str | None) -> list[dict[str, object]]:
@@ -92,7 +105,8 @@ class Checker:
         """Route again under this snapshot: the graph's findings are new, `model_findings` (what the
         model said of itself when it predicted, e.g. a leaf it never trained on) are kept."""
         findings = [*self.findings(title, label), *model_findings]
-        return route(confidence=confidence, threshold=self.threshold(version), findings=findings)
+        typed = names_type(self._extractor.extract(title or ""))
+        return route(confidence=confidence, threshold=self.threshold(version, typed=typed), findings=findings)
 
     def check_task(self, task: ReviewTask, labels: dict[int, str]) -> tuple[str | None, RouteDecision]:
         """A task's prediction checked again: (its category's label in the snapshot, the decision)."""

@@ -272,3 +272,29 @@ def test_the_version_page_shows_the_reroute_and_ops_can_put_the_tasks_back(
     for task in tasks:
         task.refresh_from_db()
         assert task.status == ReviewTask.Status.PENDING
+
+
+@pytest.mark.django_db
+def test_the_checker_holds_a_title_that_names_no_type_to_the_models_untyped_threshold(tmp_path):
+    """A knowledge re-route decides as the engine did: a vague title ("Puma Men Blue") at the stricter
+    untyped threshold stored with the model, a title naming its type at the version's threshold."""
+    import json
+
+    from classifier.reroute.checker import Checker
+    from tests.unit.fusion.factories import LEAVES, tiny_snapshot
+
+    (tmp_path / "calibration.json").write_text(
+        json.dumps({"review_threshold": 0.9, "untyped_threshold": 0.99}), encoding="utf-8"
+    )
+    version = factories.model_version("untyped-v1")
+    version.artifact_dir, version.review_threshold = str(tmp_path), 0.9
+    version.save(update_fields=["artifact_dir", "review_threshold"])
+    checker = Checker(tiny_snapshot())
+    tshirts = LEAVES[0]  # Apparel > Topwear > Tshirts
+
+    def primary(title: str, confidence: float) -> str:
+        return checker.check(title=title, label=tshirts, confidence=confidence, version=version).primary
+
+    assert primary("Puma Men Blue Tshirt", 0.95) == "auto_accepted"
+    assert primary("Puma Men Blue", 0.95) == "low_confidence"
+    assert primary("Puma Men Blue", 0.995) == "auto_accepted"

@@ -162,6 +162,64 @@ def test_the_light_path_has_its_own_threshold(encoder):
     assert all(p.path in {"full", "full+hires"} for p in preds)
 
 
+def test_a_title_that_names_no_type_is_held_to_the_untyped_threshold(encoder):
+    """calibration.json's untyped_threshold applies to vague titles only, never below the review threshold
+    passed in, on both paths; a model calibrated without one routes every title at the review threshold."""
+    eng = _engine(encoder, tiny_config(gate_confidence=0.0, gate_complexity_max=1.0))
+    shirt = next(r for r in ROWS if r["leaf"] == LEAVES[0])
+    typed = ListingInput(shirt["bytes"], "Puma Men Blue Tshirt", key="typed")
+    vague = ListingInput(shirt["bytes"], "Puma Men Blue", key="vague")
+    before = eng.predict_batch([typed, vague], review_threshold=0.0)
+    assert not any(p.needs_review for p in before)
+    assert eng.untyped_threshold(0.3) == 0.3
+    eng.calibration["untyped_threshold"] = 1.000001  # no vague title reached the target on val
+    eng.clear_caches()
+    after = eng.predict_batch([typed, vague], review_threshold=0.0)
+    assert not after[0].needs_review  # the title names a type: the review threshold
+    assert after[1].needs_review and after[1].route_reason == "low_confidence"
+    assert after[1].confidence == pytest.approx(before[1].confidence)  # routing moves, confidence does not
+    eng.calibration["untyped_threshold"] = 0.2
+    assert eng.untyped_threshold(0.6) == 0.6 and eng.untyped_threshold(0.1) == 0.2
+
+
+def test_reroute_holds_vague_titles_to_the_untyped_threshold(encoder):
+    from classifier.fusion.pipeline import reroute
+
+    eng = _engine(encoder, tiny_config())
+    shirt = next(r for r in ROWS if r["leaf"] == LEAVES[0])
+    preds = eng.predict_batch(
+        [ListingInput(shirt["bytes"], "Puma Men Blue Tshirt"), ListingInput(shirt["bytes"], "Puma Men Blue")],
+        review_threshold=0.0,
+    )
+    typed, vague = reroute(preds, 0.0, untyped_threshold=1.000001)
+    assert not typed.needs_review and vague.needs_review
+    assert not any(p.needs_review for p in reroute(preds, 0.0))
+
+
+def test_calibration_chooses_the_untyped_threshold_on_vague_titles_only_with_enough_of_them(
+    encoder, monkeypatch
+):
+    from classifier.fusion import pipeline
+
+    items = [ListingInput(r["bytes"], r["title"], key=r["id"]) for r in ROWS]
+    vague = [ListingInput(r["bytes"], " ".join(r["title"].split()[:2]), key=r["id"]) for r in ROWS]
+    truth = [r["leaf"] for r in ROWS]
+    quiet = lambda *_: None  # noqa: E731
+
+    eng = _engine(encoder, tiny_config())
+    cal, _ = pipeline.calibrate_items(eng, items, truth, 0.9, vague_items=vague, log=quiet)
+    assert "untyped_threshold" not in cal and "untyped_threshold" not in eng.calibration  # too few
+
+    monkeypatch.setattr(pipeline, "MIN_UNTYPED_ITEMS", 10)
+    eng = _engine(encoder, tiny_config())
+    cal, _ = pipeline.calibrate_items(eng, items, truth, 0.9, vague_items=vague, log=quiet)
+    assert cal["untyped_threshold_items"] >= len(vague)  # every vague title (and any full one naming no type)
+    assert eng.calibration["untyped_threshold"] == cal["untyped_threshold"]
+    served = eng.predict_batch(vague)
+    floor = eng.untyped_threshold()
+    assert all(p.needs_review for p in served if p.confidence < floor)
+
+
 def test_undecodable_image_raises_a_clear_error(encoder):
     eng = _engine(encoder, tiny_config())
     with pytest.raises(InvalidImageError, match="bad-1"):
