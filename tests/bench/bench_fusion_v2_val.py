@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from classifier.fusion.data import read_catalogue
 from classifier.fusion.engine import InferenceEngine
 from classifier.fusion.evaluation import head_accuracy, run_rows, summarize
+from classifier.fusion.outcome import prediction_names_type
 from classifier.fusion.pipeline import vague_titles_of
 
 KEEP = ("accuracy", "article_macro_f1", "ece", "auto_accepted_share", "auto_accepted_precision", "paths")
@@ -38,12 +39,23 @@ def evaluate(model_dir: str, data: Path) -> dict[str, object]:
     eng = InferenceEngine.load(model_dir, device="cpu")
     rows = [r for r in read_catalogue(data / "catalogue.csv") if r.split == "val"]
     vague = vague_titles_of(rows, data)
-    out: dict[str, object] = {"review_threshold": round(eng.review_threshold, 4), "n": len(rows)}
+    out: dict[str, object] = {
+        "review_threshold": round(eng.review_threshold, 4),
+        "untyped_threshold": round(eng.untyped_threshold(), 6),
+        "n": len(rows),
+    }
     for kind, titles in (("full", None), ("vague", [vague[r.id] for r in rows])):
         preds, raws = run_rows(eng, rows, data, titles, desc=f"{Path(model_dir).name} {kind}")
         summary = summarize(preds, rows, eng.review_threshold)
         out[kind] = {k: summary[k] for k in KEEP}
         out[kind]["image_only"] = head_accuracy(raws, rows, eng.leaves, "image_logits")
+        untyped = [(p, r) for p, r in zip(preds, rows, strict=True) if not prediction_names_type(p)]
+        accepted = [p.category_id == r.leaf_id for p, r in untyped if not p.needs_review]
+        out[kind]["titles_naming_no_type"] = {  # held to the untyped threshold
+            "n": len(untyped),
+            "auto_accepted_share": round(len(accepted) / max(len(untyped), 1), 4),
+            "auto_accepted_precision": round(sum(accepted) / len(accepted), 4) if accepted else None,
+        }
     return out
 
 
