@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
+from classifier.registry.artifacts import artifact_review_threshold
 from classifier.registry.models import ModelEvaluation, ModelVersion
 
 
@@ -31,6 +32,12 @@ def model_version_rollback_target() -> ModelVersion | None:
     if previous is not None:
         return previous
     return current.parent if current is not None else None
+
+
+def model_version_untyped_threshold(*, version: ModelVersion) -> float | None:
+    """The stricter threshold the model holds titles that name no product type to (calibration.json);
+    above 1: no threshold reached the target precision on `val`, every such title goes to a person."""
+    return artifact_review_threshold(version.artifact_dir, key="untyped_threshold")
 
 
 def model_evaluation_latest(*, version: ModelVersion) -> ModelEvaluation | None:

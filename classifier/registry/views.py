@@ -80,6 +80,7 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "classifier/model_detail.html",
         {
             "version": version,
+            "untyped_threshold": sel.model_version_untyped_threshold(version=version),
             "promoted": promoted,
             "evaluation": evaluation,
             "evaluations": version.evaluations.select_related("baseline")[:10],

@@ -98,6 +98,8 @@ def test_every_version_is_evaluated_when_registered_against_production(
     assert 'id="level-accuracy"' in page and "Leaf (article type)" in page
     page = client.get(reverse("model-detail", args=[v0.pk])).content.decode()
     assert "the version every candidate is compared with" in page and "nothing in production" not in page
+    # no threshold reached 99% on val's vague titles: the page says where they go
+    assert 'id="version-untyped-threshold"' in page and "every one goes to a person" in page
     for kind in ("confusion", "risk-coverage", "history"):
         response = client.get(reverse("model-plot", args=[v1.pk, kind]))
         assert response.status_code == 200 and response["Content-Type"] == "image/png", kind
