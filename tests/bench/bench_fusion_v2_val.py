@@ -65,13 +65,17 @@ def main() -> int:
     ap.add_argument("--models", default="v2=fusionreview/demo/model", help="name=dir,name=dir")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="tests/bench/bench_fusion_v2_results_val.json")
+    ap.add_argument("--merge", action="store_true", help="keep the other models already in --out")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     data = Path(a.data)
-    results: dict[str, object] = {
-        "command": " ".join(["bench_fusion_v2_val.py", *sys.argv[1:]]),
-        "models": {},
-    }
+    command = " ".join(["bench_fusion_v2_val.py", *sys.argv[1:]])
+    results: dict[str, object] = {"command": command, "models": {}}
+    if a.merge and Path(a.out).exists():  # each model keeps the command that measured it
+        results = json.loads(Path(a.out).read_text(encoding="utf-8"))
+        for rep in results["models"].values():  # type: ignore[union-attr]
+            rep.setdefault("command", results["command"])
+        results["command"] = command
     models = parse_models(a.models)
     print(
         f"{'model':<14} {'image':>7} {'full':>7} {'vague':>7} {'auto (full) @ precision':>24} "
@@ -79,7 +83,7 @@ def main() -> int:
     )
     for name, model_dir in models:
         r = evaluate(model_dir, data)
-        results["models"][name] = {"dir": model_dir, **r}  # type: ignore[index]
+        results["models"][name] = {"dir": model_dir, "command": command, **r}  # type: ignore[index]
         full, vague = r["full"], r["vague"]
         assert isinstance(full, dict) and isinstance(vague, dict)
         print(
