@@ -459,6 +459,7 @@ class InferenceEngine:
                     cplx=float(cplx[i]),
                     latency=float(cost[i]),
                     thr=thr_of[i],
+                    review_threshold=thr,
                     model_version=self.model_version,
                     trained=self._trained_set,
                 )

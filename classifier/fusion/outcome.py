@@ -11,7 +11,7 @@ import torch
 
 from classifier.fusion.engine_state import SnapshotState
 from classifier.fusion.predictions import FusionPrediction, ListingInput
-from classifier.fusion.routing import NEW_CATEGORY_UNCONFIRMED, Finding, Severity, route
+from classifier.fusion.routing import NEW_CATEGORY_UNCONFIRMED, TITLE_NAMES_NO_TYPE, Finding, Severity, route
 from classifier.fusion.text import Entity
 
 
@@ -57,6 +57,24 @@ def new_category_finding(st: SnapshotState, j: int, ents: list[Entity], trained:
     )
 
 
+def title_names_no_type_finding(confidence: float, review_threshold: float, untyped: float) -> Finding | None:
+    """The item would have been auto-accepted had its title named a product type: only the untyped
+    threshold sends it to a person. A hint, so the auditor knows the photo carried the decision."""
+    if not review_threshold <= confidence < untyped:
+        return None
+    why = (
+        "no confidence reached the target precision for such titles on val, so a person confirms each one"
+        if untyped > 1
+        else f"such titles are auto-accepted only from {untyped:.1%} (titles naming their type: "
+        f"{review_threshold:.1%})"
+    )
+    return Finding(
+        TITLE_NAMES_NO_TYPE,
+        f"The title names no product type, so the photo carried this decision; {why}.",
+        Severity.HINT,
+    )
+
+
 def build_prediction(
     st: SnapshotState,
     item: ListingInput,
@@ -69,10 +87,12 @@ def build_prediction(
     thr: float,
     model_version: str,
     trained: Set[str],
+    review_threshold: float | None = None,
 ) -> FusionPrediction:
     """One item's calibrated leaf probabilities -> the three levels with their top-5, the brand,
     and the review routing (confidence vs `thr`, the knowledge findings, and whether the leaf is one
-    the model was trained on: `trained`)."""
+    the model was trained on: `trained`). ``review_threshold``: the threshold of titles that name their
+    type, when `thr` is the stricter one of a title that names none (the item then says so)."""
     j = int(probs.argmax())
     chain = st.chains[j]
     names = [st.snapshot.category(c).name for c in chain]
@@ -94,6 +114,9 @@ def build_prediction(
     unconfirmed = new_category_finding(st, j, ents, trained)
     if unconfirmed is not None:
         findings = [*findings, unconfirmed.to_dict()]
+    held = None if review_threshold is None else title_names_no_type_finding(conf, review_threshold, thr)
+    if held is not None:
+        findings = [*findings, held.to_dict()]
     decision = route(confidence=conf, threshold=thr, findings=findings)
     reasons = [r.value for r in decision.reasons]
     brand, bconf = None, 0.0

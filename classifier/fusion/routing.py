@@ -14,6 +14,7 @@ from enum import StrEnum
 __all__ = [
     "AUTO_ACCEPTED",
     "NEW_CATEGORY_UNCONFIRMED",
+    "TITLE_NAMES_NO_TYPE",
     "Finding",
     "RouteDecision",
     "RouteReason",
@@ -57,13 +58,16 @@ AUTO_ACCEPTED = "auto_accepted"  # the `route_reason` written for items that nee
 _UNKNOWN_CATEGORY_CODES = frozenset({"unknown_category", "category_retired"})
 # The finding the engine writes when it predicts an untrained leaf the title does not name.
 NEW_CATEGORY_UNCONFIRMED = "new_category_unconfirmed"
+# The hint the engine writes when only the stricter threshold of titles naming no product type sent the
+# item to a person (the photo carried the decision).
+TITLE_NAMES_NO_TYPE = "title_names_no_type"
 _OWN_REASON_CODES = _UNKNOWN_CATEGORY_CODES | {NEW_CATEGORY_UNCONFIRMED}
 
 
 def from_the_model(finding: Mapping[str, object]) -> bool:
     """A finding the engine made about itself, not the knowledge graph's: checking the item again
     against a new snapshot keeps it, and it is no conflict the graph raised."""
-    return finding.get("code") == NEW_CATEGORY_UNCONFIRMED
+    return finding.get("code") in (NEW_CATEGORY_UNCONFIRMED, TITLE_NAMES_NO_TYPE)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from numpy.typing import ArrayLike
 from PIL import Image
 
 from classifier.audit import audit_record
-from classifier.fusion.routing import Finding, RouteDecision, RouteReason, route
+from classifier.fusion.outcome import prediction_names_type
+from classifier.fusion.routing import Finding, RouteDecision, RouteReason, from_the_model, route
 from classifier.listings.models import Listing, Prediction
 from classifier.registry.serving import LoadedEngine, engine_for_batch
 from classifier.review.models import ReviewTask
@@ -121,6 +122,12 @@ def serving_threshold(loaded: LoadedEngine) -> float:
     return float(loaded.engine.review_threshold)
 
 
+def item_threshold(loaded: LoadedEngine, pred: Any, threshold: float) -> float:
+    """The threshold one fresh prediction is routed at, as the engine routed it: `threshold`, or the
+    model's stricter untyped threshold when the title names no product type."""
+    return threshold if prediction_names_type(pred) else float(loaded.engine.untyped_threshold(threshold))
+
+
 def prediction_route(
     *, confidence: float, findings: Iterable[Finding | Mapping[str, object]] | None, threshold: float
 ) -> RouteDecision:
@@ -140,7 +147,7 @@ def _findings_in_words(pred: Any, *, threshold: float) -> str:
     lines = [
         str(f.get("message") or f.get("code"))
         for f in pred.knowledge_findings or []
-        if str(f.get("severity", "")).lower() == "conflict"
+        if str(f.get("severity", "")).lower() == "conflict" or from_the_model(f)
     ]
     if pred.confidence < threshold:
         lines.append(f"confidence {pred.confidence:.2f} is below the review threshold {threshold:.2f}")
@@ -183,8 +190,9 @@ def _write_one(
         if Prediction.objects.filter(listing_id=listing_id, model_version=version).exists():
             report.skipped.append(listing_id)
             return
+        routed_at = item_threshold(loaded, pred, threshold)
         decision = prediction_route(
-            confidence=pred.confidence, findings=pred.knowledge_findings, threshold=threshold
+            confidence=pred.confidence, findings=pred.knowledge_findings, threshold=routed_at
         )
         levels = [*list(pred.level_confidences), 0.0, 0.0, 0.0]
         prediction = Prediction(
@@ -244,7 +252,7 @@ def _write_one(
                 data={
                     "prediction": prediction.pk,
                     "confidence": prediction.confidence,
-                    "threshold": threshold,
+                    "threshold": routed_at,
                 },
             )
             report.accepted.append(listing_id)
@@ -253,7 +261,7 @@ def _write_one(
         task = review_task_open(
             prediction=prediction,
             reasons=[reason],
-            reason_detail=_findings_in_words(pred, threshold=threshold),
+            reason_detail=_findings_in_words(pred, threshold=routed_at),
             route_reason=decision.primary,
         )
         listing.status = Listing.Status.IN_REVIEW

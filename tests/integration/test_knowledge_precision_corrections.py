@@ -209,7 +209,15 @@ def test_the_pipeline_routes_with_route_at_the_serving_versions_threshold_and_st
         "message": "brand Titan sells Watches, not Apparel",
         "severity": "conflict",
     }
-    cases = {"hint-sure": (0.99, [hint]), "unsure": (0.9, []), "conflict": (0.99, [conflict])}
+    typed = [{"type": "product_type", "value": "Apparel > Topwear > Tshirts", "start": 5, "end": 11}]
+    cases = {  # confidence, findings, entities
+        "hint-sure": (0.99, [hint], typed),
+        "unsure": (0.9, [], typed),
+        "conflict": (0.99, [conflict], typed),
+        # the title names no product type: the model's stricter untyped threshold (0.98) applies
+        "vague-sure": (0.99, [], []),
+        "vague-unsure": (0.97, [], []),
+    }
     listings = {
         key: Listing.objects.create(
             source="t",
@@ -225,7 +233,7 @@ def test_the_pipeline_routes_with_route_at_the_serving_versions_threshold_and_st
         assert review_threshold == 0.95
         out = []
         for item in items:
-            confidence, findings = cases[Listing.objects.get(pk=int(item.key)).external_id]
+            confidence, findings, entities = cases[Listing.objects.get(pk=int(item.key)).external_id]
             out.append(
                 FusionPrediction(
                     master_category="Apparel",
@@ -240,7 +248,7 @@ def test_the_pipeline_routes_with_route_at_the_serving_versions_threshold_and_st
                     needs_review=False,
                     review_reasons=[],
                     knowledge_findings=findings,
-                    entities=[],
+                    entities=entities,
                     path="full",
                     latency_ms=1.0,
                     complexity=0.1,
@@ -249,13 +257,18 @@ def test_the_pipeline_routes_with_route_at_the_serving_versions_threshold_and_st
             )
         return out
 
-    engine = SimpleNamespace(predict_batch=predict_batch, review_threshold=0.5, snapshot_version=1)
+    engine = SimpleNamespace(
+        predict_batch=predict_batch,
+        review_threshold=0.5,
+        snapshot_version=1,
+        untyped_threshold=lambda thr: max(thr, 0.98),
+    )
     monkeypatch.setattr(
         "classifier.listings.classification.engine_for_batch",
         lambda: SimpleNamespace(engine=engine, version=version),
     )
     report = listings_classify(listing_ids=[listing.pk for listing in listings.values()])
-    assert len(report.classified) == 3
+    assert len(report.classified) == 5
     routed = {key: Prediction.objects.get(listing=listing) for key, listing in listings.items()}
     assert routed["hint-sure"].route_reason == "auto_accepted" and not routed["hint-sure"].needs_review
     assert Listing.objects.get(pk=listings["hint-sure"].pk).status == Listing.Status.ACCEPTED
@@ -264,6 +277,12 @@ def test_the_pipeline_routes_with_route_at_the_serving_versions_threshold_and_st
     task = ReviewTask.objects.get(listing=listings["conflict"])
     assert task.route_reason == "knowledge_conflict" and task.reason == "knowledge_conflict"
     assert "Titan" in task.reason_detail and tshirts.pk == task.category_id
+    assert routed["vague-sure"].route_reason == "auto_accepted"
+    assert routed["vague-unsure"].route_reason == "low_confidence"  # 0.97: above 0.95, below 0.98
+    assert (
+        "below the review threshold 0.98"
+        in ReviewTask.objects.get(listing=listings["vague-unsure"]).reason_detail
+    )
 
 
 def test_ops_accept_a_missing_brand_suggestion_from_the_suggestions_page(ops_user):

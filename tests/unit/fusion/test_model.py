@@ -177,6 +177,10 @@ def test_a_title_that_names_no_type_is_held_to_the_untyped_threshold(encoder):
     after = eng.predict_batch([typed, vague], review_threshold=0.0)
     assert not after[0].needs_review  # the title names a type: the review threshold
     assert after[1].needs_review and after[1].route_reason == "low_confidence"
+    # the auditor is told why: a hint that the photo carried the decision, which routes nothing itself
+    held = [f for f in after[1].knowledge_findings if f["code"] == "title_names_no_type"]
+    assert len(held) == 1 and held[0]["severity"] == "hint" and "names no product type" in held[0]["message"]
+    assert not any(f["code"] == "title_names_no_type" for f in after[0].knowledge_findings)
     assert after[1].confidence == pytest.approx(before[1].confidence)  # routing moves, confidence does not
     eng.calibration["untyped_threshold"] = 0.2
     assert eng.untyped_threshold(0.6) == 0.6 and eng.untyped_threshold(0.1) == 0.2
