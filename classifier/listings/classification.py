@@ -23,7 +23,14 @@ from PIL import Image
 
 from classifier.audit import audit_record
 from classifier.fusion.outcome import prediction_names_type
-from classifier.fusion.routing import Finding, RouteDecision, RouteReason, from_the_model, route
+from classifier.fusion.routing import (
+    TITLE_NAMES_NO_TYPE,
+    Finding,
+    RouteDecision,
+    RouteReason,
+    from_the_model,
+    route,
+)
 from classifier.listings.models import Listing, Prediction
 from classifier.registry.serving import LoadedEngine, engine_for_batch
 from classifier.review.models import ReviewTask
@@ -149,8 +156,12 @@ def _findings_in_words(pred: Any, *, threshold: float) -> str:
         for f in pred.knowledge_findings or []
         if str(f.get("severity", "")).lower() == "conflict" or from_the_model(f)
     ]
-    if pred.confidence < threshold:
-        lines.append(f"confidence {pred.confidence:.2f} is below the review threshold {threshold:.2f}")
+    held_by_title = any(f.get("code") == TITLE_NAMES_NO_TYPE for f in pred.knowledge_findings or [])
+    if pred.confidence < threshold and not held_by_title:  # the hint above already says why
+        if threshold > 1:  # the model's untyped threshold: no confidence is enough for such a title
+            lines.append("the title names no product type: such titles always go to a person")
+        else:
+            lines.append(f"confidence {pred.confidence:.2f} is below the review threshold {threshold:.2f}")
     return "\n".join(line for line in lines if line)
 
 

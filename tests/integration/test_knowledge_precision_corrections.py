@@ -209,6 +209,11 @@ def test_the_pipeline_routes_with_route_at_the_serving_versions_threshold_and_st
         "message": "brand Titan sells Watches, not Apparel",
         "severity": "conflict",
     }
+    held_hint = {
+        "code": "title_names_no_type",
+        "message": "The title names no product type, so the photo carried this decision",
+        "severity": "hint",
+    }
     typed = [{"type": "product_type", "value": "Apparel > Topwear > Tshirts", "start": 5, "end": 11}]
     cases = {  # confidence, findings, entities
         "hint-sure": (0.99, [hint], typed),
@@ -217,6 +222,8 @@ def test_the_pipeline_routes_with_route_at_the_serving_versions_threshold_and_st
         # the title names no product type: the model's stricter untyped threshold (0.98) applies
         "vague-sure": (0.99, [], []),
         "vague-unsure": (0.97, [], []),
+        # the engine's hint: only the untyped threshold sent it (the task's reason says so, once)
+        "vague-held": (0.97, [held_hint], []),
     }
     listings = {
         key: Listing.objects.create(
@@ -268,7 +275,7 @@ def test_the_pipeline_routes_with_route_at_the_serving_versions_threshold_and_st
         lambda: SimpleNamespace(engine=engine, version=version),
     )
     report = listings_classify(listing_ids=[listing.pk for listing in listings.values()])
-    assert len(report.classified) == 5
+    assert len(report.classified) == 6
     routed = {key: Prediction.objects.get(listing=listing) for key, listing in listings.items()}
     assert routed["hint-sure"].route_reason == "auto_accepted" and not routed["hint-sure"].needs_review
     assert Listing.objects.get(pk=listings["hint-sure"].pk).status == Listing.Status.ACCEPTED
@@ -283,6 +290,8 @@ def test_the_pipeline_routes_with_route_at_the_serving_versions_threshold_and_st
         "below the review threshold 0.98"
         in ReviewTask.objects.get(listing=listings["vague-unsure"]).reason_detail
     )
+    detail = ReviewTask.objects.get(listing=listings["vague-held"]).reason_detail
+    assert detail == "The title names no product type, so the photo carried this decision"
 
 
 def test_ops_accept_a_missing_brand_suggestion_from_the_suggestions_page(ops_user):
