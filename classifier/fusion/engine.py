@@ -38,6 +38,7 @@ from classifier.fusion.modeling import FusionModel, no_grad
 from classifier.fusion.onnx_backbone import OnnxBackbone
 from classifier.fusion.outcome import RawPrediction, build_prediction, names_type
 from classifier.fusion.predictions import FusionPrediction, ListingInput
+from classifier.fusion.routing import title_threshold
 from classifier.fusion.text import KeywordModel
 from classifier.fusion.verification import verify
 
@@ -258,7 +259,8 @@ class InferenceEngine:
         (chosen on `val`'s untyped and vague titles), never below ``review_threshold`` (the engine's when
         None; a model calibrated without one holds every title to the review threshold)."""
         thr = self.review_threshold if review_threshold is None else float(review_threshold)
-        return max(thr, float(self.calibration.get("untyped_threshold", 0.0)))
+        untyped = self.calibration.get("untyped_threshold")
+        return title_threshold(thr, None if untyped is None else float(untyped), names_type=False)
 
     @property
     def leaves(self) -> list[str]:

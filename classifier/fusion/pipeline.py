@@ -22,7 +22,7 @@ from classifier.fusion.knowledge import KnowledgeSnapshot
 from classifier.fusion.modeling import FusionModel
 from classifier.fusion.outcome import RawPrediction, prediction_names_type
 from classifier.fusion.prepared import Prepared
-from classifier.fusion.routing import route
+from classifier.fusion.routing import route, title_threshold
 from classifier.fusion.training import (
     CalibrationScores,
     PathTemperatures,
@@ -46,13 +46,13 @@ def calibrate(
 
 
 def reroute(
-    preds: list[FusionPrediction], threshold: float, untyped_threshold: float = 0.0
+    preds: list[FusionPrediction], threshold: float, untyped_threshold: float | None = None
 ) -> list[FusionPrediction]:
     """The same predictions routed at another review threshold (the routing contract, nothing else); a
-    title that names no product type at ``max(threshold, untyped_threshold)``, as the engine routes it."""
+    title that names no product type at the stricter ``untyped_threshold`` too, as the engine routes it."""
     out = []
     for p in preds:
-        thr = threshold if prediction_names_type(p) else max(threshold, untyped_threshold)
+        thr = title_threshold(threshold, untyped_threshold, names_type=prediction_names_type(p))
         d = route(confidence=p.confidence, threshold=thr, findings=p.knowledge_findings)
         out.append(
             replace(

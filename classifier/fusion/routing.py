@@ -21,6 +21,7 @@ __all__ = [
     "Severity",
     "from_the_model",
     "route",
+    "title_threshold",
 ]
 
 
@@ -108,6 +109,15 @@ class RouteDecision:
     def primary(self) -> str:
         """The one reason shown first (queue filter, CSV column); `auto_accepted` when none."""
         return self.reasons[0].value if self.reasons else AUTO_ACCEPTED
+
+
+def title_threshold(review_threshold: float, untyped_threshold: float | None, *, names_type: bool) -> float:
+    """The threshold a prediction is routed at: ``review_threshold``, or, for a title that names no product
+    type, the model's stricter ``untyped_threshold`` (chosen on `val`) when that is higher. The engine,
+    the pipeline's reroute and the knowledge re-route check all route by this."""
+    if names_type or untyped_threshold is None:
+        return review_threshold
+    return max(review_threshold, untyped_threshold)
 
 
 def route(

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from classifier.fusion.knowledge import KnowledgeSnapshot
 from classifier.fusion.outcome import names_type
-from classifier.fusion.routing import RouteDecision, RouteReason, from_the_model, route
+from classifier.fusion.routing import RouteDecision, RouteReason, from_the_model, route, title_threshold
 from classifier.fusion.text import EntityExtractor
 from classifier.fusion.verification import verify
 from classifier.models import Listing, ModelVersion, Prediction, ReviewTask
@@ -40,13 +40,12 @@ def threshold_for(version: ModelVersion | None) -> float:
     return 1.0  # unknown: everything stays with a person
 
 
-def untyped_threshold_for(version: ModelVersion | None) -> float:
+def untyped_threshold_for(version: ModelVersion | None) -> float | None:
     """The stricter threshold the engine holds a title that names no product type to (chosen on `val`
-    and stored with the model; 0 when the model has none): the checker routes such titles the same way."""
+    and stored with the model; None when the model has none): the checker routes such titles the same way."""
     if version is None:
-        return 0.0
-    stored = artifact_review_threshold(version.artifact_dir, key="untyped_threshold")
-    return 0.0 if stored is None else stored
+        return None
+    return artifact_review_threshold(version.artifact_dir, key="untyped_threshold")
 
 
 def knowledge_routed_open_tasks() -> QuerySet[ReviewTask]:
@@ -78,8 +77,8 @@ class Checker:
         product type (the model's untyped threshold applies when higher)."""
         key = (getattr(version, "pk", None), typed)
         if key not in self._thresholds:
-            thr = threshold_for(version)
-            self._thresholds[key] = thr if typed else max(thr, untyped_threshold_for(version))
+            untyped = None if typed else untyped_threshold_for(version)
+            self._thresholds[key] = title_threshold(threshold_for(version), untyped, names_type=typed)
         return self._thresholds[key]
 
     def findings(self, title: str, label: str | None) -> list[dict[str, object]]:

@@ -8,6 +8,7 @@ from classifier.fusion.routing import (
     Severity,
     from_the_model,
     route,
+    title_threshold,
 )
 
 
@@ -66,3 +67,10 @@ def test_an_unconfirmed_new_category_has_its_own_reason_not_a_knowledge_conflict
 def test_finding_round_trips_through_its_dict():
     f = Finding("attribute", "Bra is listed for Women, not Men", Severity.CONFLICT)
     assert Finding.from_dict(f.to_dict()) == f
+
+
+def test_title_threshold_is_stricter_only_for_a_title_that_names_no_type():
+    assert title_threshold(0.96, 1.000001, names_type=True) == 0.96
+    assert title_threshold(0.96, 1.000001, names_type=False) == 1.000001
+    assert title_threshold(0.96, 0.5, names_type=False) == 0.96  # never below the review threshold
+    assert title_threshold(0.96, None, names_type=False) == 0.96  # a model calibrated without one
