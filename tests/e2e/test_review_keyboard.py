@@ -110,7 +110,8 @@ def test_auditor_works_five_items_with_the_keyboard_only(live_server, browser_pa
 
     page.keyboard.press("n")  # start: claims the top item and opens it
     _wait_for_task(page, t1)
-    assert page.is_visible("#rv-heat")
+    # the heatmap has a size only once its image has loaded: wait for it (fails if it never shows)
+    page.wait_for_selector("#rv-heat", state="visible", timeout=10_000)
     shoot(page, "02-item-with-heatmap")
     page.keyboard.press("h")
     assert page.is_hidden("#rv-heat")
