@@ -36,7 +36,7 @@ from classifier.fusion.ensemble import EnsembleModel
 from classifier.fusion.knowledge import KnowledgeSnapshot
 from classifier.fusion.modeling import FusionModel, no_grad
 from classifier.fusion.onnx_backbone import OnnxBackbone
-from classifier.fusion.outcome import RawPrediction, build_prediction, names_type
+from classifier.fusion.outcome import RawPrediction, build_prediction, names_type, untyped_blend
 from classifier.fusion.predictions import FusionPrediction, ListingInput
 from classifier.fusion.routing import title_threshold
 from classifier.fusion.text import KeywordModel
@@ -284,6 +284,7 @@ class InferenceEngine:
         # per-path / per-title temperatures (calibration.json without them: one full-path temperature)
         t_light = float(self.calibration.get("light_temperature", 1.0))
         t_untyped = float(self.calibration.get("untyped_temperature", t_full))
+        untyped_w = float(self.calibration.get("untyped_image_weight", 0.0))
         n = len(items)
         cost = np.zeros(n)  # ms per item
         t0 = time.perf_counter()
@@ -390,6 +391,10 @@ class InferenceEngine:
                 txt_logits = None
                 if feats.text_emb is not None:
                     txt_logits = self.model.head(feats.text_emb, st.prototypes).float().cpu()
+            if img_logits is not None and untyped_w > 0.0:
+                for k, i in enumerate(full_idx):
+                    if not names_type(ents[i]):
+                        logits[k] = untyped_blend(logits[k], img_logits[i], untyped_w)
             att = feats.attention.float().cpu().numpy() if feats.attention is not None else None
             cost[full_idx] += (time.perf_counter() - t2) * 1000 / len(full_idx)
             hires = []
@@ -428,6 +433,8 @@ class InferenceEngine:
                     out_h = self.model(hp, text_h, st.prototypes)
                 lh = out_h.logits.float().cpu() + boost[hk]
                 for r, (k, i) in enumerate(hires):
+                    if img_logits is not None and not names_type(ents[i]):
+                        lh[r] = untyped_blend(lh[r], img_logits[i], untyped_w)
                     lg = 0.5 * (logits[k] + lh[r])
                     j = int(lg.argmax())
                     first = cast("RawPrediction", raws[i])  # the full pass's, set above

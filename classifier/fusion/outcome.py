@@ -33,6 +33,18 @@ def names_type(ents: list[Entity]) -> bool:
     return any(e.type == "product_type" for e in ents)
 
 
+def untyped_blend(fused: torch.Tensor, image: torch.Tensor, image_weight: float) -> torch.Tensor:
+    """The full path's logits for a title that names no product type: the fused logits with the image
+    head's mixed in by ``image_weight`` (calibration's ``untyped_image_weight``, chosen on `val`).
+
+    With nothing in the title to say what the product is, the brand, gender and colour words pull the
+    fused answer toward what such sellers usually list; on `val` the image head alone was right more often
+    (90.2%) than the fused model on vague titles (88.2%)."""
+    if image_weight <= 0.0:
+        return fused
+    return (1.0 - image_weight) * fused + image_weight * image
+
+
 def prediction_names_type(p: FusionPrediction) -> bool:
     """:func:`names_type` of a prediction's title, read off the entities it carries."""
     return any(e.get("type") == "product_type" for e in p.entities)

@@ -20,7 +20,7 @@ from classifier.fusion.ensemble import EnsembleModel, combine
 from classifier.fusion.evaluation import ece, summarize
 from classifier.fusion.knowledge import KnowledgeSnapshot
 from classifier.fusion.modeling import FusionModel
-from classifier.fusion.outcome import RawPrediction, prediction_names_type
+from classifier.fusion.outcome import RawPrediction, prediction_names_type, untyped_blend
 from classifier.fusion.prepared import Prepared
 from classifier.fusion.routing import route, title_threshold
 from classifier.fusion.training import (
@@ -113,6 +113,9 @@ def calibrate_items(
     engine.calibration.update(
         temperature=1.0, image_temperature=1.0, light_temperature=1.0, untyped_temperature=1.0
     )
+    image_weight = _choose_untyped_image_weight(
+        engine, [*items, *(vague_items or [])], truth * (2 if vague_items else 1)
+    )
     full_preds, raws = _run_items(engine, items, force_path="full")
     logits = torch.stack([r.logits for r in raws])
     t_img = 1.0
@@ -159,6 +162,11 @@ def calibrate_items(
             if untyped is not None
             else {}
         ),
+        **(
+            {"untyped_image_weight": image_weight[0], "untyped_image_weight_items": image_weight[1]}
+            if image_weight is not None
+            else {}
+        ),
         "precision_bound_z": engine.cfg.precision_bound_z,
         "target_precision": target_precision,
         "calibration_items": len(items),
@@ -176,7 +184,8 @@ def calibrate_items(
     log(
         f"calibration: T={temps.full:.3f} T_untyped={temps.untyped:.3f} T_light={temps.light:.3f} "
         f"T_img={t_img:.3f} threshold={thr:.4f} light={light_thr:.4f} "
-        f"untyped={engine.untyped_threshold(thr):.4f} full-path ECE {ece_before:.4f} -> {ece_after:.4f}"
+        f"untyped={engine.untyped_threshold(thr):.4f} "
+        f"untyped image weight={engine.calibration.get('untyped_image_weight', 0.0):.2f} full-path ECE {ece_before:.4f} -> {ece_after:.4f}"
         f" served ECE {cal.get('val_ece_served')} vague {cal.get('val_ece_served_vague')} ({len(items)} items)"
     )
     return cal, reroute(preds, thr, engine.untyped_threshold(thr))
@@ -185,6 +194,48 @@ def calibrate_items(
 # an untyped threshold chosen on fewer titles that name no type would swing with every error: below this
 # the engine holds them to the review threshold
 MIN_UNTYPED_ITEMS = 200
+
+
+# the weights of the image head tried for titles that name no type (0: the fused logits alone)
+UNTYPED_IMAGE_WEIGHTS = tuple(round(0.05 * k, 2) for k in range(21))
+
+
+def _choose_untyped_image_weight(
+    engine: InferenceEngine, items: list[ListingInput], truth: list[str]
+) -> tuple[float, int] | None:
+    """How much of the image head's logits the full path mixes into those of a title that names no product
+    type (:func:`outcome.untyped_blend`): the weight in ``UNTYPED_IMAGE_WEIGHTS`` under which most of such
+    ``items`` are right (the smallest among equals), set on the engine; returns it with the number of titles
+    it was chosen on, or None (the engine's weight left as it was) when fewer than ``MIN_UNTYPED_ITEMS``.
+
+    Chosen before the temperatures, which are then fitted on the blended logits; the argmax does not depend
+    on them. On `val` (the full and vague titles that name no type) the fused model alone was right on
+    88.2%, the image head alone on 90.2%."""
+    before = engine.calibration.get("untyped_image_weight")
+    engine.calibration["untyped_image_weight"] = 0.0
+    preds, raws = _run_items(engine, items, force_path="full")
+    pool = [
+        i
+        for i, (p, r) in enumerate(zip(preds, raws, strict=True))
+        if not prediction_names_type(p) and r.image_logits is not None
+    ]
+    if len(pool) < MIN_UNTYPED_ITEMS:
+        if before is None:
+            del engine.calibration["untyped_image_weight"]
+        else:
+            engine.calibration["untyped_image_weight"] = before
+        return None
+    pos = {c: j for j, c in enumerate(engine.leaves)}
+    y = torch.tensor([pos.get(truth[i], -1) for i in pool])
+    fused = torch.stack([raws[i].logits for i in pool])
+    image = torch.stack([cast(torch.Tensor, raws[i].image_logits) for i in pool])
+
+    def right(w: float) -> int:
+        return int((untyped_blend(fused, image, w).argmax(-1) == y).sum())
+
+    chosen = max(UNTYPED_IMAGE_WEIGHTS, key=lambda w: (right(w), -w))
+    engine.calibration["untyped_image_weight"] = chosen
+    return chosen, len(pool)
 
 
 def _choose_untyped_threshold(

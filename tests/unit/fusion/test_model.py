@@ -224,6 +224,72 @@ def test_calibration_chooses_the_untyped_threshold_on_vague_titles_only_with_eno
     assert all(p.needs_review for p in served if p.confidence < floor)
 
 
+def test_untyped_blend_mixes_the_image_head_in_by_its_weight():
+    from classifier.fusion.outcome import untyped_blend
+
+    fused, image = torch.tensor([3.0, 1.0, 0.0]), torch.tensor([0.0, 1.0, 4.0])
+    assert torch.equal(untyped_blend(fused, image, 0.0), fused)
+    assert torch.allclose(untyped_blend(fused, image, 1.0), image)
+    assert torch.allclose(untyped_blend(fused, image, 0.25), torch.tensor([2.25, 1.0, 1.0]))
+
+
+def test_a_title_that_names_no_type_mixes_in_the_image_head_and_a_typed_one_does_not(encoder):
+    """calibration.json's untyped_image_weight changes the full path's logits of vague titles only, on the
+    image head's own logits; a model calibrated without one serves the fused logits."""
+    eng = _engine(encoder, tiny_config())
+    shirt = next(r for r in ROWS if r["leaf"] == LEAVES[0])
+    items = [
+        ListingInput(shirt["bytes"], "Puma Men Blue Tshirt", key="typed"),
+        ListingInput(shirt["bytes"], "Puma Men Blue", key="vague"),
+    ]
+    _, before = eng.predict_detailed(items, force_path="full", review_threshold=0.0)
+    eng.calibration["untyped_image_weight"] = 1.0
+    eng.clear_caches()
+    _, after = eng.predict_detailed(items, force_path="full", review_threshold=0.0)
+    assert torch.allclose(after[0].logits, before[0].logits)  # the title names a type
+    assert torch.allclose(after[1].logits, before[1].image_logits)  # all image: the photo decides
+    assert not torch.allclose(before[1].logits, before[1].image_logits)
+
+
+def test_calibration_chooses_the_untyped_image_weight_with_enough_titles_that_name_no_type(
+    encoder, monkeypatch
+):
+    from classifier.fusion import pipeline
+
+    items = [ListingInput(r["bytes"], r["title"], key=r["id"]) for r in ROWS]
+    vague = [ListingInput(r["bytes"], " ".join(r["title"].split()[:2]), key=r["id"]) for r in ROWS]
+    truth = [r["leaf"] for r in ROWS]
+    quiet = lambda *_: None  # noqa: E731
+
+    eng = _engine(encoder, tiny_config())
+    eng.calibration["untyped_image_weight"] = 0.3  # a previous calibration's: kept when too few titles
+    cal, _ = pipeline.calibrate_items(eng, items, truth, 0.9, vague_items=vague, log=quiet)
+    assert "untyped_image_weight" not in cal and eng.calibration["untyped_image_weight"] == 0.3
+
+    monkeypatch.setattr(pipeline, "MIN_UNTYPED_ITEMS", 10)
+    eng = _engine(encoder, tiny_config())
+    cal, _ = pipeline.calibrate_items(eng, items, truth, 0.9, vague_items=vague, log=quiet)
+    assert cal["untyped_image_weight"] in pipeline.UNTYPED_IMAGE_WEIGHTS
+    assert cal["untyped_image_weight_items"] >= len(vague)
+    assert eng.calibration["untyped_image_weight"] == cal["untyped_image_weight"]
+    # the chosen weight is right on at least as many of those titles as the fused logits alone
+    from classifier.fusion.outcome import prediction_names_type
+
+    eng.calibration["untyped_image_weight"] = 0.0
+    eng.clear_caches()
+    fused, _ = eng.predict_detailed(vague, force_path="full", review_threshold=0.0)
+    eng.calibration["untyped_image_weight"] = cal["untyped_image_weight"]
+    eng.clear_caches()
+    blended, _ = eng.predict_detailed(vague, force_path="full", review_threshold=0.0)
+
+    def right(preds):
+        return sum(
+            p.category_id == t for p, t in zip(preds, truth, strict=True) if not prediction_names_type(p)
+        )
+
+    assert right(blended) >= right(fused)
+
+
 def test_undecodable_image_raises_a_clear_error(encoder):
     eng = _engine(encoder, tiny_config())
     with pytest.raises(InvalidImageError, match="bad-1"):
