@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from classifier.registry.artifacts import artifact_review_threshold
+from classifier.registry.artifacts import artifact_calibration_value, artifact_review_threshold
 from classifier.registry.models import ModelEvaluation, ModelVersion
 
 
@@ -38,6 +38,12 @@ def model_version_untyped_threshold(*, version: ModelVersion) -> float | None:
     """The stricter threshold the model holds titles that name no product type to (calibration.json);
     above 1: no threshold reached the target precision on `val`, every such title goes to a person."""
     return artifact_review_threshold(version.artifact_dir, key="untyped_threshold")
+
+
+def model_version_untyped_image_weight(*, version: ModelVersion) -> float | None:
+    """How much of the image head the model mixes into the answer for a title that names no product type
+    (calibration.json, chosen on `val`); None for a model calibrated without it (the fused answer alone)."""
+    return artifact_calibration_value(version.artifact_dir, "untyped_image_weight")
 
 
 def model_evaluation_latest(*, version: ModelVersion) -> ModelEvaluation | None:

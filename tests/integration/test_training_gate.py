@@ -100,6 +100,8 @@ def test_every_version_is_evaluated_when_registered_against_production(
     assert "the version every candidate is compared with" in page and "nothing in production" not in page
     # no threshold reached 99% on val's vague titles: the page says where they go
     assert 'id="version-untyped-threshold"' in page and "every one goes to a person" in page
+    # and the photo weighs more in their answer (the bundled model's weight, chosen on val)
+    assert 'id="version-untyped-image-weight"' in page and "the image head weighs 0.65" in page
     for kind in ("confusion", "risk-coverage", "history"):
         response = client.get(reverse("model-plot", args=[v1.pk, kind]))
         assert response.status_code == 200 and response["Content-Type"] == "image/png", kind
