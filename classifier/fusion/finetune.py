@@ -344,6 +344,7 @@ def finetune(
                     "review_threshold",
                     "light_threshold",
                     "untyped_threshold",
+                    "untyped_image_weight",
                 )
                 if k in fitted
             }
