@@ -196,6 +196,14 @@ def calibrate_items(
 MIN_UNTYPED_ITEMS = 200
 
 
+def _restore_calibration(engine: InferenceEngine, key: str, before: float | None) -> None:
+    """Put back a calibration value a choice set aside (or remove it, if the model had none)."""
+    if before is None:
+        engine.calibration.pop(key, None)
+    else:
+        engine.calibration[key] = before
+
+
 # the weights of the image head tried for titles that name no type (0: the fused logits alone)
 UNTYPED_IMAGE_WEIGHTS = tuple(round(0.05 * k, 2) for k in range(21))
 
@@ -220,10 +228,7 @@ def _choose_untyped_image_weight(
         if not prediction_names_type(p) and r.image_logits is not None
     ]
     if len(pool) < MIN_UNTYPED_ITEMS:
-        if before is None:
-            del engine.calibration["untyped_image_weight"]
-        else:
-            engine.calibration["untyped_image_weight"] = before
+        _restore_calibration(engine, "untyped_image_weight", before)
         return None
     pos = {c: j for j, c in enumerate(engine.leaves)}
     y = torch.tensor([pos.get(truth[i], -1) for i in pool])
@@ -261,10 +266,7 @@ def _choose_untyped_threshold(
     preds, _ = _run_items(engine, items, review_threshold=review_threshold)
     pool = [i for i, p in enumerate(preds) if not prediction_names_type(p)]
     if len(pool) < MIN_UNTYPED_ITEMS:
-        if before is None:
-            del engine.calibration["untyped_threshold"]
-        else:
-            engine.calibration["untyped_threshold"] = before
+        _restore_calibration(engine, "untyped_threshold", before)
         return None
     for _ in range(3):
         new = _threshold_for([preds[i] for i in pool], [truth[i] for i in pool], target_precision, z)

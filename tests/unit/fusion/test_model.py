@@ -200,23 +200,31 @@ def test_reroute_holds_vague_titles_to_the_untyped_threshold(encoder):
     assert not any(p.needs_review for p in reroute(preds, 0.0))
 
 
+def _quiet(*_: object) -> None:
+    pass
+
+
+def _calibration_sets():
+    """The tiny catalogue's items with full titles, the same with vague ones (brand + gender), their leaves."""
+    items = [ListingInput(r["bytes"], r["title"], key=r["id"]) for r in ROWS]
+    vague = [ListingInput(r["bytes"], " ".join(r["title"].split()[:2]), key=r["id"]) for r in ROWS]
+    return items, vague, [r["leaf"] for r in ROWS]
+
+
 def test_calibration_chooses_the_untyped_threshold_on_vague_titles_only_with_enough_of_them(
     encoder, monkeypatch
 ):
     from classifier.fusion import pipeline
 
-    items = [ListingInput(r["bytes"], r["title"], key=r["id"]) for r in ROWS]
-    vague = [ListingInput(r["bytes"], " ".join(r["title"].split()[:2]), key=r["id"]) for r in ROWS]
-    truth = [r["leaf"] for r in ROWS]
-    quiet = lambda *_: None  # noqa: E731
+    items, vague, truth = _calibration_sets()
 
     eng = _engine(encoder, tiny_config())
-    cal, _ = pipeline.calibrate_items(eng, items, truth, 0.9, vague_items=vague, log=quiet)
+    cal, _ = pipeline.calibrate_items(eng, items, truth, 0.9, vague_items=vague, log=_quiet)
     assert "untyped_threshold" not in cal and "untyped_threshold" not in eng.calibration  # too few
 
     monkeypatch.setattr(pipeline, "MIN_UNTYPED_ITEMS", 10)
     eng = _engine(encoder, tiny_config())
-    cal, _ = pipeline.calibrate_items(eng, items, truth, 0.9, vague_items=vague, log=quiet)
+    cal, _ = pipeline.calibrate_items(eng, items, truth, 0.9, vague_items=vague, log=_quiet)
     assert cal["untyped_threshold_items"] >= len(vague)  # every vague title (and any full one naming no type)
     assert eng.calibration["untyped_threshold"] == cal["untyped_threshold"]
     served = eng.predict_batch(vague)
@@ -256,19 +264,16 @@ def test_calibration_chooses_the_untyped_image_weight_with_enough_titles_that_na
 ):
     from classifier.fusion import pipeline
 
-    items = [ListingInput(r["bytes"], r["title"], key=r["id"]) for r in ROWS]
-    vague = [ListingInput(r["bytes"], " ".join(r["title"].split()[:2]), key=r["id"]) for r in ROWS]
-    truth = [r["leaf"] for r in ROWS]
-    quiet = lambda *_: None  # noqa: E731
+    items, vague, truth = _calibration_sets()
 
     eng = _engine(encoder, tiny_config())
     eng.calibration["untyped_image_weight"] = 0.3  # a previous calibration's: kept when too few titles
-    cal, _ = pipeline.calibrate_items(eng, items, truth, 0.9, vague_items=vague, log=quiet)
+    cal, _ = pipeline.calibrate_items(eng, items, truth, 0.9, vague_items=vague, log=_quiet)
     assert "untyped_image_weight" not in cal and eng.calibration["untyped_image_weight"] == 0.3
 
     monkeypatch.setattr(pipeline, "MIN_UNTYPED_ITEMS", 10)
     eng = _engine(encoder, tiny_config())
-    cal, _ = pipeline.calibrate_items(eng, items, truth, 0.9, vague_items=vague, log=quiet)
+    cal, _ = pipeline.calibrate_items(eng, items, truth, 0.9, vague_items=vague, log=_quiet)
     assert cal["untyped_image_weight"] in pipeline.UNTYPED_IMAGE_WEIGHTS
     assert cal["untyped_image_weight_items"] >= len(vague)
     assert eng.calibration["untyped_image_weight"] == cal["untyped_image_weight"]
