@@ -36,7 +36,7 @@ from classifier.fusion.ensemble import EnsembleModel
 from classifier.fusion.knowledge import KnowledgeSnapshot
 from classifier.fusion.modeling import FusionModel, no_grad
 from classifier.fusion.onnx_backbone import OnnxBackbone
-from classifier.fusion.outcome import RawPrediction, build_prediction, names_type, untyped_blend
+from classifier.fusion.outcome import RawPrediction, build_prediction, mix_heads, names_type
 from classifier.fusion.predictions import FusionPrediction, ListingInput
 from classifier.fusion.routing import title_threshold
 from classifier.fusion.text import KeywordModel
@@ -284,6 +284,8 @@ class InferenceEngine:
         # per-path / per-title temperatures (calibration.json without them: one full-path temperature)
         t_light = float(self.calibration.get("light_temperature", 1.0))
         t_untyped = float(self.calibration.get("untyped_temperature", t_full))
+        # decision-level weights of the text head (typed titles) and the image head (untyped), chosen on val
+        typed_w = float(self.calibration.get("typed_text_weight", 0.0))
         untyped_w = float(self.calibration.get("untyped_image_weight", 0.0))
         n = len(items)
         cost = np.zeros(n)  # ms per item
@@ -387,14 +389,24 @@ class InferenceEngine:
                     text,
                     hidden_states=tuple(h[sel] for h in hs) if hs is not None else None,
                 )
-                logits = self.model.forward_head(feats, st.prototypes).logits.float().cpu() + boost[full_idx]
+                fused = self.model.forward_head(feats, st.prototypes).logits.float().cpu()
                 txt_logits = None
                 if feats.text_emb is not None:
                     txt_logits = self.model.head(feats.text_emb, st.prototypes).float().cpu()
-            if img_logits is not None and untyped_w > 0.0:
-                for k, i in enumerate(full_idx):
-                    if not names_type(ents[i]):
-                        logits[k] = untyped_blend(logits[k], img_logits[i], untyped_w)
+            typed = torch.tensor([names_type(ents[i]) for i in full_idx])
+
+            def mixed(fused_part: torch.Tensor, rows: list[int]) -> torch.Tensor:
+                """``rows``: positions in ``full_idx``."""
+                return mix_heads(
+                    fused_part,
+                    None if txt_logits is None else txt_logits[rows],
+                    None if img_logits is None else img_logits[[full_idx[k] for k in rows]],
+                    title_names_type=typed[rows],
+                    text_weight=typed_w,
+                    image_weight=untyped_w,
+                )
+
+            logits = mixed(fused, list(range(len(full_idx)))) + boost[full_idx]
             att = feats.attention.float().cpu().numpy() if feats.attention is not None else None
             cost[full_idx] += (time.perf_counter() - t2) * 1000 / len(full_idx)
             hires = []
@@ -431,11 +443,9 @@ class InferenceEngine:
                 text_h = self.encoder.encode([titles[i] for i in hk], st.extractor, [ents[i] for i in hk])
                 with self._amp():
                     out_h = self.model(hp, text_h, st.prototypes)
-                lh = out_h.logits.float().cpu() + boost[hk]
+                second = mixed(out_h.logits.float().cpu(), [k for k, _ in hires]) + boost[hk]
                 for r, (k, i) in enumerate(hires):
-                    if img_logits is not None and not names_type(ents[i]):
-                        lh[r] = untyped_blend(lh[r], img_logits[i], untyped_w)
-                    lg = 0.5 * (logits[k] + lh[r])
+                    lg = 0.5 * (logits[k] + second[r])
                     j = int(lg.argmax())
                     first = cast("RawPrediction", raws[i])  # the full pass's, set above
                     raws[i] = RawPrediction(

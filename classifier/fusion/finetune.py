@@ -345,6 +345,7 @@ def finetune(
                     "light_threshold",
                     "untyped_threshold",
                     "untyped_image_weight",
+                    "typed_text_weight",
                 )
                 if k in fitted
             }

@@ -33,16 +33,34 @@ def names_type(ents: list[Entity]) -> bool:
     return any(e.type == "product_type" for e in ents)
 
 
-def untyped_blend(fused: torch.Tensor, image: torch.Tensor, image_weight: float) -> torch.Tensor:
-    """The full path's logits for a title that names no product type: the fused logits with the image
-    head's mixed in by ``image_weight`` (calibration's ``untyped_image_weight``, chosen on `val`).
-
-    With nothing in the title to say what the product is, the brand, gender and colour words pull the
-    fused answer toward what such sellers usually list; on `val` the image head alone was right more often
-    (90.2%) than the fused model on vague titles (88.2%)."""
-    if image_weight <= 0.0:
+def blend_heads(fused: torch.Tensor, other: torch.Tensor, weight: float) -> torch.Tensor:
+    """The fused logits with another head's mixed in by ``weight`` (0: the fused logits alone)."""
+    if weight <= 0.0:
         return fused
-    return (1.0 - image_weight) * fused + image_weight * image
+    return (1.0 - weight) * fused + weight * other
+
+
+def mix_heads(
+    fused: torch.Tensor,
+    text: torch.Tensor | None,
+    image: torch.Tensor | None,
+    *,
+    title_names_type: torch.Tensor,
+    text_weight: float,
+    image_weight: float,
+) -> torch.Tensor:
+    """The full path's logits of a batch (``[batch, leaves]``; ``title_names_type``: ``[batch]`` bools): a
+    decision-level fusion on top of the trained one, each weight chosen on `val` by calibration
+    (``typed_text_weight``, ``untyped_image_weight``).
+
+    A title that names a product type mixes in the text head: on `val` the text head alone was right on
+    97.8% of such titles, the fused model on 97.6%, and the two together on more. A title that names none
+    mixes in the image head: with nothing in the title to say what the product is, the brand, gender and
+    colour words pull the fused answer toward what such sellers usually list; on `val` the image head alone
+    was right more often (90.2%) than the fused model (88.2%)."""
+    typed_mix = fused if text is None else blend_heads(fused, text, text_weight)
+    untyped_mix = fused if image is None else blend_heads(fused, image, image_weight)
+    return torch.where(title_names_type.unsqueeze(-1), typed_mix, untyped_mix)
 
 
 def prediction_names_type(p: FusionPrediction) -> bool:

@@ -20,7 +20,7 @@ from classifier.fusion.ensemble import EnsembleModel, combine
 from classifier.fusion.evaluation import ece, summarize
 from classifier.fusion.knowledge import KnowledgeSnapshot
 from classifier.fusion.modeling import FusionModel
-from classifier.fusion.outcome import RawPrediction, prediction_names_type, untyped_blend
+from classifier.fusion.outcome import RawPrediction, blend_heads, prediction_names_type
 from classifier.fusion.prepared import Prepared
 from classifier.fusion.routing import route, title_threshold
 from classifier.fusion.training import (
@@ -113,7 +113,7 @@ def calibrate_items(
     engine.calibration.update(
         temperature=1.0, image_temperature=1.0, light_temperature=1.0, untyped_temperature=1.0
     )
-    image_weight = _choose_untyped_image_weight(
+    head_weights = _choose_head_weights(
         engine, [*items, *(vague_items or [])], truth * (2 if vague_items else 1)
     )
     full_preds, raws = _run_items(engine, items, force_path="full")
@@ -162,11 +162,8 @@ def calibrate_items(
             if untyped is not None
             else {}
         ),
-        **(
-            {"untyped_image_weight": image_weight[0], "untyped_image_weight_items": image_weight[1]}
-            if image_weight is not None
-            else {}
-        ),
+        **{key: weight for key, (weight, _) in head_weights.items()},
+        **{f"{key}_items": n for key, (_, n) in head_weights.items()},
         "precision_bound_z": engine.cfg.precision_bound_z,
         "target_precision": target_precision,
         "calibration_items": len(items),
@@ -185,7 +182,8 @@ def calibrate_items(
         f"calibration: T={temps.full:.3f} T_untyped={temps.untyped:.3f} T_light={temps.light:.3f} "
         f"T_img={t_img:.3f} threshold={thr:.4f} light={light_thr:.4f} "
         f"untyped={engine.untyped_threshold(thr):.4f} "
-        f"untyped image weight={engine.calibration.get('untyped_image_weight', 0.0):.2f} full-path ECE {ece_before:.4f} -> {ece_after:.4f}"
+        f"text weight (typed)={engine.calibration.get('typed_text_weight', 0.0):.2f} "
+        f"image weight (untyped)={engine.calibration.get('untyped_image_weight', 0.0):.2f} full-path ECE {ece_before:.4f} -> {ece_after:.4f}"
         f" served ECE {cal.get('val_ece_served')} vague {cal.get('val_ece_served_vague')} ({len(items)} items)"
     )
     return cal, reroute(preds, thr, engine.untyped_threshold(thr))
@@ -204,43 +202,59 @@ def _restore_calibration(engine: InferenceEngine, key: str, before: float | None
         engine.calibration[key] = before
 
 
-# the weights of the image head tried for titles that name no type (0: the fused logits alone)
-UNTYPED_IMAGE_WEIGHTS = tuple(round(0.05 * k, 2) for k in range(21))
+# a weight chosen on fewer titles of its kind would follow a handful of items: below this it is kept
+MIN_HEAD_WEIGHT_TITLES = 200
+# the weights tried for the head mixed into the fused logits (0: the fused logits alone)
+HEAD_WEIGHTS = tuple(round(0.05 * k, 2) for k in range(21))
+# calibration key -> (titles it applies to: do they name a product type?, the raw scores' field of the head)
+HEAD_WEIGHT_KEYS = {
+    "typed_text_weight": (True, "text_logits"),
+    "untyped_image_weight": (False, "image_logits"),
+}
 
 
-def _choose_untyped_image_weight(
-    engine: InferenceEngine, items: list[ListingInput], truth: list[str]
-) -> tuple[float, int] | None:
-    """How much of the image head's logits the full path mixes into those of a title that names no product
-    type (:func:`outcome.untyped_blend`): the weight in ``UNTYPED_IMAGE_WEIGHTS`` under which most of such
-    ``items`` are right (the smallest among equals), set on the engine; returns it with the number of titles
-    it was chosen on, or None (the engine's weight left as it was) when fewer than ``MIN_UNTYPED_ITEMS``.
-
-    Chosen before the temperatures, which are then fitted on the blended logits; the argmax does not depend
-    on them. On `val` (the full and vague titles that name no type) the fused model alone was right on
-    88.2%, the image head alone on 90.2%."""
-    before = engine.calibration.get("untyped_image_weight")
-    engine.calibration["untyped_image_weight"] = 0.0
-    preds, raws = _run_items(engine, items, force_path="full")
-    pool = [
-        i
-        for i, (p, r) in enumerate(zip(preds, raws, strict=True))
-        if not prediction_names_type(p) and r.image_logits is not None
-    ]
-    if len(pool) < MIN_UNTYPED_ITEMS:
-        _restore_calibration(engine, "untyped_image_weight", before)
-        return None
-    pos = {c: j for j, c in enumerate(engine.leaves)}
-    y = torch.tensor([pos.get(truth[i], -1) for i in pool])
-    fused = torch.stack([raws[i].logits for i in pool])
-    image = torch.stack([cast(torch.Tensor, raws[i].image_logits) for i in pool])
+def _most_right_weight(fused: torch.Tensor, other: torch.Tensor, y: torch.Tensor) -> float:
+    """The weight of ``HEAD_WEIGHTS`` under which the blend is right most often (the smallest among equals)."""
 
     def right(w: float) -> int:
-        return int((untyped_blend(fused, image, w).argmax(-1) == y).sum())
+        return int((blend_heads(fused, other, w).argmax(-1) == y).sum())
 
-    chosen = max(UNTYPED_IMAGE_WEIGHTS, key=lambda w: (right(w), -w))
-    engine.calibration["untyped_image_weight"] = chosen
-    return chosen, len(pool)
+    return max(HEAD_WEIGHTS, key=lambda w: (right(w), -w))
+
+
+def _choose_head_weights(
+    engine: InferenceEngine, items: list[ListingInput], truth: list[str]
+) -> dict[str, tuple[float, int]]:
+    """How much of the text head the full path mixes into a title that names a product type, and of the
+    image head into one that names none (:func:`outcome.mix_heads`). Each is the weight in ``HEAD_WEIGHTS``
+    under which most of such ``items`` are right (the smallest among equals), set on the engine; returns
+    each chosen weight with the number of titles it was chosen on. With fewer than ``MIN_HEAD_WEIGHT_TITLES``
+    titles of a kind, the engine's weight for it is left as it was (fine-tuning's small held-out sets).
+
+    Chosen before the temperatures, which are then fitted on the mixed logits; the argmax does not depend on
+    them. The entity boost (untrained leaves the title names; none in `val`) is added after the mix."""
+    before = {key: engine.calibration.get(key) for key in HEAD_WEIGHT_KEYS}
+    engine.calibration.update(dict.fromkeys(HEAD_WEIGHT_KEYS, 0.0))
+    preds, raws = _run_items(engine, items, force_path="full")
+    pos = {c: j for j, c in enumerate(engine.leaves)}
+    chosen: dict[str, tuple[float, int]] = {}
+    for key, (typed, field) in HEAD_WEIGHT_KEYS.items():
+        pool = [
+            i
+            for i, (p, r) in enumerate(zip(preds, raws, strict=True))
+            if prediction_names_type(p) == typed and getattr(r, field) is not None
+        ]
+        if len(pool) < MIN_HEAD_WEIGHT_TITLES:
+            _restore_calibration(engine, key, before[key])
+            continue
+        weight = _most_right_weight(
+            torch.stack([raws[i].logits for i in pool]),
+            torch.stack([cast(torch.Tensor, getattr(raws[i], field)) for i in pool]),
+            torch.tensor([pos.get(truth[i], -1) for i in pool]),
+        )
+        engine.calibration[key] = weight
+        chosen[key] = (weight, len(pool))
+    return chosen
 
 
 def _choose_untyped_threshold(

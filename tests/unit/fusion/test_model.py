@@ -232,18 +232,32 @@ def test_calibration_chooses_the_untyped_threshold_on_vague_titles_only_with_eno
     assert all(p.needs_review for p in served if p.confidence < floor)
 
 
-def test_untyped_blend_mixes_the_image_head_in_by_its_weight():
-    from classifier.fusion.outcome import untyped_blend
+def test_mix_heads_blends_the_text_head_into_typed_titles_and_the_image_head_into_untyped_ones():
+    from classifier.fusion.outcome import blend_heads, mix_heads
 
-    fused, image = torch.tensor([3.0, 1.0, 0.0]), torch.tensor([0.0, 1.0, 4.0])
-    assert torch.equal(untyped_blend(fused, image, 0.0), fused)
-    assert torch.allclose(untyped_blend(fused, image, 1.0), image)
-    assert torch.allclose(untyped_blend(fused, image, 0.25), torch.tensor([2.25, 1.0, 1.0]))
+    fused, text, image = (
+        torch.tensor([3.0, 1.0, 0.0]),
+        torch.tensor([0.0, 4.0, 0.0]),
+        torch.tensor([0.0, 1.0, 4.0]),
+    )
+    assert torch.equal(blend_heads(fused, image, 0.0), fused)
+    assert torch.allclose(blend_heads(fused, image, 1.0), image)
+    assert torch.allclose(blend_heads(fused, image, 0.25), torch.tensor([2.25, 1.0, 1.0]))
+    weights = {"text_weight": 0.5, "image_weight": 0.25}
+    batch = [x.repeat(2, 1) for x in (fused, text, image)]
+    typed = torch.tensor([True, False])
+    mixed = mix_heads(*batch, title_names_type=typed, **weights)
+    assert torch.allclose(mixed[0], torch.tensor([1.5, 2.5, 0.0]))  # names a type: the text head
+    assert torch.allclose(mixed[1], torch.tensor([2.25, 1.0, 1.0]))  # names none: the image head
+    assert torch.equal(
+        mix_heads(batch[0], None, None, title_names_type=typed, **weights), batch[0]
+    )  # no heads
 
 
-def test_a_title_that_names_no_type_mixes_in_the_image_head_and_a_typed_one_does_not(encoder):
-    """calibration.json's untyped_image_weight changes the full path's logits of vague titles only, on the
-    image head's own logits; a model calibrated without one serves the fused logits."""
+def test_each_title_kind_mixes_in_its_own_head(encoder):
+    """calibration.json's weights change the full path's logits: the text head's for a title that names a
+    type (typed_text_weight), the image head's for one that names none (untyped_image_weight); a model
+    calibrated without them serves the fused logits."""
     eng = _engine(encoder, tiny_config())
     shirt = next(r for r in ROWS if r["leaf"] == LEAVES[0])
     items = [
@@ -251,48 +265,54 @@ def test_a_title_that_names_no_type_mixes_in_the_image_head_and_a_typed_one_does
         ListingInput(shirt["bytes"], "Puma Men Blue", key="vague"),
     ]
     _, before = eng.predict_detailed(items, force_path="full", review_threshold=0.0)
-    eng.calibration["untyped_image_weight"] = 1.0
+    assert not torch.allclose(before[1].logits, before[1].image_logits)
+    eng.calibration["untyped_image_weight"] = 1.0  # all image: the photo decides
     eng.clear_caches()
     _, after = eng.predict_detailed(items, force_path="full", review_threshold=0.0)
-    assert torch.allclose(after[0].logits, before[0].logits)  # the title names a type
-    assert torch.allclose(after[1].logits, before[1].image_logits)  # all image: the photo decides
-    assert not torch.allclose(before[1].logits, before[1].image_logits)
+    assert torch.allclose(after[0].logits, before[0].logits)  # the title names a type: untouched
+    assert torch.allclose(after[1].logits, before[1].image_logits)
+    eng.calibration["typed_text_weight"] = 1.0  # all text
+    eng.clear_caches()
+    _, after = eng.predict_detailed(items, force_path="full", review_threshold=0.0)
+    assert torch.allclose(after[0].logits, before[0].text_logits)
+    assert torch.allclose(after[1].logits, before[1].image_logits)
 
 
-def test_calibration_chooses_the_untyped_image_weight_with_enough_titles_that_name_no_type(
-    encoder, monkeypatch
-):
+def test_calibration_chooses_the_head_weights_with_enough_titles_of_each_kind(encoder, monkeypatch):
     from classifier.fusion import pipeline
-
-    items, vague, truth = _calibration_sets()
-
-    eng = _engine(encoder, tiny_config())
-    eng.calibration["untyped_image_weight"] = 0.3  # a previous calibration's: kept when too few titles
-    cal, _ = pipeline.calibrate_items(eng, items, truth, 0.9, vague_items=vague, log=_quiet)
-    assert "untyped_image_weight" not in cal and eng.calibration["untyped_image_weight"] == 0.3
-
-    monkeypatch.setattr(pipeline, "MIN_UNTYPED_ITEMS", 10)
-    eng = _engine(encoder, tiny_config())
-    cal, _ = pipeline.calibrate_items(eng, items, truth, 0.9, vague_items=vague, log=_quiet)
-    assert cal["untyped_image_weight"] in pipeline.UNTYPED_IMAGE_WEIGHTS
-    assert cal["untyped_image_weight_items"] >= len(vague)
-    assert eng.calibration["untyped_image_weight"] == cal["untyped_image_weight"]
-    # the chosen weight is right on at least as many of those titles as the fused logits alone
     from classifier.fusion.outcome import prediction_names_type
 
-    eng.calibration["untyped_image_weight"] = 0.0
-    eng.clear_caches()
-    fused, _ = eng.predict_detailed(vague, force_path="full", review_threshold=0.0)
-    eng.calibration["untyped_image_weight"] = cal["untyped_image_weight"]
-    eng.clear_caches()
-    blended, _ = eng.predict_detailed(vague, force_path="full", review_threshold=0.0)
+    items, vague, truth = _calibration_sets()
+    eng = _engine(encoder, tiny_config())
+    eng.calibration.update(untyped_image_weight=0.3, typed_text_weight=0.2)  # a previous calibration's
+    cal, _ = pipeline.calibrate_items(eng, items, truth, 0.9, vague_items=vague, log=_quiet)
+    for key, before in (("untyped_image_weight", 0.3), ("typed_text_weight", 0.2)):  # too few titles: kept
+        assert key not in cal and eng.calibration[key] == before
 
-    def right(preds):
+    monkeypatch.setattr(pipeline, "MIN_HEAD_WEIGHT_TITLES", 10)
+    eng = _engine(encoder, tiny_config())
+    cal, _ = pipeline.calibrate_items(eng, items, truth, 0.9, vague_items=vague, log=_quiet)
+    for key in pipeline.HEAD_WEIGHT_KEYS:
+        assert cal[key] in pipeline.HEAD_WEIGHTS and eng.calibration[key] == cal[key]
+    assert cal["untyped_image_weight_items"] >= len(
+        vague
+    )  # every vague title (and any full one naming no type)
+    assert cal["typed_text_weight_items"] + cal["untyped_image_weight_items"] == 2 * len(items)
+    # the chosen weights are right on at least as many titles of their kind as the fused logits alone
+    chosen = {key: cal[key] for key in pipeline.HEAD_WEIGHT_KEYS}
+
+    def right(weights, typed):
+        eng.calibration.update(weights)
+        eng.clear_caches()
+        preds, _ = eng.predict_detailed([*items, *vague], force_path="full", review_threshold=0.0)
         return sum(
-            p.category_id == t for p, t in zip(preds, truth, strict=True) if not prediction_names_type(p)
+            p.category_id == t
+            for p, t in zip(preds, truth * 2, strict=True)
+            if prediction_names_type(p) == typed
         )
 
-    assert right(blended) >= right(fused)
+    for typed in (True, False):
+        assert right(chosen, typed) >= right(dict.fromkeys(chosen, 0.0), typed)
 
 
 def test_undecodable_image_raises_a_clear_error(encoder):
