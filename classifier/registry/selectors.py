@@ -46,6 +46,12 @@ def model_version_untyped_image_weight(*, version: ModelVersion) -> float | None
     return artifact_calibration_value(version.artifact_dir, "untyped_image_weight")
 
 
+def model_version_typed_text_weight(*, version: ModelVersion) -> float | None:
+    """How much of the text head the model mixes into the answer for a title that names a product type
+    (calibration.json, chosen on `val`); None for a model calibrated without it (the fused answer alone)."""
+    return artifact_calibration_value(version.artifact_dir, "typed_text_weight")
+
+
 def model_evaluation_latest(*, version: ModelVersion) -> ModelEvaluation | None:
     return version.evaluations.select_related("baseline").first()
 

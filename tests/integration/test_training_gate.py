@@ -102,6 +102,7 @@ def test_every_version_is_evaluated_when_registered_against_production(
     assert 'id="version-untyped-threshold"' in page and "every one goes to a person" in page
     # and the photo weighs more in their answer (the bundled model's weight, chosen on val)
     assert 'id="version-untyped-image-weight"' in page and "the image head weighs 0.65" in page
+    assert 'id="version-typed-text-weight"' in page and "the text head's own answer weighs 0.35" in page
     for kind in ("confusion", "risk-coverage", "history"):
         response = client.get(reverse("model-plot", args=[v1.pk, kind]))
         assert response.status_code == 200 and response["Content-Type"] == "image/png", kind
