@@ -54,7 +54,7 @@ def mix_heads(
     (``typed_text_weight``, ``untyped_image_weight``).
 
     A title that names a product type mixes in the text head: on `val` the text head alone was right on
-    97.8% of such titles, the fused model on 97.6%, and the two together on more. A title that names none
+    97.8% of such full titles, the fused model on 97.6%, and the two together on more. A title that names none
     mixes in the image head: with nothing in the title to say what the product is, the brand, gender and
     colour words pull the fused answer toward what such sellers usually list; on `val` the image head alone
     was right more often (90.2%) than the fused model (88.2%)."""
