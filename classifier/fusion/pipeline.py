@@ -97,7 +97,8 @@ def calibrate_items(
 ) -> tuple[dict[str, float], list[FusionPrediction]]:
     """The one calibration of training, fine-tuning and the benchmarks (engine public API only).
 
-    Fits the image head's temperature (the gate reads it), then the temperatures of the served confidence on
+    Chooses the decision-level head weights per title kind (:func:`_choose_head_weights`), then fits the
+    image head's temperature (the gate reads it), then the temperatures of the served confidence on
     ``items`` (their true leaf ids in ``truth``) plus ``vague_items`` (the same items with vague titles, in
     the same order; used for the temperatures only): with ``per_path``, one for the light path, one for the
     full path on titles that name a product type and one on titles that do not (a vague seller), each fitted
