@@ -39,20 +39,18 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def artifact_review_threshold(artifact_dir: str | Path, key: str = "review_threshold") -> float | None:
-    """The review threshold chosen on `val` and stored with the model (calibration.json), if any;
-    ``key="untyped_threshold"``: the one of titles that name no product type."""
-    return artifact_calibration_value(artifact_dir, key)
-
-
 def artifact_calibration_value(artifact_dir: str | Path, key: str) -> float | None:
     """One number of the model's calibration.json (chosen on `val`), or None when it is not there."""
+    number = _read_json(Path(artifact_dir) / "calibration.json").get(key)
     try:
-        value = json.loads((Path(artifact_dir) / "calibration.json").read_text(encoding="utf-8"))
-        number = value.get(key) if isinstance(value, dict) else None
         return None if number is None else float(number)
-    except (OSError, ValueError, TypeError):
+    except (TypeError, ValueError):
         return None
+
+
+def artifact_review_threshold(artifact_dir: str | Path) -> float | None:
+    """The review threshold chosen on `val` and stored with the model (calibration.json), if any."""
+    return artifact_calibration_value(artifact_dir, "review_threshold")
 
 
 class EngineUnavailable(RuntimeError):

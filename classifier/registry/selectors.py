@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from classifier.registry.artifacts import artifact_calibration_value, artifact_review_threshold
+from classifier.registry.artifacts import artifact_calibration_value
 from classifier.registry.models import ModelEvaluation, ModelVersion
 
 
@@ -34,22 +34,16 @@ def model_version_rollback_target() -> ModelVersion | None:
     return current.parent if current is not None else None
 
 
-def model_version_untyped_threshold(*, version: ModelVersion) -> float | None:
-    """The stricter threshold the model holds titles that name no product type to (calibration.json);
-    above 1: no threshold reached the target precision on `val`, every such title goes to a person."""
-    return artifact_review_threshold(version.artifact_dir, key="untyped_threshold")
+# what the model does per title kind (calibration.json, chosen on `val`; None: the model has none)
+TITLE_CALIBRATION_KEYS = ("untyped_threshold", "untyped_image_weight", "typed_text_weight")
 
 
-def model_version_untyped_image_weight(*, version: ModelVersion) -> float | None:
-    """How much of the image head the model mixes into the answer for a title that names no product type
-    (calibration.json, chosen on `val`); None for a model calibrated without it (the fused answer alone)."""
-    return artifact_calibration_value(version.artifact_dir, "untyped_image_weight")
-
-
-def model_version_typed_text_weight(*, version: ModelVersion) -> float | None:
-    """How much of the text head the model mixes into the answer for a title that names a product type
-    (calibration.json, chosen on `val`); None for a model calibrated without it (the fused answer alone)."""
-    return artifact_calibration_value(version.artifact_dir, "typed_text_weight")
+def model_version_title_calibration(*, version: ModelVersion) -> dict[str, float | None]:
+    """``untyped_threshold``: the stricter threshold a title that names no product type is held to (above
+    1: none reached the target precision on `val`, every such title goes to a person);
+    ``untyped_image_weight`` / ``typed_text_weight``: how much of the image head (no type named) or the text
+    head (a type named) is mixed into the answer (None: the fused answer alone)."""
+    return {key: artifact_calibration_value(version.artifact_dir, key) for key in TITLE_CALIBRATION_KEYS}
 
 
 def model_evaluation_latest(*, version: ModelVersion) -> ModelEvaluation | None:

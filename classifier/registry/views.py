@@ -80,9 +80,7 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "classifier/model_detail.html",
         {
             "version": version,
-            "untyped_threshold": sel.model_version_untyped_threshold(version=version),
-            "untyped_image_weight": sel.model_version_untyped_image_weight(version=version),
-            "typed_text_weight": sel.model_version_typed_text_weight(version=version),
+            **sel.model_version_title_calibration(version=version),
             "promoted": promoted,
             "evaluation": evaluation,
             "evaluations": version.evaluations.select_related("baseline")[:10],

@@ -20,7 +20,7 @@ from classifier.fusion.routing import RouteDecision, RouteReason, from_the_model
 from classifier.fusion.text import EntityExtractor
 from classifier.fusion.verification import verify
 from classifier.models import Listing, ModelVersion, Prediction, ReviewTask
-from classifier.registry.artifacts import artifact_review_threshold
+from classifier.registry.artifacts import artifact_calibration_value, artifact_review_threshold
 from knowledge.graph.selectors import category_path_labels
 from knowledge.ports import ReroutePlan, RowIds
 
@@ -45,7 +45,7 @@ def untyped_threshold_for(version: ModelVersion | None) -> float | None:
     and stored with the model; None when the model has none): the checker routes such titles the same way."""
     if version is None:
         return None
-    return artifact_review_threshold(version.artifact_dir, key="untyped_threshold")
+    return artifact_calibration_value(version.artifact_dir, "untyped_threshold")
 
 
 def knowledge_routed_open_tasks() -> QuerySet[ReviewTask]:

@@ -249,9 +249,8 @@ def test_mix_heads_blends_the_text_head_into_typed_titles_and_the_image_head_int
     mixed = mix_heads(*batch, title_names_type=typed, **weights)
     assert torch.allclose(mixed[0], torch.tensor([1.5, 2.5, 0.0]))  # names a type: the text head
     assert torch.allclose(mixed[1], torch.tensor([2.25, 1.0, 1.0]))  # names none: the image head
-    assert torch.equal(
-        mix_heads(batch[0], None, None, title_names_type=typed, **weights), batch[0]
-    )  # no heads
+    no_heads = mix_heads(batch[0], None, None, title_names_type=typed, **weights)
+    assert torch.equal(no_heads, batch[0])
 
 
 def test_each_title_kind_mixes_in_its_own_head(encoder):
@@ -294,9 +293,8 @@ def test_calibration_chooses_the_head_weights_with_enough_titles_of_each_kind(en
     cal, _ = pipeline.calibrate_items(eng, items, truth, 0.9, vague_items=vague, log=_quiet)
     for key in pipeline.HEAD_WEIGHT_KEYS:
         assert cal[key] in pipeline.HEAD_WEIGHTS and eng.calibration[key] == cal[key]
-    assert cal["untyped_image_weight_items"] >= len(
-        vague
-    )  # every vague title (and any full one naming no type)
+    # every vague title (and any full one naming no type)
+    assert cal["untyped_image_weight_items"] >= len(vague)
     assert cal["typed_text_weight_items"] + cal["untyped_image_weight_items"] == 2 * len(items)
     # the chosen weights are right on at least as many titles of their kind as the fused logits alone
     chosen = {key: cal[key] for key in pipeline.HEAD_WEIGHT_KEYS}
